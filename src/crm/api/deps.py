@@ -1,0 +1,91 @@
+"""FastAPI dependencies: the runtime, a unit-of-work session, and the caller from its api_key."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.errors import ApiKeyInvalid, ApiKeyMissing, WrongKeyKind
+from crm.messaging.outbox import OUTBOX_DIRTY
+from crm.runtime import Runtime
+from crm.tenants.schemas import CallerKey
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    """One commit point per request: committed after the handler returns, rolled back on error."""
+    async with runtime.sessions() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+    if session.info.get(OUTBOX_DIRTY):
+        runtime.outbox_wakeup.set()
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def resolve_api_key(
+    request: Request, runtime: Runtime, api_key: str | None
+) -> CallerKey | None:
+    if not api_key:
+        return None
+    # Bound the work an attacker can make us do before the lookup.
+    if len(api_key) > 200:
+        raise ApiKeyInvalid()
+    caller = await runtime.keys.resolve(api_key.strip())
+    if caller is None:
+        raise ApiKeyInvalid()
+    request.state.tenant_id = caller.tenant_id
+    return caller
+
+
+async def public_key(
+    request: Request,
+    runtime: RuntimeDep,
+    api_key: Annotated[
+        str | None,
+        Header(alias="api_key", description="A public key (`pk_test_...`, `pk_live_...`)."),
+    ] = None,
+) -> CallerKey:
+    caller = await resolve_api_key(request, runtime, api_key)
+    if caller is None:
+        raise ApiKeyMissing()
+    if caller.kind != "public":
+        raise WrongKeyKind(
+            "A secret key may not be used on the Self-Service API; use a public key."
+        )
+    return caller
+
+
+async def secret_key(
+    request: Request,
+    runtime: RuntimeDep,
+    api_key: Annotated[
+        str | None,
+        Header(alias="api_key", description="A secret key (`sk_test_...`, `sk_live_...`)."),
+    ] = None,
+) -> CallerKey:
+    caller = await resolve_api_key(request, runtime, api_key)
+    if caller is None:
+        raise ApiKeyMissing()
+    if caller.kind != "secret":
+        raise WrongKeyKind("A public key may not be used on the Back-Office API; use a secret key.")
+    return caller
+
+
+PublicKey = Annotated[CallerKey, Depends(public_key)]
+SecretKey = Annotated[CallerKey, Depends(secret_key)]

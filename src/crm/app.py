@@ -1,0 +1,93 @@
+"""create_app(settings): the ASGI application with its routers, error mapper and lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from crm import __version__
+from crm.api import backoffice, errors, health, selfservice, wellknown
+from crm.api.middleware import RequestContextMiddleware
+from crm.api.responses import JsonResponse
+from crm.migrate import head_revision, is_up_to_date
+from crm.runtime import Runtime
+from crm.settings import Settings
+
+log = logging.getLogger("crm.app")
+
+DESCRIPTION = """
+Customer contacts and self-service sign-in, wire-compatible with the CRM.COM Contacts APIs.
+
+* **Self-Service** (`/self-service/v1`, `/self-service/v2`): apps and portals; a public key in
+  the `api_key` header, then `Authorization: Bearer <access_token>` after sign-in.
+* **Back-Office** (`/backoffice/v1`): the business's servers; a secret key in `api_key`.
+
+Keys starting `pk_test_`/`sk_test_` work in test mode: no message reaches a real provider and
+`GET /backoffice/v1/outbox` shows what would have been sent. Every error is
+`{"code", "message", "details", "request_id"}` with a stable `code`.
+"""
+
+
+class DatabaseNotMigrated(RuntimeError):
+    pass
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    """Build the app. Pass `runtime` to share an engine (tests); otherwise one is made at startup."""
+    settings = settings or (runtime.settings if runtime else Settings())
+    owns_runtime = runtime is None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = runtime or Runtime.build(settings)
+        app.state.runtime = rt
+        try:
+            if owns_runtime and not await is_up_to_date(rt.engine):
+                raise DatabaseNotMigrated(
+                    f"the database is not at the current schema ({head_revision()}); "
+                    "run `crm db upgrade` first"
+                )
+            async with background_tasks(rt):
+                yield
+        finally:
+            if owns_runtime:
+                await rt.close()
+
+    app = FastAPI(
+        title="crm",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        default_response_class=JsonResponse,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    if runtime is not None:
+        app.state.runtime = runtime
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(wellknown.router)
+    for version in ("v1", "v2"):
+        app.include_router(selfservice.router, prefix=f"/self-service/{version}")
+    app.include_router(backoffice.router, prefix="/backoffice/v1")
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+@asynccontextmanager
+async def background_tasks(runtime: Runtime) -> AsyncIterator[None]:
+    """Per-process background work (the message delivery worker), stopped on shutdown."""
+    yield
+
+
+def app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory` and `crm serve`: settings from the environment."""
+    from crm import logging as crm_logging
+
+    settings = Settings()
+    crm_logging.configure(settings.log_level, settings.log_format)
+    return create_app(settings)

@@ -1,0 +1,24 @@
+"""The `crm` command line: thin Typer commands over the same services the HTTP API uses."""
+
+from __future__ import annotations
+
+import typer
+
+from crm.cli import db, keys, serve, tenants
+
+app = typer.Typer(
+    name="crm",
+    help="crm: customer contacts and self-service sign-in. Configure with CRM_* environment "
+    "variables (see the README); start with `crm db upgrade` then `crm serve`.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(tenants.app, name="tenants")
+app.add_typer(keys.app, name="keys")
+serve.register(app)
+
+
+def main() -> None:
+    app()

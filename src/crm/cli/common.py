@@ -1,0 +1,65 @@
+"""Shared plumbing of the CLI commands: settings, a runtime per command, output helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.db import session_scope
+from crm.errors import AppError
+from crm.runtime import Runtime
+from crm.settings import Settings
+
+T = TypeVar("T")
+console = Console()
+err_console = Console(stderr=True)
+
+JsonOption = typer.Option(False, "--json", help="Print one JSON document on stdout (for scripts).")
+
+
+def settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as exc:  # pydantic's message names the bad variable
+        err_console.print(f"[red]Invalid configuration:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def run_in_session(work: Callable[[Runtime, AsyncSession], Awaitable[T]]) -> T:
+    """Run one unit of work in its own transaction and exit non-zero with the error code on failure."""
+
+    async def runner() -> T:
+        runtime = Runtime.build(settings())
+        try:
+            async with session_scope(runtime.sessions) as session:
+                return await work(runtime, session)
+        finally:
+            await runtime.close()
+
+    try:
+        return asyncio.run(runner())
+    except AppError as exc:
+        err_console.print(f"[red]{exc.code}[/red]: {exc.message}")
+        raise typer.Exit(1) from exc
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, default=_default) + "\n")
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return int(value.timestamp())
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def when(value: datetime | None) -> str:
+    return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,39 @@
+"""`crm db`: schema migrations."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from crm.cli.common import console, settings
+from crm.db import create_engine
+from crm.migrate import current_revision, head_revision, upgrade
+
+app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+
+
+@app.command("upgrade")
+def upgrade_command() -> None:
+    """Migrate the database (CRM_DATABASE_URL) to the current schema. Safe to run repeatedly."""
+    cfg = settings()
+    upgrade(cfg)
+    console.print(f"Database is at revision [bold]{head_revision()}[/bold].")
+
+
+@app.command("current")
+def current_command() -> None:
+    """Print the database's schema revision and whether it is current."""
+    cfg = settings()
+
+    async def read() -> str | None:
+        engine = create_engine(cfg)
+        try:
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    current = asyncio.run(read())
+    head = head_revision()
+    state = "up to date" if current == head else f"behind (head is {head}); run `crm db upgrade`"
+    console.print(f"revision {current or 'none'}: {state}")

@@ -1,0 +1,59 @@
+"""`crm serve`: the HTTP server (uvicorn), refusing to start on an unmigrated database."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from crm.cli.common import err_console, settings
+from crm.db import create_engine
+from crm.migrate import current_revision, head_revision
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Server processes (each stateless)."),
+) -> None:
+    """Serve the HTTP API. Each process also runs a message delivery worker unless
+    CRM_WORKER_ENABLED=false."""
+    import uvicorn
+
+    cfg = settings()
+
+    async def revision() -> str | None:
+        engine = create_engine(cfg)
+        try:
+            return await current_revision(engine)
+        except Exception as exc:
+            err_console.print(f"[red]Cannot reach the database:[/red] {type(exc).__name__}: {exc}")
+            raise typer.Exit(1) from exc
+        finally:
+            await engine.dispose()
+
+    current = asyncio.run(revision())
+    if current != head_revision():
+        err_console.print(
+            f"[red]The database is not migrated[/red] (at {current or 'nothing'}, "
+            f"needs {head_revision()}). Run `crm db upgrade` first."
+        )
+        raise typer.Exit(1)
+    cfg.resolved_secret()  # create the development secret once, before workers race for it
+    uvicorn.run(
+        "crm.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        server_header=False,
+    )

@@ -1,0 +1,145 @@
+"""`crm tenants`: create and list tenants; `crm tenants demo` for the development quick start."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.cli.common import JsonOption, console, print_json, run_in_session, when
+from crm.runtime import Runtime
+from crm.tenants import service
+from crm.tenants.schemas import CreatedTenant, TenantInfo
+
+app = typer.Typer(help="Tenants (businesses) and their keys.", no_args_is_help=True)
+
+
+@app.command("create")
+def create(
+    name: str = typer.Option(..., "--name", help="The business's name, shown in messages."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Create a tenant with a default application and one key of each kind and mode.
+
+    The keys are printed once and cannot be shown again (only their hashes are stored).
+    """
+
+    async def work(runtime: Runtime, session: AsyncSession) -> CreatedTenant:
+        return await service.create_tenant(session, runtime.clock, name)
+
+    created = run_in_session(work)
+    if as_json:
+        print_json(_tenant_json(created))
+        return
+    _print_created(created)
+
+
+@app.command("list")
+def list_(as_json: bool = JsonOption) -> None:
+    """List tenants with their number of applications and active keys."""
+
+    async def work(runtime: Runtime, session: AsyncSession) -> list[TenantInfo]:
+        return await service.list_tenants(session)
+
+    tenants = run_in_session(work)
+    if as_json:
+        print_json([asdict(t) for t in tenants])
+        return
+    table = Table("id", "name", "created", "applications", "active keys")
+    for t in tenants:
+        table.add_row(t.id, t.name, when(t.created_at), str(t.applications), str(t.active_keys))
+    console.print(table)
+
+
+@app.command("demo")
+def demo(
+    name: str = typer.Option("Demo", "--name", help="Name of the demo tenant."),
+    keys_file: Path = typer.Option(
+        Path("var/demo-keys.json"), "--keys-file", help="Where the demo keys are kept (0600)."
+    ),
+    base_url: str = typer.Option(
+        "http://127.0.0.1:8000", "--base-url", help="For the sample curl."
+    ),
+) -> None:
+    """Create the development tenant if there is none, and print its keys and a first curl.
+
+    Keys are shown once at creation, so the demo keeps its own in a 0600 file for the next
+    run; when that file is gone, fresh keys are issued for the existing tenant.
+    """
+
+    async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
+        saved = _read_keys(keys_file)
+        tenant_id = await service.find_tenant_by_name(session, name)
+        if tenant_id is not None and saved and saved.get("id") == tenant_id:
+            still_valid = all([await runtime.keys.resolve(k) for k in saved["keys"].values()])
+            if still_valid:
+                return saved
+        if tenant_id is None:
+            return _tenant_json(await service.create_tenant(session, runtime.clock, name))
+        keys = await service.issue_key_set(session, runtime.clock, tenant_id)
+        return {"id": tenant_id, "name": name, "keys": keys}
+
+    data = run_in_session(work)
+    _write_keys(keys_file, data)
+    console.print(f"[bold]Tenant[/bold] {data['name']} ({data['id']}); keys kept in {keys_file}")
+    for label, key in data["keys"].items():
+        console.print(f"  {label:<12} {key}")
+    body = (
+        '{"first_name": "Ahmed", "last_name": "Samir", "title": "Mr", '
+        '"identity": {"provider": "PHONE", "phone_number": "9947823", "country_code": "CYP"}, '
+        '"service_acceptance": "true", "email_opt_out": "true", "sms_opt_out": "true"}'
+    )
+    console.print("\n[bold]Register the guide's example customer (test mode):[/bold]")
+    console.print(
+        f"curl -s -X POST {base_url}/self-service/v1/contacts/register \\\n"
+        f"  -H 'api_key: {data['keys']['public_test']}' -H 'Content-Type: application/json' \\\n"
+        f"  -d '{body}'",
+        soft_wrap=True,
+        highlight=False,
+    )
+    console.print(
+        "\nThen read the code from the test outbox:\n"
+        f"curl -s {base_url}/backoffice/v1/outbox -H 'api_key: {data['keys']['secret_test']}'",
+        soft_wrap=True,
+        highlight=False,
+    )
+
+
+def _tenant_json(created: CreatedTenant) -> dict[str, Any]:
+    return {
+        "id": created.id,
+        "name": created.name,
+        "application_id": created.application_id,
+        "keys": created.keys,
+    }
+
+
+def _print_created(created: CreatedTenant) -> None:
+    console.print(f"Created tenant [bold]{created.name}[/bold] {created.id}")
+    console.print(f"Default application {created.application_id}")
+    table = Table("key", "value")
+    for label, key in created.keys.items():
+        table.add_row(label, key)
+    console.print(table)
+    console.print("[yellow]Store these keys now: they are not shown again.[/yellow]")
+
+
+def _read_keys(path: Path) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+    except (OSError, ValueError):
+        return None
+
+
+def _write_keys(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2)

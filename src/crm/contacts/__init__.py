@@ -1,0 +1,1 @@
+"""The contact record: a person or company, its phones, addresses, consent and audit trail."""

@@ -1,0 +1,120 @@
+"""Tables of contacts, their phones, consent history and audit trail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from crm.db import Base, PortableJSON, UTCDateTime
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+SurrogateKey = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Contact(Base):
+    """One customer of a tenant in one mode. `id` and `code` are the tenant's own or generated.
+
+    Erasure keeps the row as a tombstone (id, code, erased_at) so the id is never reused, and
+    clears every personal field.
+    """
+
+    __tablename__ = "contacts"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "mode", "id"),
+        UniqueConstraint("tenant_id", "mode", "code"),
+        Index("ix_contacts_tenant_mode_created", "tenant_id", "mode", "created_at", "id"),
+        Index("ix_contacts_tenant_mode_updated", "tenant_id", "mode", "updated_at", "id"),
+        Index("ix_contacts_tenant_mode_last_name", "tenant_id", "mode", "last_name_norm", "id"),
+        Index("ix_contacts_tenant_mode_first_name", "tenant_id", "mode", "first_name_norm"),
+        Index("ix_contacts_tenant_mode_company", "tenant_id", "mode", "company_name_norm"),
+        Index("ix_contacts_tenant_mode_email", "tenant_id", "mode", "email_canonical"),
+    )
+
+    pk: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    mode: Mapped[str] = mapped_column(String(10))
+    id: Mapped[str] = mapped_column(String(36))
+    code: Mapped[str] = mapped_column(String(36))
+    contact_type: Mapped[str] = mapped_column(String(10), default="PERSON")
+    title: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    first_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    middle_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    last_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    company_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # Case- and accent-folded copies for indexed prefix search (see contacts.search).
+    first_name_norm: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    last_name_norm: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    company_name_norm: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    email_address: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    email_canonical: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    language_code: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    country_of_agreement: Mapped[str | None] = mapped_column(String(3), nullable=True)
+    gender: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    birth_year: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    birth_month: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    birth_day: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    addresses: Mapped[list[dict[str, Any]]] = mapped_column(PortableJSON, default=list)
+    custom_fields: Mapped[list[dict[str, Any]]] = mapped_column(PortableJSON, default=list)
+    tags: Mapped[list[str]] = mapped_column(PortableJSON, default=list)
+    referral_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    service_acceptance: Mapped[bool] = mapped_column(Boolean, default=False)
+    email_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    sms_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ContactPhone(Base):
+    """A phone of a contact, kept in its own table so exact-number search uses an index."""
+
+    __tablename__ = "contact_phones"
+    __table_args__ = (Index("ix_contact_phones_tenant_mode_e164", "tenant_id", "mode", "e164"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    contact_pk: Mapped[int] = mapped_column(
+        ForeignKey("contacts.pk", ondelete="CASCADE"), index=True
+    )
+    tenant_id: Mapped[str] = mapped_column(String(36))
+    mode: Mapped[str] = mapped_column(String(10))
+    phone_type: Mapped[str] = mapped_column(String(10), default="MOBILE")
+    country_code: Mapped[str | None] = mapped_column(String(3), nullable=True)
+    number: Mapped[str] = mapped_column(String(40))
+    e164: Mapped[str] = mapped_column(String(16))
+    is_primary: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ConsentEvent(Base):
+    """History of consent flag changes: which flag, its new value, when and through which surface."""
+
+    __tablename__ = "consent_events"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    contact_pk: Mapped[int] = mapped_column(
+        ForeignKey("contacts.pk", ondelete="CASCADE"), index=True
+    )
+    flag: Mapped[str] = mapped_column(String(40))
+    value: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(40))  # SELF_SERVICE | BACK_OFFICE | IMPORT
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AuditEvent(Base):
+    """Who changed which fields of a contact, and when (never the values of secrets)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_contact", "tenant_id", "mode", "contact_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(36))
+    mode: Mapped[str] = mapped_column(String(10))
+    contact_id: Mapped[str] = mapped_column(String(36))
+    action: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(80))  # api key id, contact session, or cli
+    fields: Mapped[list[str]] = mapped_column(PortableJSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,1 @@
+"""Idempotency-Key handling for POST operations: a retried request gets the first answer."""

@@ -1,0 +1,1 @@
+"""Sign-in identities, one-time codes, sessions, refresh tokens and access tokens."""

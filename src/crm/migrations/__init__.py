@@ -1,0 +1,1 @@
+"""Alembic migrations; run them with `crm db upgrade`."""

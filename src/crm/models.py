@@ -1,0 +1,35 @@
+"""Imports every table so Alembic and the tests see the whole schema."""
+
+from crm.contacts.models import AuditEvent, ConsentEvent, Contact, ContactPhone
+from crm.db import Base
+from crm.idempotency.models import IdempotencyRecord
+from crm.identities.models import (
+    Identity,
+    OtpChallenge,
+    RetiredRefreshToken,
+    Session,
+    SigningKey,
+)
+from crm.messaging.models import OutboxMessage
+from crm.ratelimits.models import RateCounter
+from crm.tenants.models import ApiKey, Application, Integration, Tenant
+
+__all__ = [
+    "ApiKey",
+    "Application",
+    "AuditEvent",
+    "Base",
+    "ConsentEvent",
+    "Contact",
+    "ContactPhone",
+    "IdempotencyRecord",
+    "Identity",
+    "Integration",
+    "OtpChallenge",
+    "OutboxMessage",
+    "RateCounter",
+    "RetiredRefreshToken",
+    "Session",
+    "SigningKey",
+    "Tenant",
+]

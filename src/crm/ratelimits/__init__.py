@@ -1,0 +1,1 @@
+"""Fixed-window rate counters shared by every server process through the database."""

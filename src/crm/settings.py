@@ -1,0 +1,137 @@
+"""The deployment's configuration: one pydantic-settings tree read from CRM_* environment variables."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger("crm.settings")
+
+# Values that show a secret was copied from an example instead of generated.
+_PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "changethis", "please-change"}
+
+
+class Settings(BaseSettings):
+    """Every setting has a safe development default; production refuses the unsafe ones."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CRM_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    env: Literal["development", "production"] = Field(
+        "development", description="`production` refuses development-only defaults."
+    )
+    database_url: str = Field(
+        "sqlite:///./var/crm.db",
+        description="`sqlite:///path/file.db` or `postgresql://user:pass@host:port/db`.",
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Server secret for HMACs and encryption at rest (32+ characters). "
+        "Generated into a 0600 file beside the database when unset in development.",
+    )
+    secret_key_file: Path | None = Field(
+        None, description="Where the generated development secret is kept (default: beside the DB)."
+    )
+    public_url: str = Field(
+        "http://127.0.0.1:8000", description="Base URL clients reach; the JWT issuer."
+    )
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="`auto`: JSON when stderr is not a terminal."
+    )
+    max_body_bytes: int = Field(64 * 1024, ge=1024, description="Largest accepted request body.")
+    api_key_cache_seconds: float = Field(
+        5.0, ge=0, le=60, description="How long a resolved api_key is cached in-process."
+    )
+    db_pool_size: int = Field(10, ge=1, description="Connections per process (PostgreSQL).")
+    db_statement_timeout_ms: int = Field(
+        5000, ge=0, description="PostgreSQL statement timeout; 0 disables."
+    )
+    access_token_ttl_seconds: int = Field(900, ge=60, le=86400)
+    refresh_idle_ttl_seconds: int = Field(30 * 86400, ge=300)
+    refresh_absolute_ttl_seconds: int = Field(90 * 86400, ge=300)
+    refresh_grace_seconds: int = Field(10, ge=0, le=60)
+    worker_enabled: bool = Field(
+        True, description="Run the message delivery worker inside `crm serve`."
+    )
+    sms_provider: Literal["console", "webhook", "twilio"] = "console"
+    email_provider: Literal["console", "smtp"] = "console"
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_from: str | None = None
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    sms_webhook_url: str | None = None
+    sms_webhook_secret: SecretStr | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from_number: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_base_url: str = "https://api.twilio.com"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        scheme = value.split(":", 1)[0].split("+", 1)[0]
+        if scheme not in {"sqlite", "postgresql", "postgres"}:
+            raise ValueError("CRM_DATABASE_URL must start with sqlite:// or postgresql://")
+        return value
+
+    @model_validator(mode="after")
+    def _production_is_strict(self) -> Settings:
+        if self.env != "production":
+            return self
+        problems = []
+        if self.secret_key is None:
+            problems.append("CRM_SECRET_KEY must be set in production")
+        if self.sms_provider == "console" or self.email_provider == "console":
+            problems.append("the console message providers are for development only")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def sqlite_path(self) -> Path | None:
+        if not self.is_sqlite:
+            return None
+        raw = self.database_url.split(":///", 1)[1] if ":///" in self.database_url else ""
+        return None if raw in {"", ":memory:"} else Path(raw)
+
+    def resolved_secret(self) -> str:
+        """The server secret, generating and persisting one in development when unset."""
+        if self.secret_key is not None:
+            value = self.secret_key.get_secret_value()
+            if len(value) < 32 or value.lower() in _PLACEHOLDER_SECRETS:
+                raise ValueError("CRM_SECRET_KEY must be at least 32 random characters")
+            return value
+        path = self.secret_key_file or _default_secret_path(self)
+        if path.exists():
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(48)
+        # O_EXCL: two processes starting at once must not overwrite each other's secret.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value + "\n")
+        log.warning("CRM_SECRET_KEY is not set: generated one into %s (mode 0600)", path)
+        return value
+
+
+def _default_secret_path(settings: Settings) -> Path:
+    db = settings.sqlite_path()
+    folder = db.parent if db is not None else Path("var")
+    return folder / "secret_key"

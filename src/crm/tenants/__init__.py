@@ -1,0 +1,1 @@
+"""Tenants (businesses), their applications, API keys and per-tenant integrations."""

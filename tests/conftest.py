@@ -1,0 +1,132 @@
+"""Test fixtures: a real database per backend (SQLite always, PostgreSQL when one answers)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from crm.app import create_app
+from crm.migrate import upgrade
+from crm.runtime import Runtime
+from crm.settings import Settings
+from crm.tenants import service as tenants
+from crm.tenants.schemas import CreatedTenant
+
+TEST_SECRET = "test-secret-" + "x" * 40
+PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _postgres_admin_url() -> str | None:
+    url = os.environ.get("CRM_TEST_POSTGRES_URL")
+    if url:
+        return url
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
+            return PG_DEFAULT
+    except OSError:
+        return None
+
+
+POSTGRES_ADMIN_URL = _postgres_admin_url()
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if POSTGRES_ADMIN_URL:
+        return f"database tiers: sqlite, postgresql ({POSTGRES_ADMIN_URL.rsplit('@', 1)[-1]})"
+    return "database tiers: sqlite only (PostgreSQL tier skipped: nothing answers on 127.0.0.1:5432)"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not POSTGRES_ADMIN_URL:
+        terminalreporter.write_line(
+            "PostgreSQL tier skipped: set CRM_TEST_POSTGRES_URL or run PostgreSQL on 127.0.0.1:5432"
+        )
+
+
+def base_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "secret_key": TEST_SECRET,
+        "log_format": "json",
+        "api_key_cache_seconds": 0,
+        "_env_file": None,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+async def _pg_execute(admin_url: str, sql: str) -> None:
+    import asyncpg
+
+    dsn = admin_url.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _pg_url_for(admin_url: str, name: str) -> str:
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh, migrated database for this test run, dropped afterwards."""
+    if request.param == "sqlite":
+        path: Path = tmp_path_factory.mktemp("db") / "crm.db"
+        url = f"sqlite:///{path}"
+        upgrade(base_settings(database_url=url))
+        yield url
+        return
+    if POSTGRES_ADMIN_URL is None:
+        pytest.skip("PostgreSQL tier skipped: nothing answers on 127.0.0.1:5432")
+    name = f"crm_test_{secrets.token_hex(6)}"
+    asyncio.run(_pg_execute(POSTGRES_ADMIN_URL, f'CREATE DATABASE "{name}"'))
+    url = _pg_url_for(POSTGRES_ADMIN_URL, name)
+    try:
+        upgrade(base_settings(database_url=url))
+        yield url
+    finally:
+        asyncio.run(_pg_execute(POSTGRES_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def backend(database_url: str) -> str:
+    return "sqlite" if database_url.startswith("sqlite") else "postgresql"
+
+
+@pytest.fixture(scope="session")
+async def runtime(database_url: str) -> AsyncIterator[Runtime]:
+    rt = Runtime.build(base_settings(database_url=database_url))
+    yield rt
+    await rt.close()
+
+
+@pytest.fixture(scope="session")
+async def app(runtime: Runtime) -> Any:
+    return create_app(runtime.settings, runtime=runtime)
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+async def tenant(runtime: Runtime) -> CreatedTenant:
+    """A new tenant per test: tenancy isolation keeps tests independent without truncation."""
+    async with runtime.sessions() as session:
+        created = await tenants.create_tenant(session, runtime.clock, f"Acme {secrets.token_hex(3)}")
+        await session.commit()
+    return created
