@@ -1,0 +1,1 @@
+"""Outgoing messages: the outbox, the delivery worker, templates and the providers."""
