@@ -9,6 +9,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -25,30 +26,36 @@ PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def _postgres_admin_url() -> str | None:
-    url = os.environ.get("CRM_TEST_POSTGRES_URL")
-    if url:
-        return url
+    """The PostgreSQL to test against, or None to skip that tier (CRM_TEST_POSTGRES=off forces it)."""
+    if os.environ.get("CRM_TEST_POSTGRES", "").lower() in {"0", "off", "false", "no"}:
+        return None
+    url = os.environ.get("CRM_TEST_POSTGRES_URL") or PG_DEFAULT
+    parsed = urlsplit(url)
     try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
-            return PG_DEFAULT
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or 5432), timeout=0.5
+        ):
+            return url
     except OSError:
         return None
 
 
 POSTGRES_ADMIN_URL = _postgres_admin_url()
-BACKENDS = ["sqlite", "postgresql"]
+# Without PostgreSQL the tier is left out (not skipped test by test); the summary says so.
+BACKENDS = ["sqlite", "postgresql"] if POSTGRES_ADMIN_URL else ["sqlite"]
 
 
 def pytest_report_header(config: pytest.Config) -> str:
     if POSTGRES_ADMIN_URL:
         return f"database tiers: sqlite, postgresql ({POSTGRES_ADMIN_URL.rsplit('@', 1)[-1]})"
-    return "database tiers: sqlite only (PostgreSQL tier skipped: nothing answers on 127.0.0.1:5432)"
+    return "database tiers: sqlite only (PostgreSQL tier skipped: no PostgreSQL answers)"
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not POSTGRES_ADMIN_URL:
         terminalreporter.write_line(
-            "PostgreSQL tier skipped: set CRM_TEST_POSTGRES_URL or run PostgreSQL on 127.0.0.1:5432"
+            "PostgreSQL tier skipped: no PostgreSQL answers (set CRM_TEST_POSTGRES_URL, "
+            "or run one on 127.0.0.1:5432)"
         )
 
 
@@ -79,7 +86,9 @@ def _pg_url_for(admin_url: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A fresh, migrated database for this test run, dropped afterwards."""
     if request.param == "sqlite":
         path: Path = tmp_path_factory.mktemp("db") / "crm.db"
@@ -87,8 +96,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         upgrade(base_settings(database_url=url))
         yield url
         return
-    if POSTGRES_ADMIN_URL is None:
-        pytest.skip("PostgreSQL tier skipped: nothing answers on 127.0.0.1:5432")
+    assert POSTGRES_ADMIN_URL is not None
     name = f"crm_test_{secrets.token_hex(6)}"
     asyncio.run(_pg_execute(POSTGRES_ADMIN_URL, f'CREATE DATABASE "{name}"'))
     url = _pg_url_for(POSTGRES_ADMIN_URL, name)
@@ -96,7 +104,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         upgrade(base_settings(database_url=url))
         yield url
     finally:
-        asyncio.run(_pg_execute(POSTGRES_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(
+            _pg_execute(POSTGRES_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        )
 
 
 @pytest.fixture(scope="session")
@@ -127,6 +137,8 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
 async def tenant(runtime: Runtime) -> CreatedTenant:
     """A new tenant per test: tenancy isolation keeps tests independent without truncation."""
     async with runtime.sessions() as session:
-        created = await tenants.create_tenant(session, runtime.clock, f"Acme {secrets.token_hex(3)}")
+        created = await tenants.create_tenant(
+            session, runtime.clock, f"Acme {secrets.token_hex(3)}"
+        )
         await session.commit()
     return created

@@ -14,7 +14,12 @@ from typing import Any
 import orjson
 
 # Attributes of every LogRecord; anything else passed in `extra=` is a structured field.
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+# uvicorn adds `color_message`, an ANSI-coloured copy of msg that means nothing in a log file.
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 class JsonFormatter(logging.Formatter):
@@ -56,6 +61,8 @@ def configure(level: str = "INFO", fmt: str = "auto") -> None:
     root.setLevel(level.upper())
     # uvicorn's own access log would duplicate ours and print query strings.
     logging.getLogger("uvicorn.access").disabled = True
+    # Alembic's per-migration chatter is noise at every start-up check.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

@@ -13,13 +13,14 @@ import typer
 from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm import logging as crm_logging
 from crm.db import session_scope
 from crm.errors import AppError
 from crm.runtime import Runtime
 from crm.settings import Settings
 
 T = TypeVar("T")
-console = Console()
+console = Console(soft_wrap=True)
 err_console = Console(stderr=True)
 
 JsonOption = typer.Option(False, "--json", help="Print one JSON document on stdout (for scripts).")
@@ -27,10 +28,13 @@ JsonOption = typer.Option(False, "--json", help="Print one JSON document on stdo
 
 def settings() -> Settings:
     try:
-        return Settings()
+        cfg = Settings()
     except Exception as exc:  # pydantic's message names the bad variable
         err_console.print(f"[red]Invalid configuration:[/red] {exc}")
         raise typer.Exit(2) from exc
+    # Commands talk to people: readable lines on stderr unless JSON logs were asked for.
+    crm_logging.configure(cfg.log_level, "json" if cfg.log_format == "json" else "console")
+    return cfg
 
 
 def run_in_session(work: Callable[[Runtime, AsyncSession], Awaitable[T]]) -> T:
