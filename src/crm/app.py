@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,8 +11,12 @@ from fastapi import FastAPI
 
 from crm import __version__
 from crm.api import backoffice, errors, health, selfservice, wellknown
+from crm.api import integrations as integrations_api
+from crm.api import metrics as metrics_api
+from crm.api import outbox as outbox_api
 from crm.api.middleware import RequestContextMiddleware
 from crm.api.responses import JsonResponse
+from crm.messaging.worker import DeliveryWorker
 from crm.migrate import head_revision, is_up_to_date
 from crm.runtime import Runtime
 from crm.settings import Settings
@@ -74,6 +79,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     for version in ("v1", "v2"):
         app.include_router(selfservice.router, prefix=f"/self-service/{version}")
     app.include_router(backoffice.router, prefix="/backoffice/v1")
+    app.include_router(integrations_api.router, prefix="/backoffice/v1")
+    app.include_router(outbox_api.router, prefix="/backoffice/v1")
+    app.include_router(metrics_api.router)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     return app
 
@@ -81,7 +89,21 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 @asynccontextmanager
 async def background_tasks(runtime: Runtime) -> AsyncIterator[None]:
     """Per-process background work (the message delivery worker), stopped on shutdown."""
-    yield
+    if not runtime.settings.worker_enabled:
+        yield
+        return
+    worker = DeliveryWorker(runtime)
+    task = asyncio.create_task(worker.run(), name="delivery-worker")
+    try:
+        yield
+    finally:
+        # Graceful: sends in flight finish (or are released for another worker) before the
+        # engine is disposed.
+        worker.stop()
+        try:
+            await task
+        except Exception:
+            log.exception("the delivery worker failed while stopping")
 
 
 def app_from_env() -> FastAPI:

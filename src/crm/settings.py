@@ -76,6 +76,54 @@ class Settings(BaseSettings):
     twilio_from_number: str | None = None
     twilio_messaging_service_sid: str | None = None
     twilio_base_url: str = "https://api.twilio.com"
+    # --- self-service ---
+    access_token_verify_cache: int = Field(
+        10_000,
+        ge=0,
+        le=1_000_000,
+        description="Access tokens whose signature check is remembered per process (0: verify "
+        "every call). Sign-out still takes effect at once: the session is checked every call.",
+    )
+    # --- end self-service ---
+    # --- messaging ---
+    outbox_max_attempts: int = Field(
+        8, ge=1, le=50, description="Tries per message before it is marked failed."
+    )
+    outbox_backoff_base_seconds: float = Field(
+        7.0,
+        gt=0,
+        description="First retry delay; doubled per try with +/-20% jitter (8 tries: ~15 minutes).",
+    )
+    outbox_backoff_max_seconds: float = Field(600.0, gt=0, description="Longest retry delay.")
+    outbox_poll_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often a worker looks for due messages queued by other processes.",
+    )
+    outbox_lease_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="A claimed message not finished within this is sent again (crash recovery); "
+        "each send is cut off at half of it.",
+    )
+    outbox_batch_size: int = Field(20, ge=1, le=500, description="Messages claimed per query.")
+    outbox_concurrency: int = Field(
+        10, ge=1, le=200, description="Messages sent at once per worker process."
+    )
+    allow_private_provider_urls: bool | None = Field(
+        None,
+        description="Let tenants point webhook/Twilio/SMTP settings at private, loopback or "
+        "link-local addresses. Default: allowed in development, refused in production (SSRF).",
+    )
+
+    @property
+    def private_provider_urls_allowed(self) -> bool:
+        if self.allow_private_provider_urls is not None:
+            return self.allow_private_provider_urls
+        return self.env != "production"
+
+    # --- end messaging ---
 
     @field_validator("database_url")
     @classmethod

@@ -12,6 +12,8 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crm.api.responses import error_body
+from crm.metrics import REGISTRY as METRICS
+from crm.metrics import route_template
 
 log = logging.getLogger("crm.access")
 errors_log = logging.getLogger("crm.errors")
@@ -73,14 +75,15 @@ class RequestContextMiddleware:
                     request_id,
                 )
         finally:
-            route = scope.get("route")
+            elapsed = time.perf_counter() - started
+            METRICS.observe_request(scope, status_holder["status"], elapsed)
             log.info(
                 "request",
                 extra={
                     "method": scope["method"],
-                    "path": getattr(route, "path", None) or "<unmatched>",
+                    "path": route_template(scope),
                     "status": status_holder["status"],
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "duration_ms": round(elapsed * 1000, 2),
                     "tenant_id": state.get("tenant_id"),
                     "request_id": request_id,
                 },

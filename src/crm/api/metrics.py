@@ -1,0 +1,51 @@
+"""GET /metrics: this process's HTTP and delivery metrics, and outbox gauges counted in the DB."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter
+from starlette.responses import PlainTextResponse
+
+from crm.api.deps import RuntimeDep
+from crm.messaging.service import outbox_gauges
+from crm.metrics import REGISTRY, Gauge
+
+router = APIRouter(tags=["Operations"])
+log = logging.getLogger("crm.metrics")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_OUTBOX = Gauge(
+    "crm_outbox_messages",
+    "Live-mode outbox messages by channel and status (counted in the database).",
+    ("channel", "status"),
+)
+_OLDEST = Gauge(
+    "crm_outbox_oldest_unsent_age_seconds",
+    "Age of the oldest live message still queued or sending (0 when none).",
+)
+_UP = Gauge("crm_outbox_gauges_up", "1 when the outbox gauges could be read from the database.")
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}}}},
+)
+async def metrics(runtime: RuntimeDep) -> PlainTextResponse:
+    lines = REGISTRY.render()
+    try:
+        gauges = await outbox_gauges(runtime.engine, runtime.clock)
+    except Exception as exc:
+        # Scrapes must keep working while the database is down: the process metrics still help.
+        log.warning("outbox gauges unavailable", extra={"error": type(exc).__name__})
+        lines += _UP.render_samples([((), 0)])
+    else:
+        lines += _OUTBOX.render_samples(
+            ((channel, status), count) for (channel, status), count in gauges.counts.items()
+        )
+        lines += _OLDEST.render_samples([((), gauges.oldest_due_age_seconds)])
+        lines += _UP.render_samples([((), 1)])
+    return PlainTextResponse("\n".join(lines) + "\n", media_type=CONTENT_TYPE)

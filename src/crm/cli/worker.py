@@ -1,0 +1,53 @@
+"""`crm worker`: the message delivery worker on its own, for operators who run it apart from serve."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import typer
+
+from crm import logging as crm_logging
+from crm.cli.common import err_console, settings
+from crm.messaging.worker import DeliveryWorker
+from crm.migrate import is_up_to_date
+from crm.runtime import Runtime
+
+
+def register(app: typer.Typer) -> None:
+    app.command("worker")(worker)
+
+
+def worker() -> None:
+    """Deliver queued messages until SIGTERM or Ctrl-C. Any number may run against one
+    PostgreSQL: each message is claimed by one worker at a time (a worker killed mid-send
+    leaves it to be sent again after its lease). Set CRM_WORKER_ENABLED=false on `crm serve`
+    to keep delivery out of the web processes."""
+    cfg = settings()
+    crm_logging.configure(cfg.log_level, cfg.log_format)
+
+    async def main() -> int:
+        runtime = Runtime.build(cfg)
+        try:
+            try:
+                migrated = await is_up_to_date(runtime.engine)
+            except Exception as exc:
+                err_console.print(f"[red]Cannot reach the database:[/red] {type(exc).__name__}")
+                return 1
+            if not migrated:
+                err_console.print(
+                    "[red]The database is not migrated.[/red] Run `crm db upgrade` first."
+                )
+                return 1
+            delivery = DeliveryWorker(runtime)
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, delivery.stop)
+            await delivery.run()
+            return 0
+        finally:
+            await runtime.close()
+
+    code = asyncio.run(main())
+    if code:
+        raise typer.Exit(code)

@@ -1,0 +1,389 @@
+"""One delivery step: claiming due messages, choosing the tenant's provider, sending, recording.
+
+The protocol that keeps a message from being lost or sent twice by two workers:
+
+1. **Claim** in its own committed transaction: due rows (`queued`, or `sending` whose lease ran
+   out) are locked with `FOR UPDATE SKIP LOCKED` on PostgreSQL, so concurrent workers take
+   disjoint rows; on SQLite every write transaction starts with `BEGIN IMMEDIATE`, so one claimer
+   runs at a time. A claimed row becomes `sending`, its `attempts` goes up by one and its
+   `next_attempt_at` moves to the end of the lease.
+2. **Send** outside any transaction, cut off at half the lease so a live worker always finishes
+   before its lease could be taken over.
+3. **Record** the outcome guarded by `status = 'sending' AND attempts = <the claimed attempt>`:
+   `attempts` is a fencing token, so a worker whose lease was taken over cannot overwrite the
+   newer claim's outcome.
+
+A process killed between 2 and 3 leaves the row `sending`; once the lease has run out any worker
+claims it again and sends it again. Delivery to the provider is therefore at-least-once: the
+webhook carries `message_id` (and the `X-CRM-Message-Id` header), and SMTP a Message-ID derived
+from it, so receivers can drop a duplicate. Twilio takes no idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal, cast
+
+import httpx
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.db import session_scope
+from crm.errors import AppError
+from crm.messaging.integrations import (
+    check_public_host,
+    decrypt_config,
+    deployment_provider,
+    load_integrations,
+    provider_hosts,
+)
+from crm.messaging.models import OutboxMessage
+from crm.messaging.providers import (
+    DeliveryError,
+    EmailProvider,
+    OutgoingMessage,
+    PermanentDeliveryError,
+    SmsProvider,
+    TransientDeliveryError,
+    build_email_provider,
+    build_sms_provider,
+)
+from crm.metrics import REGISTRY as METRICS
+from crm.runtime import Runtime
+from crm.settings import Settings
+
+log = logging.getLogger("crm.messaging.delivery")
+
+_MAX_ERROR = 500
+_MAX_PROVIDER_ID = 200
+_PROVIDER_CACHE_SIZE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedMessage:
+    """A row this worker has leased; `attempt` is the fencing token for recording the outcome."""
+
+    id: str
+    tenant_id: str
+    channel: str
+    recipient: str
+    purpose: str
+    subject: str | None
+    body_text: str
+    body_html: str | None
+    attempt: int
+    expires_at: datetime | None
+    # The tenant's own provider (name, encrypted settings, version) or None for the default.
+    integration: tuple[str, str, datetime] | None
+
+    def outgoing(self) -> OutgoingMessage:
+        return OutgoingMessage(
+            id=self.id,
+            tenant_id=self.tenant_id,
+            channel=cast(Any, self.channel),
+            recipient=self.recipient,
+            subject=self.subject,
+            body_text=self.body_text,
+            body_html=self.body_html,
+        )
+
+
+Outcome = Literal["sent", "transient", "permanent"]
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    outcome: Outcome
+    provider: str | None = None
+    provider_message_id: str | None = None
+    # Short and safe to log (DeliveryError's contract): never the body, code or a secret.
+    error: str | None = None
+
+
+def backoff_seconds(settings: Settings, attempt: int, rng: random.Random) -> float:
+    """Delay after failed try number `attempt` (1-based): base * 2^(attempt-1), capped, with
+    +/-20% jitter so messages failed together by one outage do not retry in lockstep."""
+    raw = settings.outbox_backoff_base_seconds * float(2 ** min(attempt - 1, 30))
+    capped: float = min(settings.outbox_backoff_max_seconds, raw)
+    return capped * rng.uniform(0.8, 1.2)
+
+
+def due_filter(now: datetime) -> Any:
+    # `sending` rows have next_attempt_at = end of their lease, so one range finds both the due
+    # and the abandoned ones, served by the (status, next_attempt_at) index.
+    return (OutboxMessage.status.in_(("queued", "sending")), OutboxMessage.next_attempt_at <= now)
+
+
+async def claim(runtime: Runtime, limit: int) -> list[ClaimedMessage]:
+    """Lease up to `limit` due messages in one committed transaction (see the module docstring).
+
+    Messages whose code has expired are cancelled here rather than sent late; an abandoned
+    message that already used its last try is failed.
+    """
+    settings = runtime.settings
+    now = runtime.clock.now()
+    lease = timedelta(seconds=settings.outbox_lease_seconds)
+    claimed: list[OutboxMessage] = []
+    async with session_scope(runtime.sessions) as session:
+        rows = (
+            await session.scalars(
+                select(OutboxMessage)
+                .where(*due_filter(now))
+                .order_by(OutboxMessage.next_attempt_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        for row in rows:
+            if row.expires_at is not None and row.expires_at <= now:
+                _close(row, "cancelled", "the code expired before the message could be sent")
+                _count(row.channel, "cancelled")
+                log.info("message cancelled: its code expired", extra=_fields(row))
+                continue
+            if row.status == "sending" and row.attempts >= settings.outbox_max_attempts:
+                _close(row, "failed", "interrupted during the last try (lease expired)")
+                _count(row.channel, "failed")
+                log.warning("message failed: interrupted during its last try", extra=_fields(row))
+                continue
+            if row.status == "sending":
+                log.warning(
+                    "reclaiming a message whose lease expired (a worker stopped mid-send)",
+                    extra=_fields(row),
+                )
+            row.status = "sending"
+            row.attempts += 1
+            row.claimed_at = now
+            row.next_attempt_at = now + lease
+            claimed.append(row)
+        integrations = await load_integrations(session, {row.tenant_id for row in claimed})
+    result = []
+    for row in claimed:
+        found = integrations.get((row.tenant_id, row.channel))
+        integration = (
+            None if found is None else (found.provider, found.config_encrypted, found.updated_at)
+        )
+        result.append(
+            ClaimedMessage(
+                id=row.id,
+                tenant_id=row.tenant_id,
+                channel=row.channel,
+                recipient=row.recipient,
+                purpose=row.purpose,
+                subject=row.subject,
+                body_text=row.body_text,
+                body_html=row.body_html,
+                attempt=row.attempts,
+                expires_at=row.expires_at,
+                integration=integration,
+            )
+        )
+    return result
+
+
+def _close(row: OutboxMessage, status: str, error: str) -> None:
+    row.status = status
+    row.last_error = error
+    row.claimed_at = None
+
+
+def _fields(row: OutboxMessage | ClaimedMessage) -> dict[str, Any]:
+    # Ids and counters only: the recipient is personal data and the body holds the code.
+    attempt = row.attempt if isinstance(row, ClaimedMessage) else row.attempts
+    return {
+        "message_id": row.id,
+        "tenant_id": row.tenant_id,
+        "channel": row.channel,
+        "purpose": row.purpose,
+        "attempt": attempt,
+    }
+
+
+def _count(channel: str, outcome: str) -> None:
+    METRICS.delivery_attempts.inc(channel, outcome)
+
+
+class Providers:
+    """Builds and caches providers per tenant and channel; HTTP ones share the worker's client."""
+
+    def __init__(self, runtime: Runtime, client: httpx.AsyncClient) -> None:
+        self.runtime = runtime
+        self.client = client
+        self._cache: OrderedDict[tuple[Any, ...], tuple[str, SmsProvider | EmailProvider]] = (
+            OrderedDict()
+        )
+
+    def _build(
+        self, channel: str, name: str, config: dict[str, Any]
+    ) -> SmsProvider | EmailProvider:
+        if channel == "SMS":
+            return build_sms_provider(name, config, client=self.client)
+        return build_email_provider(name, config)
+
+    async def get(self, message: ClaimedMessage) -> tuple[str, SmsProvider | EmailProvider]:
+        """The provider for this message, or a TransientDeliveryError when its settings are
+        unusable (left to retry so the tenant or operator can fix them within the retry window)."""
+        settings = self.runtime.settings
+        if message.integration is None:
+            key: tuple[Any, ...] = ("deployment", message.channel)
+        else:
+            name, _, updated_at = message.integration
+            key = ("tenant", message.tenant_id, message.channel, name, updated_at)
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+        else:
+            try:
+                if message.integration is None:
+                    name, config = deployment_provider(settings, message.channel)
+                else:
+                    name, encrypted, _ = message.integration
+                    config = decrypt_config(self.runtime.secret, encrypted)
+                    if not settings.private_provider_urls_allowed:
+                        for host in provider_hosts(name, config):
+                            await _check_host(host)
+                provider = self._build(message.channel, name, config)
+            except PermanentDeliveryError:
+                raise
+            except Exception as exc:
+                source = "deployment" if message.integration is None else "tenant's"
+                log.error(
+                    "the %s %s provider settings are not usable",
+                    source,
+                    message.channel,
+                    extra={"tenant_id": message.tenant_id, "error": type(exc).__name__},
+                )
+                raise TransientDeliveryError(
+                    f"the {source} {message.channel} provider settings are not usable"
+                ) from None
+            cached = (name, provider)
+            # The deployment default is stable for the process; tenant entries are keyed by
+            # their updated_at, so a PUT makes a new entry and the old one ages out.
+            self._cache[key] = cached
+            while len(self._cache) > _PROVIDER_CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return cached
+
+
+async def _check_host(host: str) -> None:
+    try:
+        await check_public_host(host)
+    except AppError:
+        raise PermanentDeliveryError(
+            "the provider address is not a public internet address"
+        ) from None
+
+
+async def send(providers: Providers, message: ClaimedMessage, limit_seconds: float) -> SendResult:
+    """One try. Never raises except on cancellation: every failure becomes a SendResult."""
+    name: str | None = None
+    started = time.perf_counter()
+    try:
+        name, provider = await providers.get(message)
+        # Bounded below the lease, so the lease never runs out while this worker still sends.
+        async with asyncio.timeout(limit_seconds):
+            provider_id = await provider.send(message.outgoing())
+        return SendResult("sent", name, provider_id)
+    except PermanentDeliveryError as exc:
+        return SendResult("permanent", name, error=str(exc) or type(exc).__name__)
+    except DeliveryError as exc:
+        return SendResult("transient", name, error=str(exc) or type(exc).__name__)
+    except TimeoutError:
+        return SendResult("transient", name, error=f"no answer within {limit_seconds:g}s")
+    except Exception as exc:
+        # A provider bug must not stop the worker. Only the type is kept: an exception's text
+        # could quote the message it was handling.
+        return SendResult("transient", name, error=f"unexpected error ({type(exc).__name__})")
+    finally:
+        METRICS.delivery_duration.observe(time.perf_counter() - started, message.channel)
+
+
+async def record(
+    runtime: Runtime, message: ClaimedMessage, result: SendResult, rng: random.Random
+) -> str | None:
+    """Write the outcome of one try; returns the new status, or None when the lease was lost."""
+    settings = runtime.settings
+    now = runtime.clock.now()
+    values: dict[str, Any] = {"claimed_at": None}
+    if result.provider is not None:
+        values["provider"] = result.provider
+    next_in: float | None = None
+    if result.outcome == "sent":
+        values.update(
+            status="sent",
+            sent_at=now,
+            last_error=None,
+            provider_message_id=(result.provider_message_id or "")[:_MAX_PROVIDER_ID] or None,
+        )
+    else:
+        error = (result.error or "delivery failed")[:_MAX_ERROR]
+        values["last_error"] = error
+        if result.outcome == "permanent" or message.attempt >= settings.outbox_max_attempts:
+            values["status"] = "failed"
+        else:
+            next_in = backoff_seconds(settings, message.attempt, rng)
+            next_at = now + timedelta(seconds=next_in)
+            if message.expires_at is not None and next_at >= message.expires_at:
+                values.update(
+                    status="cancelled",
+                    last_error=f"{error}; the code expires before the next try",
+                )
+            else:
+                values.update(status="queued", next_attempt_at=next_at)
+    async with session_scope(runtime.sessions) as session:
+        updated = await _fenced_update(session, message, values)
+    status = str(values["status"])
+    fields = _fields(message) | {"provider": result.provider}
+    if not updated:
+        _count(message.channel, "lost_lease")
+        log.warning(
+            "outcome not recorded: another worker took over this message's lease", extra=fields
+        )
+        return None
+    if status == "sent":
+        _count(message.channel, "sent")
+        log.info("message sent", extra=fields)
+        return status
+    _count(message.channel, "retry" if status == "queued" else status)
+    log.warning(
+        "delivery attempt failed",
+        extra=fields
+        | {
+            "error": values["last_error"],
+            "max_attempts": settings.outbox_max_attempts,
+            "outcome": status,
+            "retry_in_seconds": None if next_in is None else round(next_in, 2),
+        },
+    )
+    return status
+
+
+async def release(runtime: Runtime, message: ClaimedMessage) -> bool:
+    """Give a claim back (graceful shutdown mid-send): due again at once, for any worker."""
+    async with session_scope(runtime.sessions) as session:
+        return await _fenced_update(
+            session,
+            message,
+            {"status": "queued", "claimed_at": None, "next_attempt_at": runtime.clock.now()},
+        )
+
+
+async def _fenced_update(
+    session: AsyncSession, message: ClaimedMessage, values: dict[str, Any]
+) -> bool:
+    result = await session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id == message.id,
+            OutboxMessage.status == "sending",
+            OutboxMessage.attempts == message.attempt,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(cast(CursorResult[Any], result).rowcount)
