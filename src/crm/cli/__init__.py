@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from crm.cli import db, keys, serve, tenants
+from crm.cli import contacts, db, keys, outbox, serve, tenants, worker
 
 app = typer.Typer(
     name="crm",
@@ -17,7 +17,10 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(keys.app, name="keys")
+app.add_typer(contacts.app, name="contacts")
+app.add_typer(outbox.app, name="outbox")
 serve.register(app)
+worker.register(app)
 
 
 def main() -> None:

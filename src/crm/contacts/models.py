@@ -5,13 +5,46 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crm.db import Base, PortableJSON, UTCDateTime
 
 # SQLite only autoincrements an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 SurrogateKey = BigInteger().with_variant(Integer(), "sqlite")
+
+
+# What a search branch reads besides its own column: the default sort key with its tie-break,
+# the row key and the erasure mark. With them in the index, each branch finds its top rows by an
+# index-only scan (on a vacuumed table) and only the page itself is read from the table.
+_SEARCH_COVERING = ["created_at", "id", "pk", "erased_at"]
+
+
+def _prefix_index(name: str, *columns: str) -> Index:
+    """A PostgreSQL pattern index on `columns` of a tenant's contacts, covering a search branch.
+
+    Rows without the leading column cannot match a prefix and are left out (a NULL company
+    name on every person, every erased contact's names); any `=` or `LIKE` on that column
+    implies the predicate, so such queries can use the partial index.
+    """
+    return Index(
+        name,
+        "tenant_id",
+        "mode",
+        *columns,
+        postgresql_ops={column: "text_pattern_ops" for column in columns},
+        postgresql_include=_SEARCH_COVERING,
+        postgresql_where=text(f"{columns[0]} IS NOT NULL"),
+    )
 
 
 class Contact(Base):
@@ -24,13 +57,24 @@ class Contact(Base):
     __tablename__ = "contacts"
     __table_args__ = (
         UniqueConstraint("tenant_id", "mode", "id"),
+        # Also serves exact `code` lookups and the CODE sort.
         UniqueConstraint("tenant_id", "mode", "code"),
+        # The sorts: each ends in `id`, the tie-break that makes paging stable.
         Index("ix_contacts_tenant_mode_created", "tenant_id", "mode", "created_at", "id"),
         Index("ix_contacts_tenant_mode_updated", "tenant_id", "mode", "updated_at", "id"),
         Index("ix_contacts_tenant_mode_last_name", "tenant_id", "mode", "last_name_norm", "id"),
-        Index("ix_contacts_tenant_mode_first_name", "tenant_id", "mode", "first_name_norm"),
-        Index("ix_contacts_tenant_mode_company", "tenant_id", "mode", "company_name_norm"),
-        Index("ix_contacts_tenant_mode_email", "tenant_id", "mode", "email_canonical"),
+        # Prefix search (LIKE 'abc%') and exact match, one index per search_value branch (see
+        # contacts.search). PostgreSQL can use a btree for a LIKE prefix only with the pattern
+        # operator class (or the C collation); SQLite ignores that and the options below.
+        # "first last" matches a first-name prefix AND a last-name prefix inside one index;
+        # the same index serves a first-name prefix alone.
+        _prefix_index(
+            "ix_contacts_tenant_mode_first_last_name", "first_name_norm", "last_name_norm"
+        ),
+        _prefix_index("ix_contacts_tenant_mode_last_name_prefix", "last_name_norm"),
+        _prefix_index("ix_contacts_tenant_mode_company", "company_name_norm"),
+        _prefix_index("ix_contacts_tenant_mode_email", "email_canonical"),
+        _prefix_index("ix_contacts_tenant_mode_code_norm", "code_norm"),
     )
 
     pk: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
@@ -38,6 +82,8 @@ class Contact(Base):
     mode: Mapped[str] = mapped_column(String(10))
     id: Mapped[str] = mapped_column(String(36))
     code: Mapped[str] = mapped_column(String(36))
+    # Case-folded code: search_value matches codes case-insensitively.
+    code_norm: Mapped[str | None] = mapped_column(String(36), nullable=True)
     contact_type: Mapped[str] = mapped_column(String(10), default="PERSON")
     title: Mapped[str | None] = mapped_column(String(40), nullable=True)
     first_name: Mapped[str | None] = mapped_column(String(200), nullable=True)

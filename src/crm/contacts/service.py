@@ -1,17 +1,22 @@
 """The rules of the contact record shared by both surfaces: create, find, change, erase, audit.
 
-Surfaces validate the wire format; this module receives plain field values that are already
-normalised (countries alpha-3, emails checked) and keeps the derived columns (search forms,
+Surfaces validate the wire shape (types, lengths, enums); this module normalises the values
+whose meaning needs the domain (phones to E.164, countries to alpha-3, emails to their matching
+key), enforces the record's invariants (one primary phone and address, a COMPANY's name, ids and
+codes unique per tenant and mode) and keeps the derived columns (search forms, phone rows,
 consent history, audit) consistent with them.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,10 +24,19 @@ from crm.clock import Clock
 from crm.contacts.errors import (
     CompanyNameRequired,
     ContactCodeAlreadyExists,
+    ContactCodeImmutable,
     ContactIdAlreadyExists,
     ContactNotFound,
+    ContactTypeImmutable,
+    DuplicatePhone,
+    InvalidContactCode,
+    InvalidContactId,
+    InvalidDateOfBirth,
+    MultiplePrimary,
 )
 from crm.contacts.models import AuditEvent, ConsentEvent, Contact, ContactPhone
+from crm.errors import AppError
+from crm.identities.identifiers import normalize_country, normalize_email, normalize_phone
 from crm.identities.models import Identity, OtpChallenge, Session
 from crm.ids import short_code, uuid7
 from crm.messaging.models import OutboxMessage
@@ -47,12 +61,23 @@ SIMPLE_FIELDS = (
     "tags",
     "referral_code",
 )
+# Fields kept in their own table rather than a column of `contacts`.
+PHONES = "phones"
+_LIST_FIELDS = ("addresses", "custom_fields", "tags")
 _NORMALISED = {
     "first_name": "first_name_norm",
     "last_name": "last_name_norm",
     "company_name": "company_name_norm",
 }
 _CODE_ATTEMPTS = 5
+# Ids go into URL paths and other systems' foreign keys: a conservative alphabet keeps them
+# unambiguous there (no slashes, spaces, dots that proxies normalise, or look-alike Unicode).
+_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,36}")
+_CODE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,36}")
+# Path segments the router uses under /contacts; an id or code equal to one would be unreachable.
+RESERVED_REFS = frozenset({"verify"})
+CONTACT_TYPES = ("PERSON", "COMPANY")
+MIN_BIRTH_YEAR = 1900
 
 
 def search_form(value: str | None) -> str | None:
@@ -62,6 +87,116 @@ def search_form(value: str | None) -> str | None:
     decomposed = unicodedata.normalize("NFKD", value.strip())
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return stripped.casefold()
+
+
+def check_contact_id(value: str) -> str:
+    if not isinstance(value, str) or not _ID_PATTERN.fullmatch(value) or value in RESERVED_REFS:
+        raise InvalidContactId(details=[{"field": "id", "message": InvalidContactId.message}])
+    return value
+
+
+def check_contact_code(value: str) -> str:
+    if not isinstance(value, str) or not _CODE_PATTERN.fullmatch(value) or value in RESERVED_REFS:
+        raise InvalidContactCode(details=[{"field": "code", "message": InvalidContactCode.message}])
+    return value
+
+
+def _with_field(exc: AppError, field: str) -> AppError:
+    """Name the offending field in the error's details (API.md section 2)."""
+    if not exc.details:
+        exc.details = [{"field": field, "message": exc.message}]
+    return exc
+
+
+def normalise_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Normalise the domain-checked values of `fields`; raise an AppError naming the field.
+
+    Idempotent, so callers that already normalised (Self-Service) lose nothing by passing
+    through it.
+    """
+    out = dict(fields)
+    if out.get("country_of_agreement") is not None:
+        try:
+            out["country_of_agreement"] = normalize_country(out["country_of_agreement"])
+        except AppError as exc:
+            raise _with_field(exc, "country_of_agreement") from None
+    if out.get("email_address") is not None:
+        try:
+            out["email_address"] = normalize_email(out["email_address"]).display
+        except AppError as exc:
+            raise _with_field(exc, "email_address") from None
+    if out.get(PHONES) is not None:
+        out[PHONES] = _normalise_phones(out[PHONES])
+    if out.get("addresses") is not None:
+        out["addresses"] = _normalise_addresses(out["addresses"])
+    return out
+
+
+def _normalise_phones(phones: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for index, phone in enumerate(phones):
+        field = f"phones.{index}"
+        country = phone.get("country_code")
+        try:
+            parsed = normalize_phone(str(phone.get("number") or ""), country)
+        except AppError as exc:
+            raise _with_field(exc, f"{field}.number") from None
+        if parsed.e164 in seen:
+            raise DuplicatePhone(details=[{"field": f"{field}.number", "message": parsed.e164}])
+        seen.add(parsed.e164)
+        result.append(
+            {
+                "phone_type": phone.get("phone_type") or "MOBILE",
+                "country_code": parsed.country_code,
+                "number": parsed.e164,
+                "is_primary": bool(phone.get("is_primary")),
+            }
+        )
+    _one_primary(result, "phones")
+    return result
+
+
+def _normalise_addresses(addresses: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = []
+    for index, address in enumerate(addresses):
+        item = {k: v for k, v in address.items() if k != "id"}
+        if item.get("country_code") is not None:
+            try:
+                item["country_code"] = normalize_country(item["country_code"])
+            except AppError as exc:
+                raise _with_field(exc, f"addresses.{index}.country_code") from None
+        item["is_primary"] = bool(item.get("is_primary"))
+        item["id"] = address.get("id") or uuid7()
+        result.append(item)
+    _one_primary(result, "addresses")
+    return result
+
+
+def _one_primary(items: list[dict[str, Any]], field: str) -> None:
+    primaries = sum(1 for item in items if item["is_primary"])
+    if primaries > 1:
+        raise MultiplePrimary(details=[{"field": field, "message": MultiplePrimary.message}])
+    # A single item, or a list with none marked, gets the first as primary: clients reading
+    # "the primary phone" should always find one when there is any.
+    if items and primaries == 0:
+        items[0]["is_primary"] = True
+
+
+def _check_birth_date(contact: Contact) -> None:
+    parts = (contact.birth_year, contact.birth_month, contact.birth_day)
+    if all(p is None for p in parts):
+        return
+    if any(p is None for p in parts):
+        raise InvalidDateOfBirth(
+            details=[{"field": "demographics.date_of_birth", "message": "year, month and day"}]
+        )
+    try:
+        born = dt.date(*parts)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InvalidDateOfBirth() from None
+    if born.year < MIN_BIRTH_YEAR or born > dt.datetime.now(dt.UTC).date():
+        raise InvalidDateOfBirth()
 
 
 async def create(
@@ -78,19 +213,28 @@ async def create(
     contact_type: str = "PERSON",
 ) -> Contact:
     """Insert a contact; 409 on a taken id or code (erased contacts keep theirs as tombstones)."""
+    if contact_id is not None:
+        check_contact_id(contact_id)
+    if code is not None:
+        check_contact_code(code)
+    if contact_type not in CONTACT_TYPES:
+        raise AppError("contact_type must be PERSON or COMPANY.")
+    fields = normalise_fields(fields)
     if contact_type == "COMPANY" and not fields.get("company_name"):
-        raise CompanyNameRequired()
+        raise CompanyNameRequired(details=[{"field": "company_name", "message": "required"}])
     now = clock.now()
     if contact_id is not None and await _exists(session, tenant_id, mode, Contact.id == contact_id):
         raise ContactIdAlreadyExists()
     if code is not None and await _exists(session, tenant_id, mode, Contact.code == code):
         raise ContactCodeAlreadyExists()
     for attempt in range(_CODE_ATTEMPTS):
+        contact_code = code or short_code()
         contact = Contact(
             tenant_id=tenant_id,
             mode=mode,
             id=contact_id or uuid7(),
-            code=code or short_code(),
+            code=contact_code,
+            code_norm=contact_code.casefold(),
             contact_type=contact_type,
             created_at=now,
             updated_at=now,
@@ -102,6 +246,7 @@ async def create(
             sms_opt_out=False,
         )
         _assign(contact, fields)
+        _check_birth_date(contact)
         try:
             async with session.begin_nested():
                 session.add(contact)
@@ -115,6 +260,8 @@ async def create(
                 raise ContactCodeAlreadyExists() from exc
             continue
         break
+    if fields.get(PHONES):
+        _add_phones(session, contact, fields[PHONES])
     changed = [f for f in CONSENT_FLAGS if f in fields]
     _record_consent(session, contact, {f: bool(fields[f]) for f in changed}, source, now)
     record_audit(
@@ -123,7 +270,7 @@ async def create(
         contact,
         "CREATED",
         actor,
-        sorted(k for k in fields if fields[k] is not None),
+        sorted(k for k in fields if fields[k] not in (None, [], "")),
     )
     return contact
 
@@ -141,7 +288,7 @@ def _assign(contact: Contact, fields: Mapping[str, Any]) -> None:
     for name in (*SIMPLE_FIELDS, *CONSENT_FLAGS):
         if name in fields:
             value = fields[name]
-            if name in ("addresses", "custom_fields", "tags") and value is None:
+            if name in _LIST_FIELDS and value is None:
                 value = []
             if name in CONSENT_FLAGS:
                 value = bool(value)
@@ -149,11 +296,57 @@ def _assign(contact: Contact, fields: Mapping[str, Any]) -> None:
             if name in _NORMALISED:
                 setattr(contact, _NORMALISED[name], search_form(value))
             if name == "email_address":
-                contact.email_canonical = value.casefold() if value else None
+                contact.email_canonical = normalize_email(value).canonical if value else None
+
+
+def _add_phones(
+    session: AsyncSession, contact: Contact, phones: Sequence[Mapping[str, Any]]
+) -> None:
+    for phone in phones:
+        session.add(
+            ContactPhone(
+                id=uuid7(),
+                contact_pk=contact.pk,
+                tenant_id=contact.tenant_id,
+                mode=contact.mode,
+                phone_type=phone["phone_type"],
+                country_code=phone["country_code"],
+                number=phone["number"],
+                e164=phone["number"],
+                is_primary=phone["is_primary"],
+            )
+        )
+
+
+async def phones_of(
+    session: AsyncSession, contact_pks: Sequence[int]
+) -> dict[int, list[ContactPhone]]:
+    """The phones of each contact, the primary first then in the order they were added."""
+    result: dict[int, list[ContactPhone]] = {pk: [] for pk in contact_pks}
+    if not contact_pks:
+        return result
+    rows = await session.scalars(
+        select(ContactPhone)
+        .where(ContactPhone.contact_pk.in_(contact_pks))
+        .order_by(ContactPhone.contact_pk, ContactPhone.is_primary.desc(), ContactPhone.id)
+    )
+    for phone in rows:
+        result[phone.contact_pk].append(phone)
+    return result
+
+
+def _phone_key(phone: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (phone["phone_type"], phone["country_code"], phone["number"], phone["is_primary"])
+
+
+def _address_key(address: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in address.items() if k != "id" and v is not None}
 
 
 async def get_by_ref(session: AsyncSession, tenant_id: str, mode: str, ref: str) -> Contact:
     """A live contact by id, else by code; erased contacts and other tenants' are 404."""
+    if not isinstance(ref, str) or not 0 < len(ref) <= 36:
+        raise ContactNotFound()
     rows = await session.scalars(
         select(Contact).where(
             Contact.tenant_id == tenant_id,
@@ -185,20 +378,60 @@ async def update_fields(
     source: str,
     actor: str,
 ) -> list[str]:
-    """Apply a partial update (absent = unchanged, None = cleared); return the changed field names."""
-    changed = [name for name, value in changes.items() if getattr(contact, name, object()) != value]
+    """Apply a partial update (absent = unchanged, None = cleared); return the changed field names.
+
+    `code` and `contact_type` may be present only with their current values (400 otherwise).
+    """
+    changes = dict(changes)
+    if "code" in changes:
+        if changes.pop("code") != contact.code:
+            raise ContactCodeImmutable(details=[{"field": "code", "message": "immutable"}])
+    if "contact_type" in changes:
+        if changes.pop("contact_type") != contact.contact_type:
+            raise ContactTypeImmutable(details=[{"field": "contact_type", "message": "immutable"}])
+    changes = normalise_fields(changes)
+    changed: list[str] = []
+    for name, value in changes.items():
+        if name == PHONES:
+            current = (await phones_of(session, [contact.pk]))[contact.pk]
+            before = [
+                _phone_key(
+                    {
+                        "phone_type": p.phone_type,
+                        "country_code": p.country_code,
+                        "number": p.e164,
+                        "is_primary": p.is_primary,
+                    }
+                )
+                for p in current
+            ]
+            if before != [_phone_key(p) for p in value or []]:
+                changed.append(name)
+        elif name == "addresses":
+            before_addresses = [_address_key(a) for a in contact.addresses or []]
+            if before_addresses != [_address_key(a) for a in value or []]:
+                changed.append(name)
+        elif name in _LIST_FIELDS:
+            if (getattr(contact, name) or []) != (value or []):
+                changed.append(name)
+        elif name in SIMPLE_FIELDS or name in CONSENT_FLAGS:
+            if getattr(contact, name) != value:
+                changed.append(name)
     if not changed:
         return []
-    now = clock.now()
-    consent = {f: bool(changes[f]) for f in CONSENT_FLAGS if f in changed}
-    merged = dict(changes)
     if (
         contact.contact_type == "COMPANY"
-        and "company_name" in merged
-        and not merged["company_name"]
+        and "company_name" in changed
+        and not changes["company_name"]
     ):
-        raise CompanyNameRequired()
-    _assign(contact, {k: merged[k] for k in changed})
+        raise CompanyNameRequired(details=[{"field": "company_name", "message": "required"}])
+    now = clock.now()
+    consent = {f: bool(changes[f]) for f in CONSENT_FLAGS if f in changed}
+    _assign(contact, {k: changes[k] for k in changed if k != PHONES})
+    _check_birth_date(contact)
+    if PHONES in changed:
+        await session.execute(delete(ContactPhone).where(ContactPhone.contact_pk == contact.pk))
+        _add_phones(session, contact, changes[PHONES] or [])
     contact.updated_at = now
     _record_consent(session, contact, consent, source, now)
     record_audit(session, clock, contact, "UPDATED", actor, sorted(changed))
@@ -219,6 +452,16 @@ def _record_consent(
                 changed_at=now,
             )
         )
+
+
+async def consent_history(session: AsyncSession, contact: Contact) -> list[ConsentEvent]:
+    """Every consent change of a contact, oldest first."""
+    rows = await session.scalars(
+        select(ConsentEvent)
+        .where(ConsentEvent.contact_pk == contact.pk)
+        .order_by(ConsentEvent.changed_at, ConsentEvent.id)
+    )
+    return list(rows)
 
 
 def record_audit(
@@ -242,6 +485,43 @@ def record_audit(
             created_at=clock.now(),
         )
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    events: list[AuditEvent]
+    has_more: bool
+
+
+async def list_audit(session: AsyncSession, contact: Contact, *, page: int, size: int) -> AuditPage:
+    """A contact's audit trail, newest first (uuid7 ids break ties in time order)."""
+    rows = list(
+        await session.scalars(
+            select(AuditEvent)
+            .where(
+                AuditEvent.tenant_id == contact.tenant_id,
+                AuditEvent.mode == contact.mode,
+                AuditEvent.contact_id == contact.id,
+            )
+            .order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
+            .offset((page - 1) * size)
+            .limit(size + 1)
+        )
+    )
+    return AuditPage(events=rows[:size], has_more=len(rows) > size)
+
+
+async def count_audit(session: AsyncSession, contact: Contact) -> int:
+    total = await session.scalar(
+        select(func.count())
+        .select_from(AuditEvent)
+        .where(
+            AuditEvent.tenant_id == contact.tenant_id,
+            AuditEvent.mode == contact.mode,
+            AuditEvent.contact_id == contact.id,
+        )
+    )
+    return int(total or 0)
 
 
 async def erase(session: AsyncSession, clock: Clock, contact: Contact, *, actor: str) -> None:
@@ -276,7 +556,7 @@ async def erase(session: AsyncSession, clock: Clock, contact: Contact, *, actor:
         )
     )
     for name in SIMPLE_FIELDS:
-        setattr(contact, name, [] if name in ("addresses", "custom_fields", "tags") else None)
+        setattr(contact, name, [] if name in _LIST_FIELDS else None)
     for norm in _NORMALISED.values():
         setattr(contact, norm, None)
     contact.email_canonical = None

@@ -1,0 +1,449 @@
+"""What a contact looks like on the Back-Office wire (API.md section 4), and its mapping to the service."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+from crm.clock import epoch
+from crm.contacts.models import ConsentEvent, Contact, ContactPhone
+from crm.identities.models import Identity, Session
+
+MAX_PHONES = 10
+MAX_ADDRESSES = 10
+MAX_CUSTOM_FIELDS = 50
+MAX_CUSTOM_VALUE_BYTES = 1024
+MAX_TAGS = 50
+
+# Characters that make two strings look the same on screen while differing (zero-width,
+# bidi overrides, controls): refused in every free-text field rather than stored.
+_FORBIDDEN = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def _parse_bool(value: Any) -> Any:
+    # The seed sends "true"/"false" strings; other truthy spellings ("yes", 1) are refused so
+    # that a typo cannot flip a consent flag.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
+        return value.strip().lower() == "true"
+    raise ValueError("must be true or false")
+
+
+WireBool = Annotated[bool, BeforeValidator(_parse_bool)]
+
+
+def _clean(value: str) -> str | None:
+    text = unicodedata.normalize("NFC", value).strip()
+    for ch in text:
+        if unicodedata.category(ch) in _FORBIDDEN:
+            raise ValueError(f"contains a forbidden character U+{ord(ch):04X}")
+    return text or None
+
+
+# Free-text fields: NFC, trimmed, no invisible characters; an empty string means absent.
+Text20 = Annotated[str, StringConstraints(max_length=20), AfterValidator(_clean)]
+Text40 = Annotated[str, StringConstraints(max_length=40), AfterValidator(_clean)]
+Text100 = Annotated[str, StringConstraints(max_length=100), AfterValidator(_clean)]
+Text200 = Annotated[str, StringConstraints(max_length=200), AfterValidator(_clean)]
+# Shape-only limits here; the service checks the value (pattern, E.164, alpha-3, syntax).
+RefText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+CountryText = Annotated[str, StringConstraints(max_length=8)]
+EmailText = Annotated[str, StringConstraints(max_length=320)]
+
+
+class PhoneIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    phone_type: Literal["MOBILE", "LANDLINE", "FAX"] = "MOBILE"
+    country_code: CountryText | None = None
+    number: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    is_primary: WireBool = False
+
+
+class AddressIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    address_type: Literal["HOME", "BUSINESS"] = "HOME"
+    address_line_1: Text200 | None = None
+    address_line_2: Text200 | None = None
+    town_city: Text100 | None = None
+    state_province_county: Text100 | None = None
+    postal_code: Text20 | None = None
+    country_code: CountryText | None = None
+    is_primary: WireBool = False
+
+
+class DateOfBirth(BaseModel):
+    year: Annotated[int, Field(ge=1900, le=2200)]
+    month: Annotated[int, Field(ge=1, le=12)]
+    day: Annotated[int, Field(ge=1, le=31)]
+
+
+class Demographics(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    gender: Literal["FEMALE", "MALE", "OTHER"] | None = None
+    date_of_birth: DateOfBirth | None = None
+
+
+class CustomField(BaseModel):
+    key: Annotated[
+        str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    ]
+    value: Annotated[str, StringConstraints(max_length=MAX_CUSTOM_VALUE_BYTES)]
+
+    @field_validator("value")
+    @classmethod
+    def _value_bytes(cls, value: str) -> str:
+        if len(value.encode()) > MAX_CUSTOM_VALUE_BYTES:
+            raise ValueError(f"a custom field value is at most {MAX_CUSTOM_VALUE_BYTES} bytes")
+        return _clean(value) or ""
+
+
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_clean)]
+LanguageCode = Annotated[
+    str, StringConstraints(max_length=10, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$")
+]
+
+
+class _ContactFields(BaseModel):
+    """Fields shared by create and update; unknown fields are ignored (CRM.COM clients send more)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    title: Text40 | None = None
+    first_name: Text200 | None = None
+    middle_name: Text200 | None = None
+    last_name: Text200 | None = None
+    company_name: Text200 | None = None
+    email_address: EmailText | None = None
+    phones: Annotated[list[PhoneIn], Field(max_length=MAX_PHONES)] | None = None
+    addresses: Annotated[list[AddressIn], Field(max_length=MAX_ADDRESSES)] | None = None
+    language_code: LanguageCode | None = None
+    country_of_agreement: CountryText | None = None
+    demographics: Demographics | None = None
+    custom_fields: Annotated[list[CustomField], Field(max_length=MAX_CUSTOM_FIELDS)] | None = None
+    tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] | None = None
+    # Booleans may be absent but never null: consent is either given or not.
+    service_acceptance: WireBool = None  # type: ignore[assignment]
+    email_opt_out: WireBool = None  # type: ignore[assignment]
+    sms_opt_out: WireBool = None  # type: ignore[assignment]
+
+    @field_validator("custom_fields")
+    @classmethod
+    def _unique_keys(cls, value: list[CustomField] | None) -> list[CustomField] | None:
+        if value is not None and len({f.key for f in value}) != len(value):
+            raise ValueError("custom field keys must be unique")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _dedupe_tags(cls, value: list[str | None] | None) -> list[str] | None:
+        if value is None:
+            return None
+        return list(dict.fromkeys(t for t in value if t))
+
+    def service_fields(self, *, only_set: bool) -> dict[str, Any]:
+        """Flatten to the service's field names; `only_set` keeps absent fields out (partial update)."""
+        present = self.model_fields_set if only_set else set(type(self).model_fields)
+        out: dict[str, Any] = {}
+        for name in (
+            "title",
+            "first_name",
+            "middle_name",
+            "last_name",
+            "company_name",
+            "email_address",
+            "language_code",
+            "country_of_agreement",
+            "tags",
+        ):
+            if name in present:
+                out[name] = getattr(self, name)
+        for name in ("service_acceptance", "email_opt_out", "sms_opt_out"):
+            if name in present and getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        if "phones" in present:
+            out["phones"] = None if self.phones is None else [p.model_dump() for p in self.phones]
+        if "addresses" in present:
+            out["addresses"] = (
+                None if self.addresses is None else [a.model_dump() for a in self.addresses]
+            )
+        if "custom_fields" in present:
+            out["custom_fields"] = (
+                None if self.custom_fields is None else [f.model_dump() for f in self.custom_fields]
+            )
+        if "demographics" in present:
+            demo = self.demographics
+            demo_set = demo.model_fields_set if demo is not None and only_set else None
+            if demo is None or demo_set is None or "gender" in demo_set:
+                out["gender"] = None if demo is None else demo.gender
+            if demo is None or demo_set is None or "date_of_birth" in demo_set:
+                born = None if demo is None else demo.date_of_birth
+                out["birth_year"] = born.year if born else None
+                out["birth_month"] = born.month if born else None
+                out["birth_day"] = born.day if born else None
+        return out
+
+
+class ContactCreate(_ContactFields):
+    id: RefText | None = Field(None, description="Your own id: 1-36 of A-Z a-z 0-9 - _.")
+    code: RefText | None = Field(
+        None, description="Cross-reference code: 1-36 of A-Z a-z 0-9 - _ . :"
+    )
+    contact_type: Literal["PERSON", "COMPANY"] = "PERSON"
+
+
+class ContactUpdate(_ContactFields):
+    # Accepted only with their current values, so a client may send back what it read.
+    code: RefText | None = None
+    contact_type: Literal["PERSON", "COMPANY"] | None = None
+
+    def service_changes(self) -> dict[str, Any]:
+        changes = self.service_fields(only_set=True)
+        for name in ("code", "contact_type"):
+            if name in self.model_fields_set:
+                changes[name] = getattr(self, name)
+        return changes
+
+
+class CreatedId(BaseModel):
+    id: str
+
+
+class PhoneOut(BaseModel):
+    id: str
+    phone_type: str
+    country_code: str | None
+    number: str = Field(description="E.164, for example +35799123456.")
+    is_primary: bool
+
+
+class AddressOut(BaseModel):
+    id: str | None = None
+    address_type: str | None = None
+    address_line_1: str | None = None
+    address_line_2: str | None = None
+    town_city: str | None = None
+    state_province_county: str | None = None
+    postal_code: str | None = None
+    country_code: str | None = None
+    is_primary: bool = False
+
+
+class DemographicsOut(BaseModel):
+    gender: str | None = None
+    date_of_birth: DateOfBirth | None = None
+
+
+class ContactRead(BaseModel):
+    id: str
+    code: str
+    contact_type: str
+    title: str | None = None
+    first_name: str | None = None
+    middle_name: str | None = None
+    last_name: str | None = None
+    company_name: str | None = None
+    email_address: str | None = None
+    phones: list[PhoneOut] = []
+    addresses: list[AddressOut] = []
+    language_code: str | None = None
+    country_of_agreement: str | None = None
+    demographics: DemographicsOut = DemographicsOut()
+    custom_fields: list[CustomField] = []
+    tags: list[str] = []
+    service_acceptance: bool = False
+    email_opt_out: bool = False
+    sms_opt_out: bool = False
+    created_date: int = Field(description="Epoch seconds.")
+    updated_date: int = Field(description="Epoch seconds.")
+
+
+def contact_read(contact: Contact, phones: list[ContactPhone]) -> ContactRead:
+    born = None
+    if contact.birth_year and contact.birth_month and contact.birth_day:
+        born = DateOfBirth(
+            year=contact.birth_year, month=contact.birth_month, day=contact.birth_day
+        )
+    return ContactRead(
+        id=contact.id,
+        code=contact.code,
+        contact_type=contact.contact_type,
+        title=contact.title,
+        first_name=contact.first_name,
+        middle_name=contact.middle_name,
+        last_name=contact.last_name,
+        company_name=contact.company_name,
+        email_address=contact.email_address,
+        phones=[
+            PhoneOut(
+                id=p.id,
+                phone_type=p.phone_type,
+                country_code=p.country_code,
+                number=p.e164,
+                is_primary=p.is_primary,
+            )
+            for p in phones
+        ],
+        addresses=[AddressOut.model_validate(a) for a in contact.addresses or []],
+        language_code=contact.language_code,
+        country_of_agreement=contact.country_of_agreement,
+        demographics=DemographicsOut(gender=contact.gender, date_of_birth=born),
+        custom_fields=[
+            CustomField.model_construct(key=f["key"], value=f["value"])
+            for f in contact.custom_fields or []
+        ],
+        tags=list(contact.tags or []),
+        service_acceptance=contact.service_acceptance,
+        email_opt_out=contact.email_opt_out,
+        sms_opt_out=contact.sms_opt_out,
+        created_date=epoch(contact.created_at) or 0,
+        updated_date=epoch(contact.updated_at) or 0,
+    )
+
+
+class Paging(BaseModel):
+    page: int
+    size: int
+    total: int | None = Field(None, description="Only with include_total=true.")
+    has_more: bool
+
+
+class ContactPage(BaseModel):
+    paging: Paging
+    content: list[ContactRead]
+
+
+class AuditEntry(BaseModel):
+    id: str
+    action: str
+    actor: str
+    fields: list[str]
+    created_date: int
+
+
+class AuditPageOut(BaseModel):
+    paging: Paging
+    content: list[AuditEntry]
+
+
+class ConsentEntry(BaseModel):
+    flag: str
+    value: bool
+    source: str
+    changed_date: int
+
+
+def consent_entry(event: ConsentEvent) -> ConsentEntry:
+    return ConsentEntry(
+        flag=event.flag,
+        value=event.value,
+        source=event.source,
+        changed_date=epoch(event.changed_at) or 0,
+    )
+
+
+class ContactExists(BaseModel):
+    contact_exists: bool
+
+
+class PhoneCredential(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    number: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    country_code: CountryText | None = None
+
+
+class IdentityCreate(BaseModel):
+    """Add credentials (seed, Back-Office step 2): `{"provider": "EMAIL", "email", "password"?}`,
+    `{"provider": "PHONE", "phone": {"number", "country_code"}}`, or v1 `{"username", "password"}`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    provider: Annotated[str, StringConstraints(max_length=20)] | None = None
+    email: EmailText | None = Field(None, validation_alias=AliasChoices("email", "email_address"))
+    username: EmailText | None = None
+    # The password policy (length, common passwords) is the identities service's.
+    password: Annotated[str, StringConstraints(max_length=4096)] | None = None
+    phone: PhoneCredential | None = None
+    phone_number: Annotated[str, StringConstraints(max_length=64)] | None = None
+    country_code: CountryText | None = None
+    verified: WireBool = False
+
+    def resolved(self) -> dict[str, Any]:
+        """The identities service's arguments, with the v1 spellings folded in."""
+        email = self.email or self.username
+        number = self.phone.number if self.phone else self.phone_number
+        country = (self.phone.country_code if self.phone else None) or self.country_code
+        provider = self.provider or ("PHONE" if number and not email else "EMAIL")
+        return {
+            "provider": provider.strip().upper(),
+            "email": email,
+            "phone": number,
+            "country_code": country,
+            "password": self.password,
+            "verified": self.verified,
+        }
+
+
+class IdentityRead(BaseModel):
+    id: str
+    provider: str
+    value: str = Field(description="The email as written, or the phone in E.164.")
+    country_code: str | None = None
+    is_verified: bool
+    has_password: bool
+    is_locked: bool
+    created_date: int
+
+
+def identity_read(identity: Identity) -> IdentityRead:
+    return IdentityRead(
+        id=identity.id,
+        provider=identity.provider,
+        value=identity.display,
+        country_code=identity.country_code,
+        is_verified=identity.verified_at is not None,
+        has_password=identity.password_hash is not None,
+        is_locked=identity.locked_at is not None,
+        created_date=epoch(identity.created_at) or 0,
+    )
+
+
+class SessionRead(BaseModel):
+    id: str
+    application_id: str | None
+    created_date: int
+    last_used_date: int
+    expires_date: int = Field(description="When it ends unless used again (epoch seconds).")
+    user_agent: str | None = None
+    ip_address: str | None = None
+
+
+def session_read(row: Session) -> SessionRead:
+    return SessionRead(
+        id=row.id,
+        application_id=row.application_id,
+        created_date=epoch(row.created_at) or 0,
+        last_used_date=epoch(row.last_used_at) or 0,
+        expires_date=epoch(min(row.idle_expires_at, row.absolute_expires_at)) or 0,
+        user_agent=row.user_agent,
+        ip_address=row.ip_address,
+    )
+
+
+class SessionsRevoked(BaseModel):
+    revoked: int
