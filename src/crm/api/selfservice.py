@@ -2,6 +2,405 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from collections.abc import Awaitable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from starlette.responses import Response
+
+from crm.api.deps import PublicKey, RuntimeDep, SessionDep, resolve_api_key
+from crm.api.errors import app_error_response
+from crm.api.responses import JsonResponse, error_responses
+from crm.errors import Unauthenticated, WrongKeyKind
+from crm.identities import service
+from crm.identities.errors import NotOwnContact, RefreshTokenInvalid, StatefulFailure
+from crm.identities.schemas import (
+    AuthenticateIn,
+    EmailVerificationIn,
+    ForgotPasswordIn,
+    IdentityAddIn,
+    OtpRequestIn,
+    PasswordIn,
+    ProfileUpdateIn,
+    RegisterIn,
+    ResetPasswordIn,
+    ValidateIn,
+    without_none,
+)
+from crm.runtime import Runtime
+from crm.tenants.schemas import CallerKey
 
 router = APIRouter(tags=["Self-Service"])
+
+ApiKeyHeader = Annotated[
+    str | None,
+    Header(alias="api_key", description="Optional after sign-in; must then be of the same tenant."),
+]
+AuthorizationHeader = Annotated[
+    str | None, Header(description="`Bearer <token>` (a bare token is accepted too).")
+]
+
+
+def _bearer(value: str | None) -> str | None:
+    if not value:
+        return None
+    text = value.strip()
+    scheme, _, rest = text.partition(" ")
+    if rest and scheme.lower() == "bearer":
+        text = rest.strip()
+    return text or None
+
+
+def _meta(request: Request) -> service.RequestMeta:
+    return service.RequestMeta(
+        user_agent=request.headers.get("user-agent"),
+        ip_address=request.client.host if request.client else None,
+    )
+
+
+async def _optional_key(
+    request: Request, runtime: Runtime, api_key: str | None
+) -> CallerKey | None:
+    caller = await resolve_api_key(request, runtime, api_key)
+    if caller is not None and caller.kind != "public":
+        raise WrongKeyKind(
+            "A secret key may not be used on the Self-Service API; use a public key."
+        )
+    return caller
+
+
+async def signed_in(request: Request) -> service.SignedIn:
+    """The contact behind `Authorization: Bearer <access token>`; no api_key needed."""
+    # Read directly rather than through RuntimeDep: that dependency is a plain function, which
+    # FastAPI runs in a worker thread, a hop the signed-in hot path can do without.
+    # Headers are read directly too: declared Header parameters cost a validation pass each.
+    runtime: Runtime = request.app.state.runtime
+    token = _bearer(request.headers.get("authorization"))
+    api_key = request.headers.get("api_key")
+    if token is None:
+        raise Unauthenticated("An access token is required: Authorization: Bearer <token>.")
+    caller = await _optional_key(request, runtime, api_key)
+    signed = await service.resolve_access(runtime, token, caller)
+    request.state.tenant_id = signed.claims.tenant_id
+    return signed
+
+
+SignedInDep = Annotated[service.SignedIn, Depends(signed_in)]
+ContactId = Annotated[str, Path(max_length=64, description="The signed-in contact's id.")]
+
+
+def _own(signed: service.SignedIn, contact_id: str) -> None:
+    if contact_id != signed.claims.contact_id:
+        raise NotOwnContact()
+
+
+def _token_object(grant: service.Grant) -> dict[str, Any]:
+    contact = grant.contact
+    body: dict[str, Any] = without_none(
+        {
+            "access_token": grant.access_token,
+            "refresh_token": grant.refresh_token,
+            # v2 clients read expiration_date, v1 clients exp: both are the access token's expiry.
+            "expiration_date": grant.expires_at,
+            "exp": grant.expires_at,
+            "contact": {
+                "id": contact.id,
+                "code": contact.code,
+                "type": contact.contact_type,
+                "title": contact.title,
+                "first_name": contact.first_name,
+                "last_name": contact.last_name,
+                "company_name": contact.company_name,
+                "is_verified": grant.is_verified,
+            },
+            "organisations": [
+                {"id": grant.tenant_id, "name": grant.tenant_name, "type": "BUSINESS"}
+            ],
+        }
+    )
+    return body
+
+
+def _render(result: object) -> Any:
+    if isinstance(result, service.Grant):
+        return _token_object(result)
+    if isinstance(result, service.CodeSent):
+        return {"auth_otp": result.auth_otp, "obfuscated_value": result.obfuscated_value}
+    return result
+
+
+async def _answer(request: Request, work: Awaitable[object], status_code: int = 200) -> Response:
+    """Run a service call; a StatefulFailure is answered as an error while the transaction still
+    commits, so counted failures and revocations are kept."""
+    try:
+        result = await work
+    except StatefulFailure as exc:
+        return app_error_response(request, exc)
+    if status_code == 204:
+        return Response(status_code=204)
+    return JsonResponse(_render(result), status_code=status_code)
+
+
+# GET routes first: FastAPI tries routes in order, and the signed-in profile read is the hot
+# path. verify_email must precede {id}, which would otherwise capture it.
+@router.get(
+    "/contacts/verify_email",
+    summary="Mark an email identity verified",
+    responses=error_responses(401),
+)
+async def verify_email(
+    caller: PublicKey,
+    runtime: RuntimeDep,
+    db: SessionDep,
+    token: Annotated[str, Query(min_length=1, max_length=200)],
+) -> Response:
+    await service.verify_email(db, runtime, caller, token)
+    return Response(status_code=200)
+
+
+@router.get(
+    "/contacts/{id}", summary="The signed-in contact's profile", responses=error_responses(401, 403)
+)
+async def get_contact(id: ContactId, signed: SignedInDep) -> Response:
+    """The hot path: the access token's session and the contact come from one query, no ORM."""
+    _own(signed, id)
+    return JsonResponse(without_none(service.profile(signed.profile)))
+
+
+# --- before sign-in (public api_key) -----------------------------------------------------
+
+
+@router.post(
+    "/contacts/register",
+    status_code=201,
+    summary="Register a contact",
+    responses=error_responses(401, 403, 409, 429),
+)
+async def register(
+    request: Request, body: RegisterIn, caller: PublicKey, runtime: RuntimeDep, db: SessionDep
+) -> Response:
+    """PHONE, or EMAIL without password: 201 `{auth_otp, obfuscated_value}` and a code is sent.
+    EMAIL with password: 201 with the token object and a verification email."""
+    return await _answer(
+        request, service.register(db, runtime, caller, body, _meta(request)), status_code=201
+    )
+
+
+@router.post(
+    "/contacts/otp", summary="Send a one-time code", responses=error_responses(401, 403, 404, 429)
+)
+async def request_otp(
+    request: Request, body: OtpRequestIn, caller: PublicKey, runtime: RuntimeDep, db: SessionDep
+) -> Response:
+    return await _answer(request, service.request_code(db, runtime, caller, body, _meta(request)))
+
+
+async def _validate(
+    request: Request, body: ValidateIn, caller: CallerKey, runtime: Any, db: Any
+) -> Response:
+    return await _answer(request, service.validate(db, runtime, caller, body, _meta(request)))
+
+
+@router.post(
+    "/contacts/validate_otp",
+    summary="Validate a one-time code (v2 spelling)",
+    responses=error_responses(401, 403, 404, 429),
+)
+async def validate_otp(
+    request: Request, body: ValidateIn, caller: PublicKey, runtime: RuntimeDep, db: SessionDep
+) -> Response:
+    return await _validate(request, body, caller, runtime, db)
+
+
+@router.post(
+    "/contacts/validate-otp",
+    summary="Validate a one-time code (v1 spelling)",
+    responses=error_responses(401, 403, 404, 429),
+)
+async def validate_otp_v1(
+    request: Request, body: ValidateIn, caller: PublicKey, runtime: RuntimeDep, db: SessionDep
+) -> Response:
+    return await _validate(request, body, caller, runtime, db)
+
+
+@router.post(
+    "/contacts/authenticate",
+    summary="Sign in with a password, or ask for a code",
+    responses=error_responses(401, 403, 404, 429),
+)
+async def authenticate(
+    request: Request, body: AuthenticateIn, caller: PublicKey, runtime: RuntimeDep, db: SessionDep
+) -> Response:
+    return await _answer(request, service.authenticate(db, runtime, caller, body, _meta(request)))
+
+
+@router.post(
+    "/contacts/refresh", summary="Rotate the refresh token", responses=error_responses(401)
+)
+async def refresh(
+    request: Request,
+    runtime: RuntimeDep,
+    db: SessionDep,
+    authorization: AuthorizationHeader = None,
+    refresh_token: Annotated[
+        str | None, Header(alias="refresh_token", convert_underscores=False)
+    ] = None,
+    api_key: ApiKeyHeader = None,
+) -> Response:
+    """The refresh token comes from `Authorization: Bearer`, a bare `Authorization`, or a
+    `refresh_token` header; no body and no api_key are needed."""
+    token = _bearer(authorization) or _bearer(refresh_token)
+    if token is None:
+        raise RefreshTokenInvalid("A refresh token is required in the Authorization header.")
+    caller = await _optional_key(request, runtime, api_key)
+    return await _answer(
+        request, service.refresh(db, runtime, token, _meta(request), caller=caller)
+    )
+
+
+@router.get(
+    "/contacts",
+    summary="Does a contact use this email or phone?",
+    responses=error_responses(401, 403, 429),
+)
+async def contact_exists(
+    request: Request,
+    caller: PublicKey,
+    runtime: RuntimeDep,
+    db: SessionDep,
+    email_address: Annotated[str | None, Query(max_length=320)] = None,
+    phone: Annotated[str | None, Query(max_length=64)] = None,
+    country_code: Annotated[str | None, Query(max_length=8)] = None,
+) -> dict[str, bool]:
+    exists = await service.contact_exists(
+        db,
+        runtime,
+        caller,
+        email_address=email_address,
+        phone=phone,
+        country_code=country_code,
+        client=request.client.host if request.client else "unknown",
+    )
+    return {"contact_exists": exists}
+
+
+@router.post("/contacts/forgot_password", status_code=204, summary="Email a password reset token")
+async def forgot_password(
+    request: Request, body: ForgotPasswordIn, caller: PublicKey, runtime: RuntimeDep, db: SessionDep
+) -> Response:
+    """Always 204: the answer never tells whether the username is registered."""
+    await service.forgot_password(db, runtime, caller, body.username, _meta(request))
+    return Response(status_code=204)
+
+
+@router.post(
+    "/contacts/change_password",
+    status_code=204,
+    summary="Set a new password with a reset token",
+    responses=error_responses(401),
+)
+async def reset_password(
+    request: Request, body: ResetPasswordIn, caller: PublicKey, runtime: RuntimeDep, db: SessionDep
+) -> Response:
+    await service.reset_password(db, runtime, caller, body.token, body.password)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/contacts/request_email_verification", status_code=204, summary="Email a verification token"
+)
+async def request_email_verification(
+    request: Request,
+    body: EmailVerificationIn,
+    caller: PublicKey,
+    runtime: RuntimeDep,
+    db: SessionDep,
+) -> Response:
+    await service.request_email_verification(db, runtime, caller, body.email_address)
+    return Response(status_code=204)
+
+
+# --- signed in (Authorization: Bearer <access token>; api_key optional) -----------------
+
+
+@router.put(
+    "/contacts/{id}", summary="Update the signed-in contact", responses=error_responses(401, 403)
+)
+async def update_contact(
+    id: ContactId, body: ProfileUpdateIn, signed: SignedInDep, runtime: RuntimeDep, db: SessionDep
+) -> dict[str, str]:
+    """Partial: absent members stay as they are."""
+    _own(signed, id)
+    return {"id": await service.update_profile(db, runtime, signed, body)}
+
+
+@router.delete(
+    "/contacts/{id}",
+    summary="Unregister: erase personal data and end all sessions",
+    responses=error_responses(401, 403),
+)
+async def unregister(
+    id: ContactId, signed: SignedInDep, runtime: RuntimeDep, db: SessionDep
+) -> Response:
+    _own(signed, id)
+    await service.unregister(db, runtime, signed)
+    return Response(status_code=200)
+
+
+@router.post(
+    "/contacts/{id}/sign_out",
+    status_code=204,
+    summary="End this session",
+    responses=error_responses(401, 403),
+)
+async def sign_out(
+    id: ContactId, signed: SignedInDep, runtime: RuntimeDep, db: SessionDep
+) -> Response:
+    _own(signed, id)
+    await service.sign_out(db, runtime, signed)
+    return Response(status_code=204)
+
+
+async def _add_identity(
+    id: str, body: IdentityAddIn, signed: service.SignedIn, runtime: Any, db: Any
+) -> dict[str, str]:
+    _own(signed, id)
+    return {"id": await service.add_own_identity(db, runtime, signed, body)}
+
+
+@router.post(
+    "/contacts/{id}/identities",
+    status_code=201,
+    summary="Add an identity (email, phone, password)",
+    responses=error_responses(401, 403, 409),
+)
+async def add_identity(
+    id: ContactId, body: IdentityAddIn, signed: SignedInDep, runtime: RuntimeDep, db: SessionDep
+) -> dict[str, str]:
+    return await _add_identity(id, body, signed, runtime, db)
+
+
+@router.post(
+    "/contacts/{id}/credentials",
+    status_code=201,
+    summary="Add credentials {username, password} (v1 spelling)",
+    responses=error_responses(401, 403, 409),
+)
+async def add_credentials(
+    id: ContactId, body: IdentityAddIn, signed: SignedInDep, runtime: RuntimeDep, db: SessionDep
+) -> dict[str, str]:
+    return await _add_identity(id, body, signed, runtime, db)
+
+
+@router.post(
+    "/contacts/{id}/change_password",
+    status_code=204,
+    summary="Change the password; other sessions end",
+    responses=error_responses(401, 403),
+)
+async def change_password(
+    id: ContactId, body: PasswordIn, signed: SignedInDep, runtime: RuntimeDep, db: SessionDep
+) -> Response:
+    _own(signed, id)
+    await service.change_password(db, runtime, signed, body.password)
+    return Response(status_code=204)

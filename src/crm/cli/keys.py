@@ -103,3 +103,6 @@ def revoke(
         print_json(asdict(info))
         return
     console.print(f"Revoked {info.kind} {info.mode} key {info.id} ({info.display_prefix}…).")
+
+
+import crm.cli.signing  # noqa: E402, F401  (registers `crm keys rotate-signing` on this app)

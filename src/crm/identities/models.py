@@ -39,7 +39,11 @@ class OtpChallenge(Base):
     """One sent code (`auth_otp`); only an HMAC of the code bound to this id is kept."""
 
     __tablename__ = "otp_challenges"
-    __table_args__ = (Index("ix_otp_challenges_identity_created", "identity_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_otp_challenges_identity_created", "identity_id", "created_at"),
+        # Reset and verification tokens are found by their keyed hash (see identities.service).
+        Index("ix_otp_challenges_code_hmac", "code_hmac"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(String(36))

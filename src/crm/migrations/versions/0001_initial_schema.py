@@ -125,6 +125,7 @@ def upgrade() -> None:
         sa.Column("mode", sa.String(length=10), nullable=False),
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("code", sa.String(length=36), nullable=False),
+        sa.Column("code_norm", sa.String(length=36), nullable=True),
         sa.Column("contact_type", sa.String(length=10), nullable=False),
         sa.Column("title", sa.String(length=40), nullable=True),
         sa.Column("first_name", sa.String(length=200), nullable=True),
@@ -178,9 +179,20 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("contacts", schema=None) as batch_op:
         batch_op.create_index(
+            "ix_contacts_tenant_mode_code_norm",
+            ["tenant_id", "mode", "code_norm"],
+            unique=False,
+            postgresql_ops={"code_norm": "text_pattern_ops"},
+            postgresql_include=["created_at", "id", "pk", "erased_at"],
+            postgresql_where=sa.text("code_norm IS NOT NULL"),
+        )
+        batch_op.create_index(
             "ix_contacts_tenant_mode_company",
             ["tenant_id", "mode", "company_name_norm"],
             unique=False,
+            postgresql_ops={"company_name_norm": "text_pattern_ops"},
+            postgresql_include=["created_at", "id", "pk", "erased_at"],
+            postgresql_where=sa.text("company_name_norm IS NOT NULL"),
         )
         batch_op.create_index(
             "ix_contacts_tenant_mode_created",
@@ -188,17 +200,36 @@ def upgrade() -> None:
             unique=False,
         )
         batch_op.create_index(
-            "ix_contacts_tenant_mode_email", ["tenant_id", "mode", "email_canonical"], unique=False
+            "ix_contacts_tenant_mode_email",
+            ["tenant_id", "mode", "email_canonical"],
+            unique=False,
+            postgresql_ops={"email_canonical": "text_pattern_ops"},
+            postgresql_include=["created_at", "id", "pk", "erased_at"],
+            postgresql_where=sa.text("email_canonical IS NOT NULL"),
         )
         batch_op.create_index(
-            "ix_contacts_tenant_mode_first_name",
-            ["tenant_id", "mode", "first_name_norm"],
+            "ix_contacts_tenant_mode_first_last_name",
+            ["tenant_id", "mode", "first_name_norm", "last_name_norm"],
             unique=False,
+            postgresql_ops={
+                "first_name_norm": "text_pattern_ops",
+                "last_name_norm": "text_pattern_ops",
+            },
+            postgresql_include=["created_at", "id", "pk", "erased_at"],
+            postgresql_where=sa.text("first_name_norm IS NOT NULL"),
         )
         batch_op.create_index(
             "ix_contacts_tenant_mode_last_name",
             ["tenant_id", "mode", "last_name_norm", "id"],
             unique=False,
+        )
+        batch_op.create_index(
+            "ix_contacts_tenant_mode_last_name_prefix",
+            ["tenant_id", "mode", "last_name_norm"],
+            unique=False,
+            postgresql_ops={"last_name_norm": "text_pattern_ops"},
+            postgresql_include=["created_at", "id", "pk", "erased_at"],
+            postgresql_where=sa.text("last_name_norm IS NOT NULL"),
         )
         batch_op.create_index(
             "ix_contacts_tenant_mode_updated",
@@ -449,6 +480,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_otp_challenges")),
     )
     with op.batch_alter_table("otp_challenges", schema=None) as batch_op:
+        batch_op.create_index("ix_otp_challenges_code_hmac", ["code_hmac"], unique=False)
         batch_op.create_index(
             "ix_otp_challenges_identity_created", ["identity_id", "created_at"], unique=False
         )
@@ -480,6 +512,7 @@ def downgrade() -> None:
     op.drop_table("retired_refresh_tokens")
     with op.batch_alter_table("otp_challenges", schema=None) as batch_op:
         batch_op.drop_index("ix_otp_challenges_identity_created")
+        batch_op.drop_index("ix_otp_challenges_code_hmac")
 
     op.drop_table("otp_challenges")
     with op.batch_alter_table("sessions", schema=None) as batch_op:
@@ -514,11 +547,41 @@ def downgrade() -> None:
     op.drop_table("integrations")
     with op.batch_alter_table("contacts", schema=None) as batch_op:
         batch_op.drop_index("ix_contacts_tenant_mode_updated")
+        batch_op.drop_index(
+            "ix_contacts_tenant_mode_last_name_prefix",
+            postgresql_ops={"last_name_norm": "text_pattern_ops"},
+            postgresql_include=["created_at", "id", "pk", "erased_at"],
+            postgresql_where=sa.text("last_name_norm IS NOT NULL"),
+        )
         batch_op.drop_index("ix_contacts_tenant_mode_last_name")
-        batch_op.drop_index("ix_contacts_tenant_mode_first_name")
-        batch_op.drop_index("ix_contacts_tenant_mode_email")
+        batch_op.drop_index(
+            "ix_contacts_tenant_mode_first_last_name",
+            postgresql_ops={
+                "first_name_norm": "text_pattern_ops",
+                "last_name_norm": "text_pattern_ops",
+            },
+            postgresql_include=["created_at", "id", "pk", "erased_at"],
+            postgresql_where=sa.text("first_name_norm IS NOT NULL"),
+        )
+        batch_op.drop_index(
+            "ix_contacts_tenant_mode_email",
+            postgresql_ops={"email_canonical": "text_pattern_ops"},
+            postgresql_include=["created_at", "id", "pk", "erased_at"],
+            postgresql_where=sa.text("email_canonical IS NOT NULL"),
+        )
         batch_op.drop_index("ix_contacts_tenant_mode_created")
-        batch_op.drop_index("ix_contacts_tenant_mode_company")
+        batch_op.drop_index(
+            "ix_contacts_tenant_mode_company",
+            postgresql_ops={"company_name_norm": "text_pattern_ops"},
+            postgresql_include=["created_at", "id", "pk", "erased_at"],
+            postgresql_where=sa.text("company_name_norm IS NOT NULL"),
+        )
+        batch_op.drop_index(
+            "ix_contacts_tenant_mode_code_norm",
+            postgresql_ops={"code_norm": "text_pattern_ops"},
+            postgresql_include=["created_at", "id", "pk", "erased_at"],
+            postgresql_where=sa.text("code_norm IS NOT NULL"),
+        )
 
     op.drop_table("contacts")
     with op.batch_alter_table("applications", schema=None) as batch_op:

@@ -1,0 +1,113 @@
+"""Errors of the identities domain: sign-in identities, one-time codes, sessions and tokens."""
+
+from __future__ import annotations
+
+from crm.errors import AppError, Conflict, Forbidden, InvalidRequest, NotFound, Unauthenticated
+
+
+class StatefulFailure(AppError):
+    """A failure whose bookkeeping must be kept (a counted wrong code, a revoked session).
+
+    The router answers it as an error but lets the request's transaction commit, so raising it
+    never rolls back the attempt counter or revocation that the failure itself wrote.
+    """
+
+
+class IdentityAlreadyExists(Conflict):
+    code = "IDENTITY_ALREADY_EXISTS"
+    message = "This email address or phone number is already registered."
+
+
+class IdentityNotFound(NotFound):
+    code = "IDENTITY_NOT_FOUND"
+    message = "No such identity."
+
+
+class IdentityLocked(Forbidden):
+    code = "IDENTITY_LOCKED"
+    message = "This identity is locked after too many failed attempts; contact support."
+
+
+class ProviderNotSupported(InvalidRequest):
+    code = "PROVIDER_NOT_SUPPORTED"
+    message = "This identity provider is not supported; use EMAIL or PHONE."
+
+
+class CredentialsMismatch(InvalidRequest):
+    code = "CREDENTIALS_MISMATCH"
+    message = "The credentials given belong to different contacts."
+
+
+class OtpNotFound(NotFound):
+    code = "OTP_NOT_FOUND"
+    message = "No such one-time code session, or no live code for this identity."
+
+
+class OtpInvalid(InvalidRequest, StatefulFailure):
+    code = "OTP_INVALID"
+    message = "The code is wrong."
+
+
+class OtpExpired(InvalidRequest):
+    code = "OTP_EXPIRED"
+    message = "The code has expired; request a new one."
+
+
+class OtpAlreadyUsed(InvalidRequest):
+    code = "OTP_ALREADY_USED"
+    message = "The code has already been used; request a new one."
+
+
+class OtpAttemptsExceeded(InvalidRequest):
+    code = "OTP_ATTEMPTS_EXCEEDED"
+    message = "Too many wrong tries for this code; request a new one."
+
+
+class InvalidCredentials(Unauthenticated, StatefulFailure):
+    code = "INVALID_CREDENTIALS"
+    message = "The username or password is wrong."
+
+
+class RefreshTokenInvalid(Unauthenticated):
+    code = "REFRESH_TOKEN_INVALID"
+    message = "The refresh token is missing, unknown, expired or revoked."
+
+
+class RefreshTokenReused(Unauthenticated, StatefulFailure):
+    code = "REFRESH_TOKEN_REUSED"
+    message = "This refresh token was already used; the session has been ended for safety."
+
+
+class SessionRevoked(Unauthenticated):
+    code = "SESSION_REVOKED"
+    message = "The session has ended; sign in again."
+
+
+class TokenAudienceMismatch(Unauthenticated):
+    code = "TOKEN_KEY_MISMATCH"
+    message = "The access token does not belong to the tenant or mode of the api_key."
+
+
+class NotOwnContact(Forbidden):
+    code = "NOT_OWN_CONTACT"
+    message = "A contact may only act on its own record."
+
+
+class TokenInvalidForReset(InvalidRequest):
+    code = "RESET_TOKEN_INVALID"
+    message = "The password reset token is invalid or has expired."
+
+
+class VerificationTokenInvalid(InvalidRequest):
+    code = "VERIFICATION_TOKEN_INVALID"
+    message = "The email verification token is invalid or has expired."
+
+
+class NoPasswordIdentity(InvalidRequest):
+    code = "NO_PASSWORD_IDENTITY"
+    message = "This contact has no identity a password can be set on."
+
+
+class IdentifierRequired(InvalidRequest):
+    code = "IDENTIFIER_REQUIRED"
+    message = "Give an email_address, or a phone with its country_code."

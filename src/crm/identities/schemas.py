@@ -1,0 +1,223 @@
+"""What crosses the Self-Service wire: request bodies with their v1/v2 spellings, and answers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+
+
+def _str_bool(value: Any) -> Any:
+    # The seed sends "true"/"false" as strings; nothing looser ("yes", 1) is accepted.
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+        raise ValueError("must be true or false")
+    if isinstance(value, bool):
+        return value
+    raise ValueError("must be true or false")
+
+
+def _blank_to_none(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+StrBool = Annotated[bool, BeforeValidator(_str_bool)]
+
+
+Name = Annotated[
+    Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None,
+    BeforeValidator(_blank_to_none),
+]
+Short = Annotated[
+    Annotated[str, StringConstraints(strip_whitespace=True, max_length=40)] | None,
+    BeforeValidator(_blank_to_none),
+]
+Country = Annotated[
+    Annotated[str, StringConstraints(strip_whitespace=True, max_length=8)] | None,
+    BeforeValidator(_blank_to_none),
+]
+Language = Annotated[
+    Annotated[str, StringConstraints(strip_whitespace=True, max_length=10)] | None,
+    BeforeValidator(_blank_to_none),
+]
+EmailText = Annotated[
+    Annotated[str, StringConstraints(strip_whitespace=True, max_length=320)] | None,
+    BeforeValidator(_blank_to_none),
+]
+PhoneText = Annotated[
+    Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] | None,
+    BeforeValidator(_blank_to_none),
+]
+Referral = Annotated[
+    Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] | None,
+    BeforeValidator(_blank_to_none),
+]
+
+# Long enough for any policy-valid password after NFKC; the policy gives the precise error.
+PasswordText = Annotated[str, StringConstraints(max_length=4096)] | None
+
+
+class _In(BaseModel):
+    # Unknown members are ignored: CRM.COM clients send many fields this server has no use for.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class PhoneIn(_In):
+    number: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    country_code: Country = None
+
+
+class CustomField(_In):
+    key: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    value: Annotated[str, StringConstraints(max_length=1000)] | None = None
+
+
+class IdentityIn(_In):
+    """v1 `identity {provider, phone_number, country_code, email, password}` or v2
+    `identification {provider, phone {number, country_code}, email, password}`."""
+
+    provider: Annotated[str, StringConstraints(strip_whitespace=True, max_length=20)] = Field(
+        validation_alias=AliasChoices("provider", "type")
+    )
+    email: EmailText = Field(None, validation_alias=AliasChoices("email", "email_address"))
+    password: PasswordText = None
+    phone_number: PhoneText = None
+    phone: PhoneIn | None = None
+    country_code: Country = None
+
+    def phone_parts(self) -> tuple[str | None, str | None]:
+        if self.phone is not None:
+            return self.phone.number, self.phone.country_code or self.country_code
+        return self.phone_number, self.country_code
+
+
+class RegisterIn(_In):
+    identity: IdentityIn = Field(validation_alias=AliasChoices("identity", "identification"))
+    contact_type: Literal["PERSON", "COMPANY"] = Field(
+        "PERSON", validation_alias=AliasChoices("contact_type", "type")
+    )
+    title: Short = None
+    first_name: Name = None
+    middle_name: Name = None
+    last_name: Name = None
+    company_name: Name = None
+    language_code: Language = None
+    country_of_agreement: Country = None
+    custom_fields: Annotated[list[CustomField], Field(max_length=50)] | None = None
+    referral_code: Referral = None
+    service_acceptance: StrBool | None = Field(
+        None, validation_alias=AliasChoices("service_acceptance", "accept_terms_&_conditions")
+    )
+    email_opt_out: StrBool | None = None
+    sms_opt_out: StrBool | None = None
+
+
+class CredentialIn(_In):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=20)]
+    value: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)]
+
+
+Credentials = Annotated[list[CredentialIn], Field(min_length=1, max_length=5)]
+Channel = (
+    Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, max_length=10)] | None
+)
+
+
+class OtpRequestIn(_In):
+    method: Channel = Field(None, validation_alias=AliasChoices("method", "send_method"))
+    credentials: Credentials
+
+
+class ValidateIn(_In):
+    auth_otp: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] | None = None
+    code: Annotated[str, StringConstraints(strip_whitespace=True, max_length=16)]
+    credentials: Credentials | None = None
+    remember_me: StrBool | None = None
+
+
+class AuthenticateIn(_In):
+    provider: Channel = None
+    username: EmailText = Field(None, validation_alias=AliasChoices("username", "email"))
+    password: PasswordText = None
+    phone: PhoneIn | None = None
+    phone_number: PhoneText = None
+    country_code: Country = None
+    method: Channel = Field(None, validation_alias=AliasChoices("method", "send_method"))
+
+
+class IdentityAddIn(_In):
+    """v2 `{provider, email, password, phone {number, country_code}}`; v1 `{username, password}`."""
+
+    provider: Channel = Field(None, validation_alias=AliasChoices("provider", "type"))
+    email: EmailText = Field(None, validation_alias=AliasChoices("email", "email_address"))
+    username: EmailText = None
+    password: PasswordText = None
+    phone: PhoneIn | None = None
+    phone_number: PhoneText = None
+    country_code: Country = None
+
+
+class DateOfBirth(_In):
+    year: int = Field(ge=1850, le=2200)
+    month: int = Field(ge=1, le=12)
+    day: int = Field(ge=1, le=31)
+
+
+class Demographics(_In):
+    gender: Annotated[str, StringConstraints(strip_whitespace=True, max_length=20)] | None = None
+    date_of_birth: DateOfBirth | None = None
+
+
+class ProfileUpdateIn(_In):
+    """Partial: an absent member is left alone, an explicit null clears it."""
+
+    title: Short = None
+    first_name: Name = None
+    middle_name: Name = None
+    last_name: Name = None
+    company_name: Name = None
+    language_code: Language = None
+    country_of_agreement: Country = None
+    email: EmailText = Field(None, validation_alias=AliasChoices("email", "email_address"))
+    custom_fields: Annotated[list[CustomField], Field(max_length=50)] | None = None
+    referral_code: Referral = None
+    demographics: Demographics | None = None
+    service_acceptance: StrBool | None = Field(
+        None, validation_alias=AliasChoices("service_acceptance", "accept_terms_&_conditions")
+    )
+    email_opt_out: StrBool | None = None
+    sms_opt_out: StrBool | None = None
+
+
+class PasswordIn(_In):
+    password: Annotated[str, StringConstraints(max_length=4096)]
+
+
+class ResetPasswordIn(_In):
+    token: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    password: Annotated[str, StringConstraints(max_length=4096)]
+
+
+class ForgotPasswordIn(_In):
+    username: Annotated[str, StringConstraints(strip_whitespace=True, max_length=320)] = Field(
+        validation_alias=AliasChoices("username", "email", "email_address")
+    )
+
+
+class EmailVerificationIn(_In):
+    email_address: Annotated[str, StringConstraints(strip_whitespace=True, max_length=320)] = Field(
+        validation_alias=AliasChoices("email_address", "email")
+    )
+
+
+def without_none(value: Any) -> Any:
+    """Self-Service answers omit members without value (CRM.COM's schema has no nulls there)."""
+    if isinstance(value, dict):
+        return {k: without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_none(v) for v in value]
+    return value

@@ -1,0 +1,184 @@
+"""Sessions: starting one, rotating its refresh token (grace window, reuse detection), ending it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.clock import Clock
+from crm.contacts.models import Contact
+from crm.identities.errors import RefreshTokenInvalid, RefreshTokenReused
+from crm.identities.models import RetiredRefreshToken, Session
+from crm.identities.tokens import MAX_REFRESH_TOKEN_LENGTH, new_refresh_token, refresh_hash
+from crm.ids import uuid7
+from crm.security.crypto import SecretBox
+from crm.settings import Settings
+
+_BOX_PURPOSE = "refresh-successor"
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    session: Session
+    refresh_token: str
+
+
+def _box(secret: str) -> SecretBox:
+    return SecretBox(secret, _BOX_PURPOSE)
+
+
+def start_session(
+    db: AsyncSession,
+    clock: Clock,
+    settings: Settings,
+    *,
+    contact: Contact,
+    application_id: str | None,
+    user_agent: str | None,
+    ip_address: str | None,
+) -> Started:
+    now = clock.now()
+    token = new_refresh_token()
+    absolute = now + timedelta(seconds=settings.refresh_absolute_ttl_seconds)
+    row = Session(
+        id=uuid7(),
+        tenant_id=contact.tenant_id,
+        mode=contact.mode,
+        application_id=application_id,
+        contact_pk=contact.pk,
+        refresh_hash=refresh_hash(token),
+        created_at=now,
+        last_used_at=now,
+        idle_expires_at=min(absolute, now + timedelta(seconds=settings.refresh_idle_ttl_seconds)),
+        absolute_expires_at=absolute,
+        user_agent=(user_agent or None) and user_agent[:400],
+        ip_address=(ip_address or None) and ip_address[:64],
+    )
+    db.add(row)
+    return Started(session=row, refresh_token=token)
+
+
+def _live(row: Session, now: datetime) -> bool:
+    return row.revoked_at is None and now < row.idle_expires_at and now < row.absolute_expires_at
+
+
+def _revoke(row: Session, now: datetime, reason: str) -> None:
+    if row.revoked_at is None:
+        row.revoked_at = now
+        row.revoked_reason = reason
+    # The successor must not stay readable once the family is dead.
+    row.current_refresh_encrypted = None
+
+
+async def rotate_refresh(
+    db: AsyncSession, clock: Clock, settings: Settings, secret: str, token: str
+) -> Started:
+    """Exchange a refresh token for its successor (OAuth 2.0 Security BCP, section 4.14).
+
+    - the current token: a new one is issued, the old becomes "previous" for the grace window;
+    - the previous token within `refresh_grace_seconds` of the rotation: the SAME successor is
+      returned (two tabs refreshing at once both stay signed in);
+    - the previous token after the window, or any older one: the session is revoked and
+      RefreshTokenReused (a StatefulFailure, so the revocation is committed) is raised.
+    The session row is locked (PostgreSQL FOR UPDATE; SQLite's single writer) so concurrent
+    refreshes are decided one after the other.
+    """
+    if not isinstance(token, str) or not token or len(token) > MAX_REFRESH_TOKEN_LENGTH:
+        raise RefreshTokenInvalid()
+    digest = refresh_hash(token)
+    now = clock.now()
+    query = select(Session).where(
+        or_(Session.refresh_hash == digest, Session.previous_refresh_hash == digest)
+    )
+    if db.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = await db.scalar(query.execution_options(populate_existing=True))
+    if row is None:
+        retired = await db.get(RetiredRefreshToken, digest)
+        if retired is None:
+            raise RefreshTokenInvalid()
+        family = await db.get(Session, retired.session_id, with_for_update=_pg(db))
+        if family is not None:
+            _revoke(family, now, "REFRESH_TOKEN_REUSED")
+        raise RefreshTokenReused()
+    if not _live(row, now):
+        raise RefreshTokenInvalid()
+    if row.refresh_hash != digest:
+        rotated_at = row.rotated_at
+        grace = timedelta(seconds=settings.refresh_grace_seconds)
+        if rotated_at is not None and now - rotated_at <= grace and row.current_refresh_encrypted:
+            successor = _box(secret).decrypt(row.current_refresh_encrypted).decode("utf-8")
+            return Started(session=row, refresh_token=successor)
+        _revoke(row, now, "REFRESH_TOKEN_REUSED")
+        raise RefreshTokenReused()
+
+    successor = new_refresh_token()
+    if row.previous_refresh_hash is not None:
+        db.add(
+            RetiredRefreshToken(
+                token_hash=row.previous_refresh_hash, session_id=row.id, retired_at=now
+            )
+        )
+    row.previous_refresh_hash = digest
+    row.refresh_hash = refresh_hash(successor)
+    row.current_refresh_encrypted = _box(secret).encrypt(successor)
+    row.rotated_at = now
+    row.last_used_at = now
+    row.idle_expires_at = min(
+        row.absolute_expires_at, now + timedelta(seconds=settings.refresh_idle_ttl_seconds)
+    )
+    return Started(session=row, refresh_token=successor)
+
+
+def _pg(db: AsyncSession) -> bool:
+    return db.get_bind().dialect.name == "postgresql"
+
+
+async def revoke_session(db: AsyncSession, clock: Clock, session_id: str, reason: str) -> bool:
+    row = await db.get(Session, session_id)
+    if row is None or row.revoked_at is not None:
+        return False
+    _revoke(row, clock.now(), reason)
+    return True
+
+
+async def list_sessions(
+    db: AsyncSession, contact_pk: int, *, clock: Clock | None = None
+) -> list[Session]:
+    """The contact's sessions that can still be refreshed, newest first."""
+    now = (clock or Clock()).now()
+    rows = await db.scalars(
+        select(Session)
+        .where(
+            Session.contact_pk == contact_pk,
+            Session.revoked_at.is_(None),
+            Session.idle_expires_at > now,
+            Session.absolute_expires_at > now,
+        )
+        .order_by(Session.created_at.desc(), Session.id)
+    )
+    return list(rows)
+
+
+async def revoke_all_sessions(
+    db: AsyncSession,
+    clock: Clock,
+    contact_pk: int,
+    reason: str,
+    *,
+    except_session_id: str | None = None,
+) -> int:
+    """End every live session of a contact (access tokens are refused at once); return how many."""
+    conditions = [Session.contact_pk == contact_pk, Session.revoked_at.is_(None)]
+    if except_session_id is not None:
+        conditions.append(Session.id != except_session_id)
+    result = await db.execute(
+        update(Session)
+        .where(*conditions)
+        .values(revoked_at=clock.now(), revoked_reason=reason[:40], current_refresh_encrypted=None)
+        .execution_options(synchronize_session="fetch")
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,173 @@
+"""Email and password over HTTP: register, verify, authenticate, forgot/reset, change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.support.selfservice import (
+    PASSWORD,
+    bearer,
+    key,
+    last_token,
+    messages,
+    register_email_password,
+    sign_in_by_phone,
+)
+
+V1 = "/self-service/v1"
+V2 = "/self-service/v2"
+
+
+async def _authenticate(client: Any, tenant: Any, username: str, password: str | None) -> Any:
+    body: dict[str, Any] = {"provider": "EMAIL", "username": username}
+    if password is not None:
+        body["password"] = password
+    return await client.post(f"{V2}/contacts/authenticate", json=body, headers=key(tenant))
+
+
+async def test_email_password_register_returns_tokens_and_sends_verification(
+    client: Any, runtime: Any, tenant: Any
+) -> None:
+    address, tokens = await register_email_password(client, tenant)
+    assert tokens["contact"]["is_verified"] is False
+    assert tokens["access_token"] and tokens["refresh_token"]
+    [mail] = await messages(runtime, tenant.id, "EMAIL_VERIFICATION")
+    assert mail.recipient == address  # as written, not case-folded
+    token = await last_token(runtime, tenant.id, "EMAIL_VERIFICATION")
+    response = await client.get(
+        f"{V2}/contacts/verify_email", params={"token": token}, headers=key(tenant)
+    )
+    assert response.status_code == 200
+    again = await client.get(
+        f"{V2}/contacts/verify_email", params={"token": token}, headers=key(tenant)
+    )
+    assert again.status_code == 400
+    signed = await _authenticate(client, tenant, address.upper(), PASSWORD)
+    assert signed.status_code == 200, signed.text
+    assert signed.json()["contact"]["is_verified"] is True
+
+
+async def test_authenticate_wrong_password_and_unknown_user_look_the_same(
+    client: Any, runtime: Any, tenant: Any
+) -> None:
+    address, _ = await register_email_password(client, tenant)
+    wrong = await _authenticate(client, tenant, address, "not the password at all")
+    unknown = await _authenticate(client, tenant, "nobody@example.com", "not the password at all")
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json()["code"] == unknown.json()["code"] == "INVALID_CREDENTIALS"
+
+
+async def test_authenticate_without_password_sends_code(
+    client: Any, runtime: Any, tenant: Any
+) -> None:
+    address, _ = await register_email_password(client, tenant)
+    response = await _authenticate(client, tenant, address, None)
+    assert response.status_code == 200, response.text
+    assert response.json()["obfuscated_value"].endswith("@Example.com")
+    [otp] = await messages(runtime, tenant.id, "OTP")
+    assert otp.channel == "EMAIL"
+
+
+async def test_forgot_and_reset_password(client: Any, runtime: Any, tenant: Any) -> None:
+    address, tokens = await register_email_password(client, tenant)
+    response = await client.post(
+        f"{V2}/contacts/forgot_password", json={"username": address}, headers=key(tenant)
+    )
+    assert response.status_code == 204
+    token = await last_token(runtime, tenant.id, "PASSWORD_RESET")
+    new_password = "a brand new passphrase 42"
+    response = await client.post(
+        f"{V2}/contacts/change_password",
+        json={"token": token, "password": new_password},
+        headers=key(tenant),
+    )
+    assert response.status_code == 204, response.text
+    assert (await _authenticate(client, tenant, address, PASSWORD)).status_code == 401
+    assert (await _authenticate(client, tenant, address, new_password)).status_code == 200
+    # The reset ended the old sessions; the token was single use.
+    old = await client.post(f"{V2}/contacts/refresh", headers=bearer(tokens["refresh_token"]))
+    assert old.status_code == 401
+    reuse = await client.post(
+        f"{V2}/contacts/change_password",
+        json={"token": token, "password": "yet another passphrase 7"},
+        headers=key(tenant),
+    )
+    assert reuse.status_code == 400
+    assert reuse.json()["code"] == "RESET_TOKEN_INVALID"
+
+
+async def test_forgot_password_for_unknown_user_is_204_and_sends_nothing(
+    client: Any, runtime: Any, tenant: Any
+) -> None:
+    for username in ("ghost@example.com", "+35799000000", "not an address"):
+        response = await client.post(
+            f"{V1}/contacts/forgot_password", json={"username": username}, headers=key(tenant)
+        )
+        assert response.status_code == 204
+    assert await messages(runtime, tenant.id) == []
+
+
+async def test_weak_password_is_refused_at_register(client: Any, tenant: Any) -> None:
+    response = await client.post(
+        f"{V2}/contacts/register",
+        json={
+            "first_name": "A",
+            "last_name": "B",
+            "identification": {
+                "provider": "EMAIL",
+                "email": "weak@example.com",
+                "password": "password",
+            },
+        },
+        headers=key(tenant),
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "PASSWORD_TOO_WEAK"
+
+
+async def test_change_password_with_token_ends_other_sessions(
+    client: Any, runtime: Any, tenant: Any
+) -> None:
+    address, first = await register_email_password(client, tenant)
+    second = (await _authenticate(client, tenant, address, PASSWORD)).json()
+    contact_id = second["contact"]["id"]
+    response = await client.post(
+        f"{V2}/contacts/{contact_id}/change_password",
+        json={"password": "another fine passphrase"},
+        headers=bearer(second["access_token"]),
+    )
+    assert response.status_code == 204, response.text
+    assert (
+        await client.get(f"{V2}/contacts/{contact_id}", headers=bearer(first["access_token"]))
+    ).status_code == 401
+    assert (
+        await client.get(f"{V2}/contacts/{contact_id}", headers=bearer(second["access_token"]))
+    ).status_code == 200
+
+
+async def test_add_identity_v2_and_v1_credentials(client: Any, runtime: Any, tenant: Any) -> None:
+    tokens = await sign_in_by_phone(client, runtime, tenant)
+    contact_id = tokens["contact"]["id"]
+    response = await client.post(
+        f"{V1}/contacts/{contact_id}/credentials",
+        json={"username": "ahmed.v1@example.com", "password": PASSWORD},
+        headers=bearer(tokens["access_token"]),
+    )
+    assert response.status_code == 201, response.text
+    assert set(response.json()) == {"id"}
+    assert (
+        await _authenticate(client, tenant, "ahmed.v1@example.com", PASSWORD)
+    ).status_code == 200
+    response = await client.post(
+        f"{V2}/contacts/{contact_id}/identities",
+        json={"provider": "EMAIL", "email": "AHMED.V1@example.com"},
+        headers=bearer(tokens["access_token"]),
+    )
+    assert response.status_code == 409
+    assert response.json()["code"] == "IDENTITY_ALREADY_EXISTS"
+    response = await client.post(
+        f"{V2}/contacts/{contact_id}/identities",
+        json={"provider": "PHONE", "phone": {"number": "99111222", "country_code": "CYP"}},
+        headers=bearer(tokens["access_token"]),
+    )
+    assert response.status_code == 201, response.text

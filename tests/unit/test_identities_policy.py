@@ -1,0 +1,49 @@
+"""The per-application policy: API.md defaults, clamping, and the NIST failure delay."""
+
+from __future__ import annotations
+
+from crm.identities.policy import MAX_OTP_TTL_SECONDS, Policy, from_settings
+
+
+def test_defaults_follow_api_md() -> None:
+    policy = from_settings(None, "live")
+    assert policy.otp_ttl_seconds == 300
+    assert policy.otp_max_attempts == 5
+    assert policy.otp_resend_cooldown_seconds == 30
+    assert policy.otp_hourly_send_limit == 10
+    assert policy.failure_lock_threshold == 100
+
+
+def test_code_lifetime_is_capped_at_ten_minutes() -> None:
+    assert from_settings({"otp_ttl_seconds": 3600}, "test").otp_ttl_seconds == MAX_OTP_TTL_SECONDS
+
+
+def test_zero_cooldown_only_in_test_mode() -> None:
+    assert (
+        from_settings({"otp_resend_cooldown_seconds": 0}, "test").otp_resend_cooldown_seconds == 0
+    )
+    assert (
+        from_settings({"otp_resend_cooldown_seconds": 0}, "live").otp_resend_cooldown_seconds == 1
+    )
+
+
+def test_bad_values_fall_back_to_defaults() -> None:
+    policy = from_settings(
+        {
+            "otp_max_attempts": "9",
+            "strict_phone_validation": "yes",
+            "password_reset_url": "javascript:x",
+        },
+        "live",
+    )
+    assert policy.otp_max_attempts == 5
+    assert policy.strict_phone_validation is False
+    assert policy.password_reset_url is None
+
+
+def test_failure_delay_starts_at_ten_and_grows_to_a_cap() -> None:
+    policy = Policy()
+    assert policy.failure_delay(9) == 0
+    assert policy.failure_delay(10) == 30
+    assert policy.failure_delay(11) == 60
+    assert policy.failure_delay(99) == 3600
