@@ -9,10 +9,12 @@ import pytest
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from crm.api.deps import PublicKey, SecretKey
+from crm.api.deps import PublicKey, SecretKey, SessionDep
 from crm.app import create_app
+from crm.clock import Clock
 from crm.runtime import Runtime
 from crm.tenants import service as tenants
+from crm.tenants.models import Tenant
 from crm.tenants.schemas import CreatedTenant
 
 
@@ -67,7 +69,12 @@ async def probe(runtime: Runtime) -> httpx.AsyncClient:
     ],
 )
 async def test_api_key_resolves_kind_and_mode_per_surface(
-    probe: httpx.AsyncClient, tenant: CreatedTenant, key_name: str, surface: str, status: int, mode: str | None
+    probe: httpx.AsyncClient,
+    tenant: CreatedTenant,
+    key_name: str,
+    surface: str,
+    status: int,
+    mode: str | None,
 ) -> None:
     response = await probe.get(f"/{surface}/_probe", headers={"api_key": tenant.keys[key_name]})
     assert response.status_code == status
@@ -127,7 +134,9 @@ async def test_key_cache_bounds_revocation_delay(runtime: Runtime, tenant: Creat
     assert await resolver.resolve(key) is None
 
 
-async def test_error_body_shape_for_validation_error(probe: httpx.AsyncClient, tenant: CreatedTenant) -> None:
+async def test_error_body_shape_for_validation_error(
+    probe: httpx.AsyncClient, tenant: CreatedTenant
+) -> None:
     response = await probe.post(
         "/self-service/v2/_echo", headers={"api_key": tenant.keys["public_test"]}, json={"name": 3}
     )
@@ -150,7 +159,9 @@ async def test_malformed_json_is_400(probe: httpx.AsyncClient, tenant: CreatedTe
     assert response.json()["code"] == "MALFORMED_JSON"
 
 
-async def test_body_over_limit_is_413_declared_or_streamed(probe: httpx.AsyncClient, tenant: CreatedTenant) -> None:
+async def test_body_over_limit_is_413_declared_or_streamed(
+    probe: httpx.AsyncClient, tenant: CreatedTenant
+) -> None:
     headers = {"api_key": tenant.keys["public_test"], "content-type": "application/json"}
     big = b'{"name": "' + b"a" * (70 * 1024) + b'", "count": 1}'
     response = await probe.post("/self-service/v2/_echo", headers=headers, content=big)
@@ -221,3 +232,24 @@ async def test_access_log_has_fields_and_no_key(
     assert record.status == 200  # type: ignore[attr-defined]
     assert record.tenant_id == tenant.id  # type: ignore[attr-defined]
     assert key not in caplog.text
+
+
+async def test_commit_failure_is_never_answered_as_success(runtime: Runtime) -> None:
+    """The unit of work commits before the response goes out: a failed commit is an error."""
+    app = create_app(runtime.settings, runtime=runtime)
+    router = APIRouter()
+
+    @router.post("/backoffice/v1/_conflict")
+    async def conflict(session: SessionDep) -> dict[str, str]:
+        now = Clock().now()
+        # Two rows with one primary key: only the commit (the first flush) finds out.
+        session.add(Tenant(id="dup-tenant-id-000", name="a", created_at=now))
+        session.add(Tenant(id="dup-tenant-id-000", name="b", created_at=now))
+        return {"status": "created"}
+
+    app.include_router(router)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.post("/backoffice/v1/_conflict")
+    assert response.status_code >= 400
+    assert response.json()["code"] == "INTERNAL_ERROR"

@@ -18,7 +18,12 @@ def crm(tmp_path: Path, *args: str, check: bool = True) -> subprocess.CompletedP
     env["COLUMNS"] = "200"
     result = subprocess.run(
         [sys.executable, "-m", "crm", *args],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"crm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -50,7 +55,18 @@ def test_tenant_and_key_lifecycle_json(tmp_path: Path) -> None:
     assert [t["id"] for t in listed] == [created["id"]]
 
     key = json.loads(
-        crm(tmp_path, "keys", "create", "--tenant", created["id"], "--kind", "secret", "--mode", "live", "--json").stdout
+        crm(
+            tmp_path,
+            "keys",
+            "create",
+            "--tenant",
+            created["id"],
+            "--kind",
+            "secret",
+            "--mode",
+            "live",
+            "--json",
+        ).stdout
     )
     assert key["key"].startswith("sk_live_")
     keys = json.loads(crm(tmp_path, "keys", "list", "--tenant", created["id"], "--json").stdout)
@@ -76,7 +92,9 @@ def test_demo_tenant_is_created_once_and_keys_reprinted(tmp_path: Path) -> None:
     assert [t["name"] for t in listed] == ["Demo"]
 
 
-@pytest.mark.parametrize("command", [[], ["db"], ["tenants"], ["keys"], ["serve"], ["tenants", "create"]])
+@pytest.mark.parametrize(
+    "command", [[], ["db"], ["tenants"], ["keys"], ["serve"], ["tenants", "create"]]
+)
 def test_every_command_has_help(tmp_path: Path, command: list[str]) -> None:
     result = crm(tmp_path, *command, "--help")
     assert "Usage" in result.stdout

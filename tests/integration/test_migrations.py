@@ -20,7 +20,9 @@ def test_migrated_database_matches_models(database_url: str) -> None:
         try:
             async with engine.connect() as conn:
                 diff = await conn.run_sync(
-                    lambda sync: compare_metadata(MigrationContext.configure(sync), crm.models.Base.metadata)
+                    lambda sync: compare_metadata(
+                        MigrationContext.configure(sync), crm.models.Base.metadata
+                    )
                 )
                 tables = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
             return diff, tables, await is_up_to_date(engine)

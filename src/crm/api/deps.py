@@ -14,7 +14,8 @@ from crm.runtime import Runtime
 from crm.tenants.schemas import CallerKey
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async on purpose: FastAPI runs a plain `def` dependency in a worker thread per request.
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -35,7 +36,9 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
         runtime.outbox_wakeup.set()
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the commit happens before the response is sent, so a client never sees
+# success for a transaction that then failed to commit (FastAPI's default ends it afterwards).
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 async def resolve_api_key(
