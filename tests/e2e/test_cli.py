@@ -98,3 +98,67 @@ def test_demo_tenant_is_created_once_and_keys_reprinted(tmp_path: Path) -> None:
 def test_every_command_has_help(tmp_path: Path, command: list[str]) -> None:
     result = crm(tmp_path, *command, "--help")
     assert "Usage" in result.stdout
+
+
+def test_applications_have_own_keys_and_policy_settings(tmp_path: Path) -> None:
+    crm(tmp_path, "db", "upgrade")
+    tenant = json.loads(crm(tmp_path, "tenants", "create", "--name", "Acme", "--json").stdout)
+    portal = json.loads(
+        crm(
+            tmp_path,
+            "applications",
+            "create",
+            "--tenant",
+            tenant["id"],
+            "--name",
+            "Portal",
+            "--json",
+        ).stdout
+    )
+    assert set(portal["keys"]) == {"public_test", "public_live"}
+    assert portal["keys"]["public_live"].startswith("pk_live_")
+    apps = json.loads(
+        crm(tmp_path, "applications", "list", "--tenant", tenant["id"], "--json").stdout
+    )
+    assert [a["name"] for a in apps] == ["Default application", "Portal"]
+
+    changed = json.loads(
+        crm(
+            tmp_path,
+            "applications",
+            "settings",
+            portal["id"],
+            "otp_resend_cooldown_seconds=0",
+            "strict_phone_validation=true",
+            "--json",
+        ).stdout
+    )
+    assert changed["settings"] == {
+        "otp_resend_cooldown_seconds": 0,
+        "strict_phone_validation": True,
+    }
+    # Only test keys may go without a cooldown; live codes keep a floor.
+    assert changed["effective"]["test"]["otp_resend_cooldown_seconds"] == 0
+    assert changed["effective"]["live"]["otp_resend_cooldown_seconds"] >= 1
+    assert changed["effective"]["live"]["strict_phone_validation"] is True
+
+    unset = json.loads(
+        crm(
+            tmp_path,
+            "applications",
+            "settings",
+            portal["id"],
+            "--unset",
+            "strict_phone_validation",
+            "--json",
+        ).stdout
+    )
+    assert unset["settings"] == {"otp_resend_cooldown_seconds": 0}
+
+    bad = crm(
+        tmp_path, "applications", "settings", portal["id"], "otp_ttl_seconds=soon", check=False
+    )
+    assert bad.returncode != 0
+    unknown = crm(tmp_path, "applications", "settings", portal["id"], "nope=1", check=False)
+    assert unknown.returncode != 0
+    assert "unknown setting" in unknown.stderr + unknown.stdout

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from crm.cli import contacts, db, keys, outbox, serve, tenants, worker
+from crm.cli import applications, contacts, db, keys, outbox, serve, tenants, worker
 
 app = typer.Typer(
     name="crm",
@@ -16,6 +16,7 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(tenants.app, name="tenants")
+app.add_typer(applications.app, name="applications")
 app.add_typer(keys.app, name="keys")
 app.add_typer(contacts.app, name="contacts")
 app.add_typer(outbox.app, name="outbox")

@@ -16,3 +16,8 @@ class ApiKeyNotFound(NotFound):
 class InvalidTenantName(InvalidRequest):
     code = "INVALID_TENANT_NAME"
     message = "A tenant name must be 1 to 200 printable characters."
+
+
+class ApplicationNotFound(NotFound):
+    code = "APPLICATION_NOT_FOUND"
+    message = "No such application."

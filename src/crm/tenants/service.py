@@ -6,7 +6,8 @@ import hashlib
 import secrets
 import time
 from collections import OrderedDict
-from typing import cast
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -14,7 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from crm.clock import Clock
 from crm.db import read_connection
 from crm.ids import uuid7
-from crm.tenants.errors import ApiKeyNotFound, InvalidTenantName, TenantNotFound
+from crm.tenants.errors import (
+    ApiKeyNotFound,
+    ApplicationNotFound,
+    InvalidTenantName,
+    TenantNotFound,
+)
 from crm.tenants.models import ApiKey, Application, Tenant
 from crm.tenants.schemas import (
     KEY_KINDS,
@@ -224,3 +230,61 @@ class KeyResolver:
             kind=cast(KeyKind, row[4]),
             mode=cast(KeyMode, row[5]),
         )
+
+
+async def create_application(
+    session: AsyncSession, clock: Clock, tenant_id: str, name: str
+) -> tuple[str, dict[str, str]]:
+    """A new app or portal of a tenant, with its own public test and live keys (shown once)."""
+    clean = name.strip()
+    if not clean or len(clean) > 200 or not clean.isprintable():
+        raise InvalidTenantName("An application name must be 1 to 200 printable characters.")
+    if await session.get(Tenant, tenant_id) is None:
+        raise TenantNotFound()
+    application = Application(
+        id=uuid7(), tenant_id=tenant_id, name=clean, settings={}, created_at=clock.now()
+    )
+    session.add(application)
+    await session.flush()
+    keys = {}
+    for mode in KEY_MODES:
+        created = await create_key(session, clock, tenant_id, "public", mode, application.id)
+        keys[f"public_{mode}"] = created.key
+    return application.id, keys
+
+
+async def list_applications(session: AsyncSession, tenant_id: str) -> list[Application]:
+    if await session.get(Tenant, tenant_id) is None:
+        raise TenantNotFound()
+    rows = await session.scalars(
+        select(Application)
+        .where(Application.tenant_id == tenant_id)
+        .order_by(Application.created_at)
+    )
+    return list(rows)
+
+
+async def get_application(session: AsyncSession, application_id: str) -> Application:
+    application = await session.get(Application, application_id)
+    if application is None:
+        raise ApplicationNotFound()
+    return application
+
+
+async def update_application_settings(
+    session: AsyncSession,
+    application_id: str,
+    changes: Mapping[str, Any],
+    unset: Iterable[str] = (),
+) -> dict[str, Any]:
+    """Merge `changes` into the application's settings and drop `unset` keys; returns the result.
+
+    Callers validate names and types (the self-service policy owns their meaning).
+    """
+    application = await get_application(session, application_id)
+    merged = {**(application.settings or {}), **changes}
+    for name in unset:
+        merged.pop(name, None)
+    # A new dict object, so the JSON column is seen as changed.
+    application.settings = merged
+    return merged

@@ -1,0 +1,137 @@
+"""`crm applications`: a tenant's apps and portals, each with its own public keys and sign-in policy."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import typer
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.cli.common import JsonOption, console, print_json, run_in_session, when
+from crm.identities.policy import Policy, from_settings
+from crm.runtime import Runtime
+from crm.tenants import service
+
+app = typer.Typer(
+    help="Applications (apps and portals): public keys and self-service policy.",
+    no_args_is_help=True,
+)
+
+_POLICY_FIELDS = {f.name: f for f in dataclasses.fields(Policy)}
+
+
+@app.command("create")
+def create(
+    tenant: str = typer.Option(..., "--tenant", help="Tenant id."),
+    name: str = typer.Option(..., "--name", help="The app's or portal's name."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Add an application with its own public test and live keys (printed once)."""
+
+    async def work(runtime: Runtime, session: AsyncSession) -> tuple[str, dict[str, str]]:
+        return await service.create_application(session, runtime.clock, tenant, name)
+
+    application_id, keys = run_in_session(work)
+    if as_json:
+        print_json({"id": application_id, "name": name, "keys": keys})
+        return
+    console.print(f"Created application [bold]{name}[/bold] {application_id}")
+    for label, key in keys.items():
+        console.print(f"  {label:<12} {key}")
+    console.print("[yellow]Store these keys now: they are not shown again.[/yellow]")
+
+
+@app.command("list")
+def list_(
+    tenant: str = typer.Option(..., "--tenant", help="Tenant id."), as_json: bool = JsonOption
+) -> None:
+    """List a tenant's applications and the settings each overrides."""
+
+    async def work(runtime: Runtime, session: AsyncSession) -> list[dict[str, Any]]:
+        rows = await service.list_applications(session, tenant)
+        return [
+            {"id": a.id, "name": a.name, "created_at": a.created_at, "settings": a.settings}
+            for a in rows
+        ]
+
+    rows = run_in_session(work)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("id", "name", "created", "settings")
+    for row in rows:
+        table.add_row(row["id"], row["name"], when(row["created_at"]), json.dumps(row["settings"]))
+    console.print(table)
+
+
+@app.command("settings")
+def settings_(
+    application: str = typer.Argument(..., help="Application id."),
+    assignments: list[str] = typer.Argument(
+        None,
+        help="NAME=VALUE pairs, e.g. otp_resend_cooldown_seconds=0 strict_phone_validation=true",
+    ),
+    unset: list[str] = typer.Option([], "--unset", help="Go back to the default for NAME."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Show or change an application's self-service policy (OTP limits, phone strictness, links).
+
+    Without assignments, prints the effective policy for live and test keys. Values are clamped
+    to safe ranges when used (a code never lives more than 10 minutes; only test keys may have
+    no resend cooldown).
+    """
+    changes = dict(_parse(item) for item in assignments or [])
+    for name in unset:
+        if name not in _POLICY_FIELDS:
+            raise _unknown(name)
+
+    async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
+        if changes or unset:
+            stored = await service.update_application_settings(session, application, changes, unset)
+        else:
+            stored = (await service.get_application(session, application)).settings or {}
+        return {
+            "id": application,
+            "settings": stored,
+            "effective": {
+                mode: dataclasses.asdict(from_settings(stored, mode)) for mode in ("live", "test")
+            },
+        }
+
+    result = run_in_session(work)
+    if as_json:
+        print_json(result)
+        return
+    table = Table("setting", "stored", "live", "test")
+    for name in _POLICY_FIELDS:
+        table.add_row(
+            name,
+            json.dumps(result["settings"][name]) if name in result["settings"] else "",
+            str(result["effective"]["live"][name]),
+            str(result["effective"]["test"][name]),
+        )
+    console.print(table)
+
+
+def _parse(assignment: str) -> tuple[str, Any]:
+    name, sep, raw = assignment.partition("=")
+    name = name.strip()
+    if not sep or name not in _POLICY_FIELDS:
+        raise _unknown(name)
+    try:
+        value: Any = json.loads(raw)
+    except ValueError:
+        value = raw
+    default = _POLICY_FIELDS[name].default
+    expected: tuple[type, ...] = (str, type(None)) if default is None else (type(default),)
+    if (isinstance(value, bool) and bool not in expected) or not isinstance(value, expected):
+        raise typer.BadParameter(f"{name} needs a {' or '.join(t.__name__ for t in expected)}")
+    return name, value
+
+
+def _unknown(name: str) -> typer.BadParameter:
+    known = ", ".join(_POLICY_FIELDS)
+    return typer.BadParameter(f"unknown setting {name!r}; known: {known}")
