@@ -75,7 +75,9 @@ def async_url(url: str) -> str:
 
 def create_engine(settings: Settings) -> AsyncEngine:
     url = async_url(settings.database_url)
-    kwargs: dict[str, Any] = {}
+    # A database error's text otherwise quotes the statement's parameters, and the last-resort
+    # handler logs it: an outbox insert would put a one-time code or reset token in the log.
+    kwargs: dict[str, Any] = {"hide_parameters": True}
     if settings.is_sqlite:
         path = settings.sqlite_path()
         if path is not None:

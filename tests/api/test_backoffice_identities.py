@@ -128,6 +128,23 @@ async def test_add_identity_idempotency_replays_and_conflicts(
     assert len((await client.get(f"{BASE}/idem/identities", headers=sk(tenant))).json()) == 1
 
 
+async def test_idempotency_key_reused_for_another_contact_is_not_a_replay(
+    client: httpx.AsyncClient, tenant: CreatedTenant
+) -> None:
+    await new_contact(client, tenant, "idem-a")
+    await new_contact(client, tenant, "idem-b")
+    headers = {**sk(tenant), "Idempotency-Key": "add-same"}
+    body = {"provider": "EMAIL", "email": "shared.key@example.com"}
+    first = await client.post(f"{BASE}/idem-a/identities", json=body, headers=headers)
+    assert first.status_code == 201
+    # Same key and body, other contact: answering with idem-a's identity would tell the caller
+    # that idem-b got it.
+    other = await client.post(f"{BASE}/idem-b/identities", json=body, headers=headers)
+    assert other.status_code == 409
+    assert other.json()["code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert (await client.get(f"{BASE}/idem-b/identities", headers=sk(tenant))).json() == []
+
+
 async def test_erase_removes_identities_so_the_value_is_free_again(
     client: httpx.AsyncClient, tenant: CreatedTenant
 ) -> None:

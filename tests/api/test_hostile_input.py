@@ -122,3 +122,39 @@ async def test_no_operation_answers_hostile_input_with_a_5xx(
                     break
     assert requests > 0
     assert failures == [], "\n".join(failures[:20])
+
+
+async def test_nul_characters_are_400_on_every_route(
+    client: httpx.AsyncClient, runtime: Any, tenant: CreatedTenant
+) -> None:
+    # PostgreSQL text cannot hold U+0000: each of these reached a query and answered 500 there.
+    from tests.support.selfservice import bearer, key, sign_in_by_phone
+
+    secret = {"api_key": tenant.keys["secret_test"]}
+    signed = await sign_in_by_phone(client, runtime, tenant)
+    own = f"/self-service/v2/contacts/{signed['contact']['id']}"
+    answers = [
+        await client.get("/backoffice/v1/contacts/%00", headers=secret),
+        await client.get(
+            "/backoffice/v1/contacts", params={"search_value": "\x00"}, headers=secret
+        ),
+        await client.post(
+            "/self-service/v2/contacts/validate_otp",
+            json={"auth_otp": "\x00", "code": "123456"},
+            headers=key(tenant),
+        ),
+        await client.put(own, json={"first_name": "A\x00"}, headers=bearer(signed["access_token"])),
+        await client.put(
+            own,
+            json={"custom_fields": [{"key": "k", "value": "\x00"}]},
+            headers=bearer(signed["access_token"]),
+        ),
+    ]
+    for response in answers:
+        assert response.status_code == 400, (response.request.url, response.text)
+        assert response.json()["code"] == "INVALID_REQUEST"
+    # An escaped backslash before "u0000" is the literal text, not a NUL.
+    literal = await client.put(
+        own, json={"first_name": "A\\u0000"}, headers=bearer(signed["access_token"])
+    )
+    assert literal.status_code == 200, literal.text

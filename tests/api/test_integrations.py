@@ -219,6 +219,7 @@ async def strict_client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
         ("webhook", {"url": "http://10.1.2.3/hook"}),
         ("webhook", {"url": "http://[::1]/hook"}),
         ("webhook", {"url": "http://[::ffff:127.0.0.1]/hook"}),
+        ("webhook", {"url": "http://[2002:a9fe:a9fe::1]/hook"}),
         ("webhook", {"url": "http://localhost/hook"}),
         ("twilio", {"base_url": "http://192.168.1.10"}),
     ],

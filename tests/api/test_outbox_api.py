@@ -143,6 +143,15 @@ async def test_paging_parameters_are_validated(
         assert response.status_code == 400, params
 
 
+async def test_huge_page_is_400_not_a_database_overflow(
+    client: httpx.AsyncClient, tenant: CreatedTenant
+) -> None:
+    for page in ("10001", "9223372036854775807", "99999999999999999999"):
+        response = await client.get(URL, headers=key(tenant), params={"page": page, "size": 100})
+        assert response.status_code == 400, (page, response.text)
+        assert response.json()["details"][0]["field"] == "page"
+
+
 async def drop(runtime: Runtime, message_id: str) -> None:
     async with runtime.sessions() as session:
         await session.execute(delete(OutboxMessage).where(OutboxMessage.id == message_id))

@@ -90,7 +90,9 @@ async def runtime_set_zero_cooldown(runtime: Any, tenant: Any) -> None:
     await set_policy(runtime, tenant, otp_resend_cooldown_seconds=0)
 
 
-@pytest.mark.parametrize("style", ["bearer", "bare", "refresh_token_header"])
+@pytest.mark.parametrize(
+    "style", ["bearer", "bare", "refresh_token_header", "refresh_token_header_with_access_token"]
+)
 async def test_refresh_reads_token_from_each_header_without_api_key(
     client: Any, runtime: Any, tenant: Any, style: str
 ) -> None:
@@ -100,6 +102,12 @@ async def test_refresh_reads_token_from_each_header_without_api_key(
         "bearer": {"Authorization": f"Bearer {old}"},
         "bare": {"Authorization": old},
         "refresh_token_header": {"refresh_token": old},
+        # A client that sends its (expired) access token on every call: the refresh_token
+        # header names the refresh token explicitly and wins.
+        "refresh_token_header_with_access_token": {
+            "refresh_token": old,
+            "Authorization": f"Bearer {tokens['access_token']}",
+        },
     }[style]
     response = await client.post(f"{V1}/contacts/refresh", headers=headers)
     assert response.status_code == 200, response.text

@@ -233,3 +233,14 @@ async def test_code_requests_per_client_address_are_capped(
     response = await _send(client, tenant, numbers[-1])
     assert response.json()["code"] == "RATE_LIMITED"
     assert "Retry-After" in response.headers
+
+
+async def test_code_requests_for_unknown_identities_count_toward_the_client_cap(
+    client: Any, runtime: Any, tenant: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A sweep for registered numbers fails (404) on nearly every try: those tries must count,
+    # or the per-client limit never throttles the enumeration it exists to stop.
+    monkeypatch.setattr(runtime, "clock", FrozenClock())
+    statuses = [(await _send(client, tenant, unique_phone())).status_code for _ in range(61)]
+    assert statuses[:60] == [404] * 60
+    assert statuses[60] == 429

@@ -96,6 +96,37 @@ async def test_forgot_and_reset_password(client: Any, runtime: Any, tenant: Any)
     assert reuse.json()["code"] == "RESET_TOKEN_INVALID"
 
 
+async def test_reset_ends_every_other_outstanding_reset_token(
+    client: Any, runtime: Any, tenant: Any
+) -> None:
+    address, _tokens = await register_email_password(client, tenant)
+    tokens = []
+    for _ in range(2):
+        response = await client.post(
+            f"{V2}/contacts/forgot_password", json={"username": address}, headers=key(tenant)
+        )
+        assert response.status_code == 204
+        tokens.append(await last_token(runtime, tenant.id, "PASSWORD_RESET"))
+    assert tokens[0] != tokens[1]
+    response = await client.post(
+        f"{V2}/contacts/change_password",
+        json={"token": tokens[1], "password": "a brand new passphrase 42"},
+        headers=key(tenant),
+    )
+    assert response.status_code == 204, response.text
+    # The older link, still unexpired, must not set the password again.
+    stale = await client.post(
+        f"{V2}/contacts/change_password",
+        json={"token": tokens[0], "password": "someone else's passphrase 9"},
+        headers=key(tenant),
+    )
+    assert stale.status_code == 400
+    assert stale.json()["code"] == "RESET_TOKEN_INVALID"
+    assert (
+        await _authenticate(client, tenant, address, "a brand new passphrase 42")
+    ).status_code == 200
+
+
 async def test_forgot_password_for_unknown_user_is_204_and_sends_nothing(
     client: Any, runtime: Any, tenant: Any
 ) -> None:

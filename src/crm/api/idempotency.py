@@ -39,7 +39,7 @@ async def run_once(
         return JsonResponse(_plain(await operation()), status_code=status_code)
     route = request.scope.get("route")
     scope = f"{request.method} {getattr(route, 'path', request.url.path)}"
-    body_hash = service.request_hash(await request.body())
+    body_hash = service.request_hash(await request.body(), request.url.path)
     common = {"tenant_id": tenant_id, "mode": mode, "scope": scope, "key": key}
     stored = await service.lookup(session, runtime.clock, body_hash=body_hash, **common)
     if stored is not None:

@@ -249,7 +249,9 @@ async def refresh(
 ) -> Response:
     """The refresh token comes from `Authorization: Bearer`, a bare `Authorization`, or a
     `refresh_token` header; no body and no api_key are needed."""
-    token = _bearer(authorization) or _bearer(refresh_token)
+    # The refresh_token header names the token explicitly; Authorization may carry the access
+    # token a client attaches to every call.
+    token = _bearer(refresh_token) or _bearer(authorization)
     if token is None:
         raise RefreshTokenInvalid("A refresh token is required in the Authorization header.")
     caller = await _optional_key(request, runtime, api_key)

@@ -41,13 +41,22 @@ class StoredAnswer:
     body: Any
 
 
-def request_hash(body: bytes) -> str:
+def request_hash(body: bytes, target: str = "") -> str:
+    """A digest of the request: `target` (the concrete path) and the body.
+
+    The scope is the path template, so the path's parameters must be hashed here: the same key
+    and body sent for another contact is another request, never a retry of the first.
+    """
     # Hash the canonical JSON when possible, so whitespace or key order do not count as "different".
     try:
         canonical = orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
     except orjson.JSONDecodeError:
         canonical = body
-    return hashlib.sha256(canonical).hexdigest()
+    digest = hashlib.sha256()
+    if target:
+        digest.update(target.encode("utf-8", "surrogateescape") + b"\0")
+    digest.update(canonical)
+    return digest.hexdigest()
 
 
 def check_key(key: str) -> str:

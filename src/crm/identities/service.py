@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, or_, select
+from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.contacts import service as contacts
 from crm.contacts.models import Contact, ContactPhone
-from crm.db import UTCDateTime, read_connection
+from crm.db import UTCDateTime, read_connection, session_scope
 from crm.errors import AppError, InvalidEmail, InvalidPhone, InvalidRequest
 from crm.identities import otp, readpool, sessions
 from crm.identities import policy as policies
@@ -155,13 +155,20 @@ async def _client_limit(
     db: AsyncSession, runtime: Runtime, caller: CallerKey, meta: RequestMeta, operation: str
 ) -> None:
     client = (meta.ip_address or "unknown")[:64]
-    await ratelimits.hit(
-        db,
-        runtime.clock,
-        f"{operation}:{caller.key_id}:{client}",
-        limit=_SIGN_IN_LIMIT_PER_MINUTE,
-        window_seconds=60,
-    )
+    bucket = f"{operation}:{caller.key_id}:{client}"
+    if db.in_transaction():
+        await ratelimits.hit(
+            db, runtime.clock, bucket, limit=_SIGN_IN_LIMIT_PER_MINUTE, window_seconds=60
+        )
+        return
+    # Counted in a transaction of its own: the request's rolls back on most errors (an unknown
+    # identity is a 404), and a count rolled back with it would let a sweep across unknown
+    # identities, which fails every time, go unthrottled. Called before `db` is first used, so
+    # on SQLite the request holds no write lock yet.
+    async with session_scope(runtime.sessions) as counter:
+        await ratelimits.hit(
+            counter, runtime.clock, bucket, limit=_SIGN_IN_LIMIT_PER_MINUTE, window_seconds=60
+        )
 
 
 async def _signer_ready(runtime: Runtime) -> None:
@@ -348,6 +355,18 @@ async def _set_password(
     hashed = await passwords.hash_password(password)
     for identity in identities:
         identity.password_hash = hashed
+    # Reset links sent before this change must not set the password again afterwards (a link
+    # left in a mailbox, or one an attacker asked for, outlives the change otherwise).
+    await db.execute(
+        update(OtpChallenge)
+        .where(
+            OtpChallenge.identity_id.in_([i.id for i in identities]),
+            OtpChallenge.purpose == "PASSWORD_RESET",
+            OtpChallenge.consumed_at.is_(None),
+        )
+        .values(consumed_at=runtime.clock.now())
+        .execution_options(synchronize_session=False)
+    )
     contacts.record_audit(db, runtime.clock, contact, "PASSWORD_CHANGED", actor, ["password"])
 
 

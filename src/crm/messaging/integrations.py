@@ -161,8 +161,12 @@ def provider_hosts(provider: str, config: ProviderConfig | dict[str, Any]) -> li
 
 
 def _is_private(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        # IPv6 forms that carry an IPv4 address and reach it: mapped and 6to4. Judge the IPv4
+        # inside (2002:a9fe:a9fe:: is the cloud metadata address through a 6to4 relay).
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is not None:
+            address = embedded
     return (
         address.is_private
         or address.is_loopback

@@ -18,6 +18,7 @@ from crm.tenants.schemas import CallerKey
 STATUSES = ("queued", "sending", "sent", "failed", "cancelled")
 CHANNELS = ("SMS", "EMAIL")
 MAX_PAGE_SIZE = 100
+MAX_PAGE = 10_000
 
 
 class TestKeyRequired(Forbidden):
@@ -107,8 +108,11 @@ async def list_test_outbox(
     """The caller's test-mode messages, newest first (API.md section 1)."""
     if caller.mode != "test":
         raise TestKeyRequired()
-    if page < 1:
-        raise InvalidRequest(details=[{"field": "page", "message": "must be 1 or more"}])
+    # Bounded above too: a huge page overflows the database's integer OFFSET (a 500).
+    if not 1 <= page <= MAX_PAGE:
+        raise InvalidRequest(
+            details=[{"field": "page", "message": f"must be between 1 and {MAX_PAGE}"}]
+        )
     if not 1 <= size <= MAX_PAGE_SIZE:
         raise InvalidRequest(
             details=[{"field": "size", "message": f"must be between 1 and {MAX_PAGE_SIZE}"}]
