@@ -84,6 +84,13 @@ class Settings(BaseSettings):
         description="Access tokens whose signature check is remembered per process (0: verify "
         "every call). Sign-out still takes effect at once: the session is checked every call.",
     )
+    register_limit_per_client_hour: int = Field(
+        30,
+        ge=1,
+        le=100_000,
+        description="Registrations one client address may make per public key and hour "
+        "(each sends an SMS or email to an unproven identifier).",
+    )
     # --- end self-service ---
     # --- messaging ---
     outbox_max_attempts: int = Field(

@@ -244,3 +244,35 @@ async def test_code_requests_for_unknown_identities_count_toward_the_client_cap(
     statuses = [(await _send(client, tenant, unique_phone())).status_code for _ in range(61)]
     assert statuses[:60] == [404] * 60
     assert statuses[60] == 429
+
+
+async def test_registrations_per_client_are_capped_against_sms_pumping(
+    client: Any, runtime: Any, tenant: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime, "clock", FrozenClock())
+    monkeypatch.setattr(runtime.settings, "register_limit_per_client_hour", 3)
+    for _ in range(3):
+        await register_phone(client, tenant)
+    body = {
+        "first_name": "Ahmed",
+        "identity": {"provider": "PHONE", "phone_number": unique_phone(), "country_code": "CYP"},
+    }
+    refused = await client.post(
+        "/self-service/v1/contacts/register", json=body, headers=key(tenant)
+    )
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "RATE_LIMITED"
+    assert 0 < int(refused.headers["retry-after"]) <= 3600
+    # Nothing of the refused registration was written.
+    rows = await _identity_count(runtime, tenant)
+    assert rows == 3
+
+
+async def _identity_count(runtime: Any, tenant: Any) -> int:
+    from sqlalchemy import func
+
+    async with runtime.sessions() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(Identity).where(Identity.tenant_id == tenant.id)
+        )
+    return int(count or 0)

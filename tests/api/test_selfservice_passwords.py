@@ -202,3 +202,31 @@ async def test_add_identity_v2_and_v1_credentials(client: Any, runtime: Any, ten
         headers=bearer(tokens["access_token"]),
     )
     assert response.status_code == 201, response.text
+
+
+async def test_one_reset_token_used_twice_at_once_sets_the_password_once(
+    client: Any, runtime: Any, tenant: Any
+) -> None:
+    import asyncio
+
+    address, _tokens = await register_email_password(client, tenant)
+    await client.post(
+        f"{V2}/contacts/forgot_password", json={"username": address}, headers=key(tenant)
+    )
+    token = await last_token(runtime, tenant.id, "PASSWORD_RESET")
+    first, second = "first racing passphrase 1", "second racing passphrase 2"
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                f"{V2}/contacts/change_password",
+                json={"token": token, "password": password},
+                headers=key(tenant),
+            )
+            for password in (first, second)
+        )
+    )
+    assert sorted(r.status_code for r in responses) == [204, 400]
+    winner = first if responses[0].status_code == 204 else second
+    loser = second if winner == first else first
+    assert (await _authenticate(client, tenant, address, winner)).status_code == 200
+    assert (await _authenticate(client, tenant, address, loser)).status_code == 401

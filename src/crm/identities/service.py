@@ -152,14 +152,19 @@ async def _policy(db: AsyncSession, application_id: str | None, mode: str) -> po
 
 
 async def _client_limit(
-    db: AsyncSession, runtime: Runtime, caller: CallerKey, meta: RequestMeta, operation: str
+    db: AsyncSession,
+    runtime: Runtime,
+    caller: CallerKey,
+    meta: RequestMeta,
+    operation: str,
+    *,
+    limit: int = _SIGN_IN_LIMIT_PER_MINUTE,
+    window_seconds: int = 60,
 ) -> None:
     client = (meta.ip_address or "unknown")[:64]
     bucket = f"{operation}:{caller.key_id}:{client}"
     if db.in_transaction():
-        await ratelimits.hit(
-            db, runtime.clock, bucket, limit=_SIGN_IN_LIMIT_PER_MINUTE, window_seconds=60
-        )
+        await ratelimits.hit(db, runtime.clock, bucket, limit=limit, window_seconds=window_seconds)
         return
     # Counted in a transaction of its own: the request's rolls back on most errors (an unknown
     # identity is a 404), and a count rolled back with it would let a sweep across unknown
@@ -167,7 +172,7 @@ async def _client_limit(
     # on SQLite the request holds no write lock yet.
     async with session_scope(runtime.sessions) as counter:
         await ratelimits.hit(
-            counter, runtime.clock, bucket, limit=_SIGN_IN_LIMIT_PER_MINUTE, window_seconds=60
+            counter, runtime.clock, bucket, limit=limit, window_seconds=window_seconds
         )
 
 
@@ -326,20 +331,27 @@ async def _consume_token(
     if not token or len(token) > 200:
         return None
     digest = hmac_sha256(runtime.secret, _TOKEN_PURPOSE[purpose], token.encode())
-    challenge = await db.scalar(
-        select(OtpChallenge).where(
-            OtpChallenge.code_hmac == digest,
-            OtpChallenge.purpose == purpose,
-            OtpChallenge.tenant_id == caller.tenant_id,
-            OtpChallenge.mode == caller.mode,
-        )
-    )
     now = runtime.clock.now()
-    if challenge is None or challenge.consumed_at is not None or now >= challenge.expires_at:
+    # One conditional UPDATE: of two requests racing with the same token, only one sees a row.
+    identity_id = (
+        await db.execute(
+            update(OtpChallenge)
+            .where(
+                OtpChallenge.code_hmac == digest,
+                OtpChallenge.purpose == purpose,
+                OtpChallenge.tenant_id == caller.tenant_id,
+                OtpChallenge.mode == caller.mode,
+                OtpChallenge.consumed_at.is_(None),
+                OtpChallenge.expires_at > now,
+            )
+            .values(consumed_at=now)
+            .returning(OtpChallenge.identity_id)
+            .execution_options(synchronize_session=False)
+        )
+    ).scalar()
+    if identity_id is None:
         return None
-    challenge.consumed_at = now
-    identity = await db.get(Identity, challenge.identity_id)
-    return identity
+    return await db.get(Identity, identity_id)
 
 
 async def _set_password(
@@ -378,6 +390,17 @@ async def register(
 ) -> Grant | CodeSent:
     """Create a contact and its first identity; send a code, or sign in at once (email+password)."""
     await _signer_ready(runtime)
+    # Every registration sends a message to a number or address nobody has proved yet: without a
+    # per-client cap a script could pump paid SMS to premium numbers (toll fraud).
+    await _client_limit(
+        db,
+        runtime,
+        caller,
+        meta,
+        "register",
+        limit=runtime.settings.register_limit_per_client_hour,
+        window_seconds=3600,
+    )
     policy = await _policy(db, caller.application_id, caller.mode)
     provider = body.identity.provider.upper()
     if provider not in PROVIDERS:
