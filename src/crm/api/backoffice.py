@@ -26,7 +26,6 @@ from crm.contacts.schemas import (
     CreatedId,
     IdentityCreate,
     IdentityRead,
-    Paging,
     SessionRead,
     SessionsRevoked,
     consent_entry,
@@ -35,6 +34,7 @@ from crm.contacts.schemas import (
     session_read,
 )
 from crm.identities import service as identities
+from crm.paging import Paging
 from crm.tenants.schemas import CallerKey
 
 router = APIRouter(tags=["Back-Office"])
@@ -87,16 +87,7 @@ async def create_contact(
         )
         return CreatedId(id=contact.id)
 
-    return await run_once(
-        request,
-        session,
-        runtime,
-        tenant_id=caller.tenant_id,
-        mode=caller.mode,
-        key=idempotency_key,
-        status_code=201,
-        operation=operation,
-    )
+    return await run_once(request, session, runtime, caller, idempotency_key, operation)
 
 
 @router.get(
@@ -331,16 +322,7 @@ async def add_identity(
         )
         return CreatedId(id=identity.id)
 
-    return await run_once(
-        request,
-        session,
-        runtime,
-        tenant_id=caller.tenant_id,
-        mode=caller.mode,
-        key=idempotency_key,
-        status_code=201,
-        operation=operation,
-    )
+    return await run_once(request, session, runtime, caller, idempotency_key, operation)
 
 
 @router.get(

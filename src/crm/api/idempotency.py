@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm.api.responses import JsonResponse
 from crm.idempotency import service
 from crm.runtime import Runtime
+from crm.tenants.schemas import CallerKey
 
 IdempotencyKey = Annotated[
     str | None,
@@ -27,12 +28,11 @@ async def run_once(
     request: Request,
     session: AsyncSession,
     runtime: Runtime,
-    *,
-    tenant_id: str,
-    mode: str,
+    caller: CallerKey,
     key: str | None,
-    status_code: int,
     operation: Callable[[], Awaitable[Any]],
+    *,
+    status_code: int = 201,
 ) -> JsonResponse:
     """Answer from the stored first response, or run `operation` and store its answer with it."""
     if key is None:
@@ -40,7 +40,7 @@ async def run_once(
     route = request.scope.get("route")
     scope = f"{request.method} {getattr(route, 'path', request.url.path)}"
     body_hash = service.request_hash(await request.body(), request.url.path)
-    common = {"tenant_id": tenant_id, "mode": mode, "scope": scope, "key": key}
+    common = {"tenant_id": caller.tenant_id, "mode": caller.mode, "scope": scope, "key": key}
     stored = await service.lookup(session, runtime.clock, body_hash=body_hash, **common)
     if stored is not None:
         response = JsonResponse(stored.body, status_code=stored.status_code)

@@ -10,6 +10,7 @@ from crm.api.responses import error_responses
 from crm.clock import epoch
 from crm.messaging import service
 from crm.messaging.service import MAX_PAGE_SIZE
+from crm.paging import Paging
 
 router = APIRouter(tags=["Back-Office"])
 
@@ -22,13 +23,6 @@ class OutboxItem(BaseModel):
     subject: str | None = None
     body: str = Field(description="The text as it would have been sent (codes included).")
     created_at: int = Field(description="Epoch seconds.")
-
-
-class Paging(BaseModel):
-    page: int
-    size: int
-    total: int
-    has_more: bool
 
 
 class OutboxPage(BaseModel):

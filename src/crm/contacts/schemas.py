@@ -19,6 +19,7 @@ from pydantic import (
 from crm.clock import epoch
 from crm.contacts.models import ConsentEvent, Contact, ContactPhone
 from crm.identities.models import Identity, Session
+from crm.paging import Paging
 
 MAX_PHONES = 10
 MAX_ADDRESSES = 10
@@ -313,13 +314,6 @@ def contact_read(contact: Contact, phones: list[ContactPhone]) -> ContactRead:
         created_date=epoch(contact.created_at) or 0,
         updated_date=epoch(contact.updated_at) or 0,
     )
-
-
-class Paging(BaseModel):
-    page: int
-    size: int
-    total: int | None = Field(None, description="Only with include_total=true.")
-    has_more: bool
 
 
 class ContactPage(BaseModel):
