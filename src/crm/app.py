@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from crm import __version__
-from crm.api import backoffice, errors, health, selfservice, wellknown
+from crm.api import backoffice, errors, health, openapi, selfservice, wellknown
 from crm.api import integrations as integrations_api
 from crm.api import metrics as metrics_api
 from crm.api import outbox as outbox_api
@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(outbox_api.router, prefix="/backoffice/v1")
     app.include_router(metrics_api.router)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    openapi.install(app)
     return app
 
 

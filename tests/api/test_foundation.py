@@ -216,7 +216,19 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
 async def test_openapi_documents_error_responses(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     assert "ErrorBody" in spec["components"]["schemas"]
+    assert set(spec["components"]["securitySchemes"]) == {"ApiKey", "BearerAuth"}
     assert (await client.get("/docs")).status_code == 200
+    for path, operations in spec["paths"].items():
+        if not path.startswith(("/self-service", "/backoffice")):
+            continue
+        for method, operation in operations.items():
+            where = f"{method.upper()} {path}"
+            # Every error an operation can give is documented with the error body.
+            assert {"400", "500"} <= set(operation["responses"]), where
+            assert operation.get("security"), where
+            headers = [p["name"] for p in operation.get("parameters", []) if p["in"] == "header"]
+            # The header is spelled as clients send it (FastAPI would document `api-key`).
+            assert "api-key" not in headers, where
 
 
 async def test_access_log_has_fields_and_no_key(

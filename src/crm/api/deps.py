@@ -61,7 +61,11 @@ async def public_key(
     runtime: RuntimeDep,
     api_key: Annotated[
         str | None,
-        Header(alias="api_key", description="A public key (`pk_test_...`, `pk_live_...`)."),
+        Header(
+            alias="api_key",
+            convert_underscores=False,
+            description="A public key (`pk_test_...`, `pk_live_...`).",
+        ),
     ] = None,
 ) -> CallerKey:
     caller = await resolve_api_key(request, runtime, api_key)
@@ -79,7 +83,11 @@ async def secret_key(
     runtime: RuntimeDep,
     api_key: Annotated[
         str | None,
-        Header(alias="api_key", description="A secret key (`sk_test_...`, `sk_live_...`)."),
+        Header(
+            alias="api_key",
+            convert_underscores=False,
+            description="A secret key (`sk_test_...`, `sk_live_...`).",
+        ),
     ] = None,
 ) -> CallerKey:
     caller = await resolve_api_key(request, runtime, api_key)

@@ -34,7 +34,11 @@ router = APIRouter(tags=["Self-Service"])
 
 ApiKeyHeader = Annotated[
     str | None,
-    Header(alias="api_key", description="Optional after sign-in; must then be of the same tenant."),
+    Header(
+        alias="api_key",
+        convert_underscores=False,
+        description="Optional after sign-in; must then be of the same tenant.",
+    ),
 ]
 AuthorizationHeader = Annotated[
     str | None, Header(description="`Bearer <token>` (a bare token is accepted too).")
@@ -86,6 +90,8 @@ async def signed_in(request: Request) -> service.SignedIn:
 
 
 SignedInDep = Annotated[service.SignedIn, Depends(signed_in)]
+# Documents the credential of signed-in routes (signed_in reads the header itself, for speed).
+BEARER: dict[str, Any] = {"security": [{"BearerAuth": []}]}
 ContactId = Annotated[str, Path(max_length=64, description="The signed-in contact's id.")]
 
 
@@ -159,7 +165,10 @@ async def verify_email(
 
 
 @router.get(
-    "/contacts/{id}", summary="The signed-in contact's profile", responses=error_responses(401, 403)
+    "/contacts/{id}",
+    summary="The signed-in contact's profile",
+    responses=error_responses(401, 403),
+    openapi_extra=BEARER,
 )
 async def get_contact(id: ContactId, signed: SignedInDep) -> Response:
     """The hot path: the access token's session and the contact come from one query, no ORM."""
@@ -235,7 +244,10 @@ async def authenticate(
 
 
 @router.post(
-    "/contacts/refresh", summary="Rotate the refresh token", responses=error_responses(401)
+    "/contacts/refresh",
+    summary="Rotate the refresh token",
+    responses=error_responses(401),
+    openapi_extra=BEARER,
 )
 async def refresh(
     request: Request,
@@ -326,7 +338,10 @@ async def request_email_verification(
 
 
 @router.put(
-    "/contacts/{id}", summary="Update the signed-in contact", responses=error_responses(401, 403)
+    "/contacts/{id}",
+    summary="Update the signed-in contact",
+    responses=error_responses(401, 403),
+    openapi_extra=BEARER,
 )
 async def update_contact(
     id: ContactId, body: ProfileUpdateIn, signed: SignedInDep, runtime: RuntimeDep, db: SessionDep
@@ -340,6 +355,7 @@ async def update_contact(
     "/contacts/{id}",
     summary="Unregister: erase personal data and end all sessions",
     responses=error_responses(401, 403),
+    openapi_extra=BEARER,
 )
 async def unregister(
     id: ContactId, signed: SignedInDep, runtime: RuntimeDep, db: SessionDep
@@ -354,6 +370,7 @@ async def unregister(
     status_code=204,
     summary="End this session",
     responses=error_responses(401, 403),
+    openapi_extra=BEARER,
 )
 async def sign_out(
     id: ContactId, signed: SignedInDep, runtime: RuntimeDep, db: SessionDep
@@ -375,6 +392,7 @@ async def _add_identity(
     status_code=201,
     summary="Add an identity (email, phone, password)",
     responses=error_responses(401, 403, 409),
+    openapi_extra=BEARER,
 )
 async def add_identity(
     id: ContactId, body: IdentityAddIn, signed: SignedInDep, runtime: RuntimeDep, db: SessionDep
@@ -387,6 +405,7 @@ async def add_identity(
     status_code=201,
     summary="Add credentials {username, password} (v1 spelling)",
     responses=error_responses(401, 403, 409),
+    openapi_extra=BEARER,
 )
 async def add_credentials(
     id: ContactId, body: IdentityAddIn, signed: SignedInDep, runtime: RuntimeDep, db: SessionDep
@@ -399,6 +418,7 @@ async def add_credentials(
     status_code=204,
     summary="Change the password; other sessions end",
     responses=error_responses(401, 403),
+    openapi_extra=BEARER,
 )
 async def change_password(
     id: ContactId, body: PasswordIn, signed: SignedInDep, runtime: RuntimeDep, db: SessionDep
