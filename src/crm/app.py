@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,7 +15,7 @@ from crm.api import metrics as metrics_api
 from crm.api import outbox as outbox_api
 from crm.api.middleware import RequestContextMiddleware
 from crm.api.responses import JsonResponse
-from crm.messaging.worker import DeliveryWorker
+from crm.background import background_work
 from crm.migrate import head_revision, is_up_to_date
 from crm.runtime import Runtime
 from crm.settings import Settings
@@ -55,7 +54,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                     f"the database is not at the current schema ({head_revision()}); "
                     "run `crm db upgrade` first"
                 )
-            async with background_tasks(rt):
+            if rt.settings.worker_enabled:
+                async with background_work(rt):
+                    yield
+            else:
                 yield
         finally:
             if owns_runtime:
@@ -85,26 +87,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     openapi.install(app)
     return app
-
-
-@asynccontextmanager
-async def background_tasks(runtime: Runtime) -> AsyncIterator[None]:
-    """Per-process background work (the message delivery worker), stopped on shutdown."""
-    if not runtime.settings.worker_enabled:
-        yield
-        return
-    worker = DeliveryWorker(runtime)
-    task = asyncio.create_task(worker.run(), name="delivery-worker")
-    try:
-        yield
-    finally:
-        # Graceful: sends in flight finish (or are released for another worker) before the
-        # engine is disposed.
-        worker.stop()
-        try:
-            await task
-        except Exception:
-            log.exception("the delivery worker failed while stopping")
 
 
 def app_from_env() -> FastAPI:

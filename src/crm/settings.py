@@ -130,6 +130,13 @@ class Settings(BaseSettings):
             return self.allow_private_provider_urls
         return self.env != "production"
 
+    outbox_retention_days: int = Field(
+        30,
+        ge=1,
+        le=3650,
+        description="Sent and cancelled messages are deleted this many days after creation "
+        "(failed ones are kept for inspection).",
+    )
     # --- end messaging ---
 
     @field_validator("database_url")

@@ -8,8 +8,8 @@ import signal
 import typer
 
 from crm import logging as crm_logging
+from crm.background import background_work
 from crm.cli.common import err_console, settings
-from crm.messaging.worker import DeliveryWorker
 from crm.migrate import is_up_to_date
 from crm.runtime import Runtime
 
@@ -39,11 +39,13 @@ def worker() -> None:
                     "[red]The database is not migrated.[/red] Run `crm db upgrade` first."
                 )
                 return 1
-            delivery = DeliveryWorker(runtime)
+            stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, delivery.stop)
-            await delivery.run()
+                loop.add_signal_handler(signum, stop.set)
+            # Runs whatever CRM_WORKER_ENABLED says: that setting is about `crm serve`.
+            async with background_work(runtime):
+                await stop.wait()
             return 0
         finally:
             await runtime.close()

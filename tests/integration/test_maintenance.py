@@ -1,0 +1,106 @@
+"""Housekeeping deletes what no request can need any more, and nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from crm.clock import FrozenClock
+from crm.idempotency.models import IdempotencyRecord
+from crm.ids import uuid7
+from crm.maintenance import purge, run_periodically
+from crm.messaging.models import OutboxMessage
+from crm.ratelimits.models import RateCounter
+from crm.runtime import Runtime
+from crm.tenants.schemas import CreatedTenant
+
+
+def _message(tenant_id: str, status: str, created_at: object) -> OutboxMessage:
+    return OutboxMessage(
+        id=uuid7(),
+        tenant_id=tenant_id,
+        mode="live",
+        channel="SMS",
+        recipient="+35799000001",
+        purpose="OTP",
+        body_text="123456 is your code",
+        status=status,
+        attempts=1,
+        next_attempt_at=created_at,
+        created_at=created_at,
+    )
+
+
+async def test_purge_removes_only_expired_rows(runtime: Runtime, tenant: CreatedTenant) -> None:
+    clock = FrozenClock()
+    now = clock.now()
+    old, recent = now - timedelta(days=31), now - timedelta(days=1)
+    bucket = f"test:{tenant.id}"
+    async with runtime.sessions() as session:
+        messages = {
+            "old sent": _message(tenant.id, "sent", old),
+            "old cancelled": _message(tenant.id, "cancelled", old),
+            "old failed": _message(tenant.id, "failed", old),
+            "old queued": _message(tenant.id, "queued", old),
+            "recent sent": _message(tenant.id, "sent", recent),
+        }
+        session.add_all(messages.values())
+        for key, created in (("old", now - timedelta(hours=25)), ("new", now - timedelta(hours=1))):
+            session.add(
+                IdempotencyRecord(
+                    tenant_id=tenant.id,
+                    mode="live",
+                    scope="POST /x",
+                    key=key,
+                    request_hash="0" * 64,
+                    status_code=201,
+                    response_body="{}",
+                    created_at=created,
+                )
+            )
+        session.add(
+            RateCounter(bucket=bucket + ":old", window_start=now - timedelta(hours=3), count=5)
+        )
+        session.add(
+            RateCounter(bucket=bucket + ":new", window_start=now - timedelta(minutes=30), count=5)
+        )
+        await session.commit()
+
+    async with runtime.sessions() as session:
+        purged = await purge(session, clock, outbox_retention_days=30)
+        await session.commit()
+    assert purged.outbox_messages >= 2
+    assert purged.idempotency_records >= 1
+    assert purged.rate_counters >= 1
+
+    async with runtime.sessions() as session:
+        left = set(
+            await session.scalars(
+                select(OutboxMessage.id).where(OutboxMessage.tenant_id == tenant.id)
+            )
+        )
+        keys = set(
+            await session.scalars(
+                select(IdempotencyRecord.key).where(IdempotencyRecord.tenant_id == tenant.id)
+            )
+        )
+        buckets = set(
+            await session.scalars(
+                select(RateCounter.bucket).where(RateCounter.bucket.startswith(bucket))
+            )
+        )
+    kept = {name for name, message in messages.items() if message.id in left}
+    assert kept == {"old failed", "old queued", "recent sent"}
+    assert keys == {"new"}
+    assert buckets == {bucket + ":new"}
+
+
+async def test_periodic_housekeeping_stops_promptly(runtime: Runtime) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_periodically(runtime, stop, interval=3600))
+    await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(task, timeout=2)
+    assert task.done() and task.exception() is None
