@@ -87,6 +87,14 @@ def test_demo_tenant_is_created_once_and_keys_reprinted(tmp_path: Path) -> None:
     keys = json.loads((tmp_path / "var" / "demo-keys.json").read_text())
     assert keys["keys"]["public_test"] in first
     assert keys["keys"]["public_test"] in second
+    # Without the kept file the tenant stays, with fresh keys for its application.
+    (tmp_path / "var" / "demo-keys.json").unlink()
+    third = crm(tmp_path, "tenants", "demo").stdout
+    reissued = json.loads((tmp_path / "var" / "demo-keys.json").read_text())
+    assert reissued["id"] == keys["id"]
+    assert reissued["application_id"] == keys["application_id"]
+    assert reissued["keys"]["public_test"] != keys["keys"]["public_test"]
+    assert reissued["keys"]["public_test"] in third
     assert "9947823" in first
     listed = json.loads(crm(tmp_path, "tenants", "list", "--json").stdout)
     assert [t["name"] for t in listed] == ["Demo"]

@@ -82,8 +82,9 @@ def demo(
                 return saved
         if tenant_id is None:
             return _tenant_json(await service.create_tenant(session, runtime.clock, name))
-        keys = await service.issue_key_set(session, runtime.clock, tenant_id)
-        return {"id": tenant_id, "name": name, "keys": keys}
+        application_id = (await service.list_applications(session, tenant_id))[0].id
+        keys = await service.issue_key_set(session, runtime.clock, tenant_id, application_id)
+        return {"id": tenant_id, "name": name, "application_id": application_id, "keys": keys}
 
     data = run_in_session(work)
     _write_keys(keys_file, data)
