@@ -8,9 +8,11 @@ from tests.support.selfservice import (
     PASSWORD,
     bearer,
     key,
+    last_code,
     last_token,
     messages,
     register_email_password,
+    set_policy,
     sign_in_by_phone,
 )
 
@@ -230,3 +232,59 @@ async def test_one_reset_token_used_twice_at_once_sets_the_password_once(
     loser = second if winner == first else first
     assert (await _authenticate(client, tenant, address, winner)).status_code == 200
     assert (await _authenticate(client, tenant, address, loser)).status_code == 401
+
+
+async def _sign_in_by_emailed_code(client: Any, runtime: Any, tenant: Any, address: str) -> Any:
+    sent = await client.post(
+        f"{V2}/contacts/otp",
+        json={"method": "EMAIL", "credentials": [{"name": "EMAIL", "value": address}]},
+        headers=key(tenant),
+    )
+    assert sent.status_code == 200, sent.text
+    code = await last_code(runtime, tenant.id)
+    return await client.post(
+        f"{V2}/contacts/validate_otp",
+        json={"auth_otp": sent.json()["auth_otp"], "code": code},
+        headers=key(tenant),
+    )
+
+
+async def test_first_proof_by_code_ends_a_strangers_pre_registered_access(
+    client: Any, runtime: Any, tenant: Any
+) -> None:
+    # A stranger registers the owner's address with a password and keeps the tokens.
+    address, stranger = await register_email_password(client, tenant)
+    # The owner, who never registered, signs in by a code sent to their mailbox.
+    owner = await _sign_in_by_emailed_code(client, runtime, tenant, address)
+    assert owner.status_code == 200, owner.text
+    # The stranger's session and password no longer open the contact.
+    refreshed = await client.post(
+        f"{V2}/contacts/refresh", headers=bearer(stranger["refresh_token"])
+    )
+    assert refreshed.status_code == 401
+    contact_id = owner.json()["contact"]["id"]
+    profile = await client.get(
+        f"{V2}/contacts/{contact_id}", headers=bearer(stranger["access_token"])
+    )
+    assert profile.status_code == 401
+    assert (await _authenticate(client, tenant, address, PASSWORD)).status_code == 401
+    mine = await client.get(
+        f"{V2}/contacts/{contact_id}", headers=bearer(owner.json()["access_token"])
+    )
+    assert mine.status_code == 200
+
+
+async def test_later_code_sign_ins_keep_the_owners_other_sessions(
+    client: Any, runtime: Any, tenant: Any
+) -> None:
+    address, _stranger = await register_email_password(client, tenant)
+    first = await _sign_in_by_emailed_code(client, runtime, tenant, address)
+    assert first.status_code == 200
+    await set_policy(runtime, tenant, otp_resend_cooldown_seconds=0)
+    second = await _sign_in_by_emailed_code(client, runtime, tenant, address)
+    assert second.status_code == 200
+    # The identity was proven already: the first device stays signed in.
+    still = await client.post(
+        f"{V2}/contacts/refresh", headers=bearer(first.json()["refresh_token"])
+    )
+    assert still.status_code == 200

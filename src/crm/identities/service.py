@@ -588,10 +588,16 @@ async def validate(
             details=[{"field": "auth_otp", "message": "Field required"}],
         )
     policy = await _policy(db, caller.application_id, caller.mode)
+    owner_of = await db.scalar(
+        select(Identity.contact_pk).where(Identity.id == challenge.identity_id)
+    )
+    proven_before = owner_of is not None and await _is_verified(db, owner_of)
     identity = await otp.validate_code(
         db, runtime.clock, runtime.secret, challenge=challenge, code=body.code, policy=policy
     )
     contact = await contacts.get_by_pk(db, identity.contact_pk)
+    if not proven_before:
+        await _end_unproven_access(db, runtime, contact)
     return await _grant(
         db,
         runtime,
@@ -600,6 +606,31 @@ async def validate(
         application_id=caller.application_id,
         meta=meta,
     )
+
+
+async def _end_unproven_access(db: AsyncSession, runtime: Runtime, contact: Contact) -> None:
+    """The first proof of possession of any of a contact's identities ends what came before it.
+
+    Until then, whoever registered the identifier may not be its owner: a stranger can register
+    someone else's email with a password (tokens are issued at once) and wait for the owner to
+    sign in by code into the stranger's contact. So the first code that proves an identity ends
+    the contact's other sessions and clears a password set before the proof; the owner can set
+    one again. A registration by code has neither, so its normal flow is unaffected.
+    """
+    cleared = await db.execute(
+        update(Identity)
+        .where(Identity.contact_pk == contact.pk, Identity.password_hash.is_not(None))
+        .values(password_hash=None)
+        .execution_options(synchronize_session="fetch")
+    )
+    ended = await revoke_all_sessions(db, runtime.clock, contact.pk, "UNPROVEN_ACCESS_ENDED")
+    changed = (["password"] if getattr(cleared, "rowcount", 0) else []) + (
+        ["sessions"] if ended else []
+    )
+    if changed:
+        contacts.record_audit(
+            db, runtime.clock, contact, "UNPROVEN_ACCESS_ENDED", "self-service", changed
+        )
 
 
 async def authenticate(
