@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from crm.api.deps import RuntimeDep, SecretKey, SessionDep
 from crm.api.idempotency import IdempotencyKey, run_once
-from crm.api.responses import JsonResponse, error_responses
+from crm.api.responses import error_responses
 from crm.clock import epoch
 from crm.contacts import search as contact_search
 from crm.contacts import service as contacts
@@ -67,7 +67,7 @@ async def create_contact(
     session: SessionDep,
     runtime: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
-) -> JsonResponse:
+) -> Response:
     """Create a person or company. `id` and `code` are yours or generated; both are unique
     per tenant and mode, and `code` never changes. The contact cannot sign in until
     credentials are added with `POST /contacts/{ref}/identities`."""
@@ -305,7 +305,7 @@ async def add_identity(
     session: SessionDep,
     runtime: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
-) -> JsonResponse:
+) -> Response:
     """Give a contact an EMAIL (optionally with a password) or PHONE identity so it can sign in
     through Self-Service. `"verified": true` marks it verified (the business vouches for it).
     409 if another contact of this tenant and mode already has it."""

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from crm.api.deps import PublicKey, RuntimeDep, SessionDep, resolve_api_key
 from crm.api.errors import app_error_response
+from crm.api.idempotency import IdempotencyKey, run_once
 from crm.api.responses import JsonResponse, error_responses
 from crm.errors import Unauthenticated, WrongKeyKind
 from crm.identities import service
@@ -147,6 +149,27 @@ async def _answer(request: Request, work: Awaitable[object], status_code: int = 
     return JsonResponse(_render(result), status_code=status_code)
 
 
+async def _answer_once(
+    request: Request,
+    db: AsyncSession,
+    runtime: Runtime,
+    caller: CallerKey,
+    key: str | None,
+    work: Callable[[], Awaitable[object]],
+    status_code: int = 200,
+) -> Response:
+    """Like _answer, honouring an Idempotency-Key: a retry gets the first answer, and no second
+    code or email is sent. Stored answers (tokens included) are encrypted at rest."""
+
+    async def rendered() -> Any:
+        return _render(await work())
+
+    try:
+        return await run_once(request, db, runtime, caller, key, rendered, status_code=status_code)
+    except StatefulFailure as exc:
+        return app_error_response(request, exc)
+
+
 # GET routes first: FastAPI tries routes in order, and the signed-in profile read is the hot
 # path. verify_email must precede {id}, which would otherwise capture it.
 @router.get(
@@ -186,12 +209,23 @@ async def get_contact(id: ContactId, signed: SignedInDep) -> Response:
     responses=error_responses(401, 403, 409, 429),
 )
 async def register(
-    request: Request, body: RegisterIn, caller: PublicKey, runtime: RuntimeDep, db: SessionDep
+    request: Request,
+    body: RegisterIn,
+    caller: PublicKey,
+    runtime: RuntimeDep,
+    db: SessionDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """PHONE, or EMAIL without password: 201 `{auth_otp, obfuscated_value}` and a code is sent.
     EMAIL with password: 201 with the token object and a verification email."""
-    return await _answer(
-        request, service.register(db, runtime, caller, body, _meta(request)), status_code=201
+    return await _answer_once(
+        request,
+        db,
+        runtime,
+        caller,
+        idempotency_key,
+        lambda: service.register(db, runtime, caller, body, _meta(request)),
+        status_code=201,
     )
 
 
@@ -199,15 +233,39 @@ async def register(
     "/contacts/otp", summary="Send a one-time code", responses=error_responses(401, 403, 404, 429)
 )
 async def request_otp(
-    request: Request, body: OtpRequestIn, caller: PublicKey, runtime: RuntimeDep, db: SessionDep
+    request: Request,
+    body: OtpRequestIn,
+    caller: PublicKey,
+    runtime: RuntimeDep,
+    db: SessionDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    return await _answer(request, service.request_code(db, runtime, caller, body, _meta(request)))
+    return await _answer_once(
+        request,
+        db,
+        runtime,
+        caller,
+        idempotency_key,
+        lambda: service.request_code(db, runtime, caller, body, _meta(request)),
+    )
 
 
 async def _validate(
-    request: Request, body: ValidateIn, caller: CallerKey, runtime: Any, db: Any
+    request: Request,
+    body: ValidateIn,
+    caller: CallerKey,
+    runtime: Runtime,
+    db: AsyncSession,
+    idempotency_key: str | None,
 ) -> Response:
-    return await _answer(request, service.validate(db, runtime, caller, body, _meta(request)))
+    return await _answer_once(
+        request,
+        db,
+        runtime,
+        caller,
+        idempotency_key,
+        lambda: service.validate(db, runtime, caller, body, _meta(request)),
+    )
 
 
 @router.post(
@@ -216,9 +274,14 @@ async def _validate(
     responses=error_responses(401, 403, 404, 429),
 )
 async def validate_otp(
-    request: Request, body: ValidateIn, caller: PublicKey, runtime: RuntimeDep, db: SessionDep
+    request: Request,
+    body: ValidateIn,
+    caller: PublicKey,
+    runtime: RuntimeDep,
+    db: SessionDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    return await _validate(request, body, caller, runtime, db)
+    return await _validate(request, body, caller, runtime, db, idempotency_key)
 
 
 @router.post(
@@ -227,9 +290,14 @@ async def validate_otp(
     responses=error_responses(401, 403, 404, 429),
 )
 async def validate_otp_v1(
-    request: Request, body: ValidateIn, caller: PublicKey, runtime: RuntimeDep, db: SessionDep
+    request: Request,
+    body: ValidateIn,
+    caller: PublicKey,
+    runtime: RuntimeDep,
+    db: SessionDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    return await _validate(request, body, caller, runtime, db)
+    return await _validate(request, body, caller, runtime, db, idempotency_key)
 
 
 @router.post(
@@ -238,9 +306,21 @@ async def validate_otp_v1(
     responses=error_responses(401, 403, 404, 429),
 )
 async def authenticate(
-    request: Request, body: AuthenticateIn, caller: PublicKey, runtime: RuntimeDep, db: SessionDep
+    request: Request,
+    body: AuthenticateIn,
+    caller: PublicKey,
+    runtime: RuntimeDep,
+    db: SessionDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    return await _answer(request, service.authenticate(db, runtime, caller, body, _meta(request)))
+    return await _answer_once(
+        request,
+        db,
+        runtime,
+        caller,
+        idempotency_key,
+        lambda: service.authenticate(db, runtime, caller, body, _meta(request)),
+    )
 
 
 @router.post(
@@ -300,11 +380,23 @@ async def contact_exists(
 
 @router.post("/contacts/forgot_password", status_code=204, summary="Email a password reset token")
 async def forgot_password(
-    request: Request, body: ForgotPasswordIn, caller: PublicKey, runtime: RuntimeDep, db: SessionDep
+    request: Request,
+    body: ForgotPasswordIn,
+    caller: PublicKey,
+    runtime: RuntimeDep,
+    db: SessionDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Always 204: the answer never tells whether the username is registered."""
-    await service.forgot_password(db, runtime, caller, body.username, _meta(request))
-    return Response(status_code=204)
+    return await _answer_once(
+        request,
+        db,
+        runtime,
+        caller,
+        idempotency_key,
+        lambda: service.forgot_password(db, runtime, caller, body.username, _meta(request)),
+        status_code=204,
+    )
 
 
 @router.post(
@@ -329,9 +421,17 @@ async def request_email_verification(
     caller: PublicKey,
     runtime: RuntimeDep,
     db: SessionDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    await service.request_email_verification(db, runtime, caller, body.email_address)
-    return Response(status_code=204)
+    return await _answer_once(
+        request,
+        db,
+        runtime,
+        caller,
+        idempotency_key,
+        lambda: service.request_email_verification(db, runtime, caller, body.email_address),
+        status_code=204,
+    )
 
 
 # --- signed in (Authorization: Bearer <access token>; api_key optional) -----------------

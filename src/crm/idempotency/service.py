@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm.clock import Clock
 from crm.errors import Conflict, InvalidRequest
 from crm.idempotency.models import IdempotencyRecord
+from crm.security.crypto import SecretBox
 
 RETENTION = timedelta(hours=24)
 MAX_KEY_LENGTH = 255
@@ -65,9 +66,15 @@ def check_key(key: str) -> str:
     return key
 
 
+def _box(secret: str) -> SecretBox:
+    # Stored answers can hold access and refresh tokens (Self-Service): encrypted at rest.
+    return SecretBox(secret, "idempotency-answers")
+
+
 async def lookup(
     session: AsyncSession,
     clock: Clock,
+    secret: str,
     *,
     tenant_id: str,
     mode: str,
@@ -81,12 +88,15 @@ async def lookup(
         return None
     if record.request_hash != body_hash:
         raise IdempotencyKeyReused()
-    return StoredAnswer(record.status_code, orjson.loads(record.response_body))
+    return StoredAnswer(
+        record.status_code, orjson.loads(_box(secret).decrypt(record.response_body))
+    )
 
 
 async def remember(
     session: AsyncSession,
     clock: Clock,
+    secret: str,
     *,
     tenant_id: str,
     mode: str,
@@ -109,7 +119,7 @@ async def remember(
             key=key,
             request_hash=body_hash,
             status_code=status_code,
-            response_body=orjson.dumps(body).decode(),
+            response_body=_box(secret).encrypt(orjson.dumps(body)),
             created_at=clock.now(),
         )
     )
