@@ -217,6 +217,9 @@ async def test_openapi_documents_error_responses(client: httpx.AsyncClient) -> N
     spec = (await client.get("/openapi.json")).json()
     assert "ErrorBody" in spec["components"]["schemas"]
     assert set(spec["components"]["securitySchemes"]) == {"ApiKey", "BearerAuth"}
+    # Generated clients name methods by operationId: duplicates would collide.
+    ids = [op["operationId"] for ops in spec["paths"].values() for op in ops.values()]
+    assert len(ids) == len(set(ids))
     assert (await client.get("/docs")).status_code == 200
     for path, operations in spec["paths"].items():
         if not path.startswith(("/self-service", "/backoffice")):
