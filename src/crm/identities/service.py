@@ -501,13 +501,25 @@ async def register(
             application_id=caller.application_id,
             meta=meta,
         )
+    return await _send_code(db, runtime, caller, identity, contact, policy, "REGISTER")
+
+
+async def _send_code(
+    db: AsyncSession,
+    runtime: Runtime,
+    caller: CallerKey,
+    identity: Identity,
+    contact: Contact,
+    policy: policies.Policy,
+    purpose: str,
+) -> CodeSent:
     auth_otp, masked = await otp.send_code(
         db,
         runtime.clock,
         runtime.secret,
         identity=identity,
         policy=policy,
-        purpose="REGISTER",
+        purpose=purpose,
         tenant_name=caller.tenant_name,
         language=contact.language_code,
         application_id=caller.application_id,
@@ -540,18 +552,7 @@ async def _send_sign_in_code(
         raise IdentityNotFound(f"This contact has no {wanted} identity to send a code to.")
     contact = await contacts.get_by_pk(db, identity.contact_pk)
     policy = await _policy(db, caller.application_id, caller.mode)
-    auth_otp, masked = await otp.send_code(
-        db,
-        runtime.clock,
-        runtime.secret,
-        identity=identity,
-        policy=policy,
-        purpose="SIGN_IN",
-        tenant_name=caller.tenant_name,
-        language=contact.language_code,
-        application_id=caller.application_id,
-    )
-    return CodeSent(auth_otp=auth_otp, obfuscated_value=masked)
+    return await _send_code(db, runtime, caller, identity, contact, policy, "SIGN_IN")
 
 
 async def request_code(
