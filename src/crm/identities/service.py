@@ -1031,6 +1031,28 @@ async def _email_identity_for_username(
     )
 
 
+async def _email_token(
+    db: AsyncSession, runtime: Runtime, caller: CallerKey, identity: Identity, purpose: str
+) -> None:
+    """Queue a reset or verification token email under the calling application's policy."""
+    contact = await db.get(Contact, identity.contact_pk)
+    policy = await _policy(db, caller.application_id, caller.mode)
+    reset = purpose == "PASSWORD_RESET"
+    await _queue_token_email(
+        db,
+        runtime,
+        identity=identity,
+        purpose=purpose,
+        ttl_seconds=(
+            policy.password_reset_ttl_seconds if reset else policy.email_verification_ttl_seconds
+        ),
+        url_template=policy.password_reset_url if reset else policy.email_verification_url,
+        tenant_name=caller.tenant_name,
+        language=contact.language_code if contact else None,
+        application_id=caller.application_id,
+    )
+
+
 async def forgot_password(
     db: AsyncSession,
     runtime: Runtime,
@@ -1046,19 +1068,7 @@ async def forgot_password(
     identity = await _email_identity_for_username(db, caller, username)
     if identity is None:
         return
-    contact = await db.get(Contact, identity.contact_pk)
-    policy = await _policy(db, caller.application_id, caller.mode)
-    await _queue_token_email(
-        db,
-        runtime,
-        identity=identity,
-        purpose="PASSWORD_RESET",
-        ttl_seconds=policy.password_reset_ttl_seconds,
-        url_template=policy.password_reset_url,
-        tenant_name=caller.tenant_name,
-        language=contact.language_code if contact else None,
-        application_id=caller.application_id,
-    )
+    await _email_token(db, runtime, caller, identity, "PASSWORD_RESET")
 
 
 async def reset_password(
@@ -1087,19 +1097,7 @@ async def request_email_verification(
     identity = await find_identity(db, caller.tenant_id, caller.mode, "EMAIL", canonical)
     if identity is None or identity.verified_at is not None:
         return
-    contact = await db.get(Contact, identity.contact_pk)
-    policy = await _policy(db, caller.application_id, caller.mode)
-    await _queue_token_email(
-        db,
-        runtime,
-        identity=identity,
-        purpose="EMAIL_VERIFICATION",
-        ttl_seconds=policy.email_verification_ttl_seconds,
-        url_template=policy.email_verification_url,
-        tenant_name=caller.tenant_name,
-        language=contact.language_code if contact else None,
-        application_id=caller.application_id,
-    )
+    await _email_token(db, runtime, caller, identity, "EMAIL_VERIFICATION")
 
 
 async def verify_email(db: AsyncSession, runtime: Runtime, caller: CallerKey, token: str) -> None:
