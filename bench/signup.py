@@ -1,0 +1,444 @@
+"""Sign-up under load (register, code from the SMS webhook, validate, refresh) against a bare program.
+
+Usage (PostgreSQL on loopback):
+
+    python bench/signup.py --duration 20 --customers 32
+
+It creates its own database (`crm_bench_<random>`), migrates it and starts crm (one uvicorn
+worker, uvloop + httptools, as `crm serve` runs it, with its delivery worker) in live mode with
+the `webhook` SMS provider pointed at a sink inside this script. Each of `--customers` concurrent
+customers then loops: register a new phone, wait for the SMS at the sink, validate the code and
+refresh the tokens once. The same load then runs against a bare program on another port:
+Starlette + asyncpg doing the same writes (contact, identity, HMAC'd code and outbox row in one
+transaction; the SMS posted to the sink after commit; then lock the challenge, spend it, open a
+session, sign an EdDSA token; then rotate the refresh token). It prints completed sign-ups per
+second for each and the ratio crm / bare. Loops are bounded by `--duration` and `--max-signups`;
+servers and the database are removed at the end, also on failure or Ctrl-C. Only loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from crm.migrate import upgrade
+from crm.runtime import Runtime
+from crm.settings import Settings
+from crm.tenants import service as tenants
+
+PG_ADMIN = os.environ.get("CRM_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+SECRET = "bench-secret-" + "z" * 40
+WEBHOOK_SECRET = "bench-webhook-" + "w" * 20
+
+BARE_APP = textwrap.dedent(
+    '''
+    """Bare sign-up: the same writes as crm's with asyncpg, nothing else."""
+    import asyncio, base64, hashlib, hmac, json, os, secrets, time, uuid
+    from contextlib import asynccontextmanager
+    import asyncpg, httpx, jwt
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    KEY = Ed25519PrivateKey.generate()
+    SECRET = b"bare-secret"
+    SINK = os.environ["SINK"]
+    state = {}
+
+    SCHEMA = """
+    CREATE TABLE IF NOT EXISTS bare_contacts (id text PRIMARY KEY, first_name text, last_name text,
+        created_at timestamptz NOT NULL);
+    CREATE TABLE IF NOT EXISTS bare_identities (id text PRIMARY KEY,
+        contact_id text NOT NULL REFERENCES bare_contacts(id), value text UNIQUE NOT NULL,
+        verified boolean NOT NULL DEFAULT false);
+    CREATE TABLE IF NOT EXISTS bare_challenges (id text PRIMARY KEY,
+        identity_id text NOT NULL REFERENCES bare_identities(id), code_hmac text NOT NULL,
+        attempts int NOT NULL DEFAULT 0, spent boolean NOT NULL DEFAULT false,
+        expires_at timestamptz NOT NULL);
+    CREATE TABLE IF NOT EXISTS bare_outbox (id text PRIMARY KEY, recipient text NOT NULL,
+        body text NOT NULL, status text NOT NULL);
+    CREATE TABLE IF NOT EXISTS bare_sessions (id text PRIMARY KEY,
+        contact_id text NOT NULL REFERENCES bare_contacts(id), refresh_hash text UNIQUE NOT NULL,
+        created_at timestamptz NOT NULL);
+    """
+
+    @asynccontextmanager
+    async def lifespan(app):
+        state["pool"] = await asyncpg.create_pool(os.environ["DSN"], min_size=4, max_size=10)
+        async with state["pool"].acquire() as conn:
+            await conn.execute(SCHEMA)
+        state["http"] = httpx.AsyncClient(timeout=10)
+        state["tasks"] = set()
+        yield
+        await state["http"].aclose()
+        await state["pool"].close()
+
+    def mac(challenge, code):
+        return hmac.new(SECRET, f"{challenge}:{code}".encode(), hashlib.sha256).hexdigest()
+
+    def tokens(contact_id, session_id):
+        now = int(time.time())
+        access = jwt.encode({"sub": contact_id, "sid": session_id, "iat": now, "exp": now + 900},
+                            KEY, algorithm="EdDSA")
+        return access, secrets.token_urlsafe(32)
+
+    async def deliver(message_id, recipient, body):
+        await state["http"].post(SINK, json={"to": recipient, "text": body, "message_id": message_id})
+        async with state["pool"].acquire() as conn:
+            await conn.execute("UPDATE bare_outbox SET status = 'sent' WHERE id = $1", message_id)
+
+    async def register(request):
+        body = json.loads(await request.body())
+        phone = "+357" + body["identity"]["phone_number"]
+        contact, identity, challenge, message = (str(uuid.uuid4()) for _ in range(4))
+        code = f"{secrets.randbelow(10**6):06d}"
+        text = f"{code} is your code"
+        async with state["pool"].acquire() as conn, conn.transaction():
+            await conn.execute("INSERT INTO bare_contacts VALUES ($1, $2, $3, now())",
+                               contact, body["first_name"], body["last_name"])
+            await conn.execute("INSERT INTO bare_identities (id, contact_id, value) VALUES ($1, $2, $3)",
+                               identity, contact, phone)
+            await conn.execute("INSERT INTO bare_challenges (id, identity_id, code_hmac, expires_at) "
+                               "VALUES ($1, $2, $3, now() + interval '5 minutes')",
+                               challenge, identity, mac(challenge, code))
+            await conn.execute("INSERT INTO bare_outbox VALUES ($1, $2, $3, 'queued')",
+                               message, phone, text)
+        task = asyncio.create_task(deliver(message, phone, text))
+        state["tasks"].add(task)
+        task.add_done_callback(state["tasks"].discard)
+        return JSONResponse({"auth_otp": challenge}, status_code=201)
+
+    async def validate(request):
+        body = json.loads(await request.body())
+        async with state["pool"].acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT c.id, c.code_hmac, c.spent, c.attempts, i.id AS identity, i.contact_id "
+                "FROM bare_challenges c JOIN bare_identities i ON i.id = c.identity_id "
+                "WHERE c.id = $1 AND c.expires_at > now() FOR UPDATE OF c", body["auth_otp"])
+            if row is None or row["spent"] or row["attempts"] >= 5:
+                return JSONResponse({"code": "OTP_INVALID"}, status_code=400)
+            if not hmac.compare_digest(row["code_hmac"], mac(row["id"], body["code"])):
+                await conn.execute("UPDATE bare_challenges SET attempts = attempts + 1 WHERE id = $1", row["id"])
+                return JSONResponse({"code": "OTP_INVALID"}, status_code=400)
+            await conn.execute("UPDATE bare_challenges SET spent = true WHERE id = $1", row["id"])
+            await conn.execute("UPDATE bare_identities SET verified = true WHERE id = $1", row["identity"])
+            session = str(uuid.uuid4())
+            access, refresh = tokens(row["contact_id"], session)
+            await conn.execute("INSERT INTO bare_sessions VALUES ($1, $2, $3, now())", session,
+                               row["contact_id"], hashlib.sha256(refresh.encode()).hexdigest())
+        return JSONResponse({"access_token": access, "refresh_token": refresh,
+                             "contact": {"id": row["contact_id"]}})
+
+    async def refresh(request):
+        presented = request.headers.get("authorization", "")
+        async with state["pool"].acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT id, contact_id FROM bare_sessions WHERE refresh_hash = $1 FOR UPDATE",
+                hashlib.sha256(presented.encode()).hexdigest())
+            if row is None:
+                return JSONResponse({"code": "TOKEN_INVALID"}, status_code=401)
+            access, new_refresh = tokens(row["contact_id"], row["id"])
+            await conn.execute("UPDATE bare_sessions SET refresh_hash = $1 WHERE id = $2",
+                               hashlib.sha256(new_refresh.encode()).hexdigest(), row["id"])
+        return JSONResponse({"access_token": access, "refresh_token": new_refresh})
+
+    app = Starlette(routes=[
+        Route("/self-service/v1/contacts/register", register, methods=["POST"]),
+        Route("/self-service/v2/contacts/validate_otp", validate, methods=["POST"]),
+        Route("/self-service/v1/contacts/refresh", refresh, methods=["POST"]),
+        Route("/healthz", lambda request: JSONResponse({"status": "ok"})),
+    ], lifespan=lifespan)
+    '''
+)
+
+
+@dataclass
+class Sink:
+    """An HTTP sink for SMS webhooks: hands each text to whoever waits for that number."""
+
+    waiting: dict[str, asyncio.Future[str]] = field(default_factory=dict)
+    early: dict[str, str] = field(default_factory=dict)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value.strip())
+                payload = json.loads(await reader.readexactly(length)) if length else {}
+                self.deliver(str(payload.get("to", "")), str(payload.get("text", "")))
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass  # the client closed its connection, or the bench is over
+        finally:
+            writer.close()
+
+    def deliver(self, to: str, text: str) -> None:
+        future = self.waiting.pop(to, None)
+        if future is not None and not future.done():
+            future.set_result(text)
+        else:
+            self.early[to] = text
+
+    async def code_for(self, phone: str, timeout: float) -> str:
+        if phone in self.early:
+            text = self.early.pop(phone)
+        else:
+            future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+            self.waiting[phone] = future
+            text = await asyncio.wait_for(future, timeout)
+        match = re.search(r"\b(\d{6})\b", text)
+        if match is None:
+            raise RuntimeError(f"no code in {text!r}")
+        return match.group(1)
+
+
+@dataclass
+class Tally:
+    done: int = 0
+    failed: dict[str, int] = field(default_factory=dict)
+
+    def fail(self, step: str) -> None:
+        self.failed[step] = self.failed.get(step, 0) + 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server at {url} did not start")
+
+
+def serve(
+    target: str, port: int, env: dict[str, str], cwd: str | None = None
+) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--workers", "1", "--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+    command += ["--log-level", "warning"]
+    if target.startswith("crm."):
+        command.append("--factory")
+    return subprocess.Popen(
+        command,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+async def create_tenant(db_url: str) -> str:
+    """A tenant whose live public key the customers use; returns that key."""
+    runtime = Runtime.build(Settings(database_url=db_url, secret_key=SECRET, _env_file=None))
+    try:
+        async with runtime.sessions() as session:
+            tenant = await tenants.create_tenant(session, runtime.clock, "Bench")
+            await session.commit()
+    finally:
+        await runtime.close()
+    return str(tenant.keys["public_live"])
+
+
+async def run_load(
+    base_url: str,
+    api_key: str,
+    sink: Sink,
+    numbers: Callable[[], str],
+    args: argparse.Namespace,
+) -> tuple[float, Tally]:
+    """Sign-ups per second completed by `args.customers` concurrent customers, and the failures."""
+    tally = Tally()
+    headers = {"api_key": api_key}
+    limits = httpx.Limits(max_connections=args.customers * 2)
+    deadline = time.monotonic() + args.duration
+
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
+
+        async def step(
+            name: str, call: Awaitable[httpx.Response], ok: int
+        ) -> httpx.Response | None:
+            response = await call
+            if response.status_code != ok:
+                tally.fail(f"{name} {response.status_code}")
+                return None
+            return response
+
+        async def customer() -> None:
+            while time.monotonic() < deadline and tally.done < args.max_signups:
+                national = numbers()
+                body = {
+                    "first_name": "Ahmed",
+                    "last_name": "Samir",
+                    "identity": {
+                        "provider": "PHONE",
+                        "phone_number": national,
+                        "country_code": "CYP",
+                    },
+                    "service_acceptance": "true",
+                }
+                path = "/self-service/v1/contacts/register"
+                registered = await step(
+                    "register", client.post(path, json=body, headers=headers), 201
+                )
+                if registered is None:
+                    continue
+                try:
+                    code = await sink.code_for("+357" + national, timeout=30)
+                except TimeoutError:
+                    tally.fail("sms timeout")
+                    continue
+                check = {"auth_otp": registered.json()["auth_otp"], "code": code}
+                path = "/self-service/v2/contacts/validate_otp"
+                signed = await step("validate", client.post(path, json=check, headers=headers), 200)
+                if signed is None:
+                    continue
+                auth = {"Authorization": signed.json()["refresh_token"]}
+                path = "/self-service/v1/contacts/refresh"
+                if await step("refresh", client.post(path, headers=auth), 200) is not None:
+                    tally.done += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(customer() for _ in range(args.customers)))
+        elapsed = time.monotonic() - started
+    return tally.done / elapsed, tally
+
+
+def number_source(prefix: str) -> Callable[[], str]:
+    """Distinct valid Cypriot mobile numbers (99xxxxxx / 96xxxxxx), spread over the range."""
+    counter = iter(range(1, 999_999))
+
+    def take() -> str:
+        # A stride spreads the numbers across leading digits, as real customers are.
+        return f"{prefix}{(next(counter) * 7919) % 1_000_000:06d}"
+
+    return take
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=20, help="seconds per target (max 120)")
+    parser.add_argument("--customers", type=int, default=32, help="concurrent customers")
+    parser.add_argument("--max-signups", type=int, default=20_000, help="cap per target")
+    parser.add_argument("--log-level", default="WARNING", help="crm's CRM_LOG_LEVEL")
+    args = parser.parse_args()
+    args.duration = max(1, min(args.duration, 120))
+
+    name = f"crm_bench_{secrets.token_hex(5)}"
+    db_url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    processes: list[subprocess.Popen[bytes]] = []
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(PG_ADMIN)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    async def both(
+        crm_port: int, bare_port: int, sink_port: int, api_key: str
+    ) -> dict[str, object]:
+        sink = Sink()
+        server = await asyncio.start_server(sink.handle, "127.0.0.1", sink_port)
+        try:
+            crm_rate, crm_tally = await run_load(
+                f"http://127.0.0.1:{crm_port}", api_key, sink, number_source("99"), args
+            )
+            bare_rate, bare_tally = await run_load(
+                f"http://127.0.0.1:{bare_port}", api_key, sink, number_source("96"), args
+            )
+        finally:
+            server.close()
+        return {
+            "customers": args.customers,
+            "duration_s": args.duration,
+            "crm_signups_per_s": round(crm_rate, 1),
+            "crm_failed": crm_tally.failed,
+            "bare_signups_per_s": round(bare_rate, 1),
+            "bare_failed": bare_tally.failed,
+            "ratio": round(crm_rate / bare_rate, 3) if bare_rate else None,
+        }
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        upgrade(Settings(database_url=db_url, secret_key=SECRET, _env_file=None))
+        api_key = asyncio.run(create_tenant(db_url))
+        crm_port, bare_port, sink_port = free_port(), free_port(), free_port()
+        sink_url = f"http://127.0.0.1:{sink_port}/sms"
+        env = {
+            **os.environ,
+            "CRM_DATABASE_URL": db_url,
+            "CRM_SECRET_KEY": SECRET,
+            "CRM_PUBLIC_URL": f"http://127.0.0.1:{crm_port}",
+            "CRM_LOG_LEVEL": args.log_level,
+            "CRM_SMS_PROVIDER": "webhook",
+            "CRM_SMS_WEBHOOK_URL": sink_url,
+            "CRM_SMS_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "CRM_ALLOW_PRIVATE_PROVIDER_URLS": "true",
+            # One load generator on one address stands for many customers here.
+            "CRM_REGISTER_LIMIT_PER_CLIENT_HOUR": "100000",
+        }
+        processes.append(serve("crm.app:app_from_env", crm_port, env))
+        folder = tempfile.mkdtemp()
+        Path(folder, "bare_app.py").write_text(BARE_APP)
+        bare_env = {**os.environ, "DSN": db_url, "SINK": sink_url}
+        processes.append(serve("bare_app:app", bare_port, bare_env, cwd=folder))
+        wait_for(f"http://127.0.0.1:{crm_port}/healthz")
+        wait_for(f"http://127.0.0.1:{bare_port}/healthz")
+        result = asyncio.run(both(crm_port, bare_port, sink_port, api_key))
+        print(json.dumps(result))
+        print(
+            f"crm {result['crm_signups_per_s']} sign-ups/s, bare {result['bare_signups_per_s']} "
+            f"sign-ups/s, ratio {result['ratio']}"
+        )
+    finally:
+        for process in processes:
+            stop(process)
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+if __name__ == "__main__":
+    main()
