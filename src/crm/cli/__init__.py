@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+
 import typer
 
 from crm.cli import applications, contacts, db, keys, outbox, serve, tenants, worker
+from crm.cli.failures import run_plainly
 
 app = typer.Typer(
     name="crm",
@@ -14,6 +17,34 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _installed_version() -> str:
+    try:
+        return version("crm")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"crm {_installed_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the installed version and exit.",
+    ),
+) -> None:
+    """crm: customer contacts and self-service sign-in."""
+
+
 app.add_typer(db.app, name="db")
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(applications.app, name="applications")
@@ -25,4 +56,4 @@ worker.register(app)
 
 
 def main() -> None:
-    app()
+    run_plainly(app)

@@ -23,7 +23,7 @@ def upgrade_command() -> None:
 
 @app.command("current")
 def current_command() -> None:
-    """Print the database's schema revision and whether it is current."""
+    """Print the database's schema revision; exit 1 when it is behind (scripts can gate on it)."""
     cfg = settings()
 
     async def read() -> str | None:
@@ -37,3 +37,5 @@ def current_command() -> None:
     head = head_revision()
     state = "up to date" if current == head else f"behind (head is {head}); run `crm db upgrade`"
     console.print(f"revision {current or 'none'}: {state}")
+    if current != head:
+        raise typer.Exit(1)
