@@ -44,6 +44,7 @@ async def put_message(
         message_id = await enqueue(
             session,
             runtime.clock,
+            secret=runtime.secret,
             tenant_id=tenant_id,
             mode=mode,
             channel=channel,

@@ -14,8 +14,9 @@ import crm.models  # noqa: F401
 from crm.errors import AppError
 from crm.messaging import delivery
 from crm.messaging.delivery import ClaimedMessage
-from crm.messaging.integrations import deployment_provider
+from crm.messaging.integrations import deployment_provider, require_https
 from crm.messaging.providers import validate_config
+from crm.messaging.providers.netguard import guarded_client
 from crm.runtime import Runtime
 
 log = logging.getLogger("crm.messaging.worker")
@@ -68,8 +69,11 @@ class DeliveryWorker:
 
     async def run(self) -> None:
         limits = httpx.Limits(max_connections=self.concurrency * 2)
-        async with httpx.AsyncClient(follow_redirects=False, limits=limits) as client:
-            self._providers = delivery.Providers(self.runtime, client)
+        async with (
+            httpx.AsyncClient(follow_redirects=False, limits=limits) as client,
+            guarded_client(limits) as guarded,
+        ):
+            self._providers = delivery.Providers(self.runtime, client, guarded)
             log.info(
                 "delivery worker started",
                 extra={"concurrency": self.concurrency, "poll_seconds": self.poll},
@@ -88,6 +92,7 @@ class DeliveryWorker:
             name, config = deployment_provider(self.runtime.settings, channel)
             try:
                 validate_config(channel, name, config)
+                require_https(self.runtime.settings, name, config)
             except AppError as exc:
                 # Field names and reasons only: validate_config never echoes the values.
                 log.error(
