@@ -47,6 +47,16 @@ def is_internal(address: IPAddress) -> bool:
     )
 
 
+async def _getaddrinfo(name: str, port: int | None) -> list[str]:
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+# The resolver, as a module attribute so tests can stand in a name server that changes answers.
+lookup = _getaddrinfo
+
+
 async def resolve_public(host: str, port: int | None = None) -> list[str]:
     """The addresses `host` resolves to, once, all of them public; raise otherwise.
 
@@ -57,16 +67,15 @@ async def resolve_public(host: str, port: int | None = None) -> list[str]:
     try:
         addresses: list[IPAddress] = [ipaddress.ip_address(name)]
     except ValueError:
-        loop = asyncio.get_running_loop()
         try:
-            infos = await loop.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+            found = await lookup(name, port)
         except (OSError, UnicodeError):
             raise ProviderHostUnresolvable(
                 details=[{"field": "config", "message": "the host name does not resolve"}]
             ) from None
         addresses = []
-        for info in infos:
-            address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        for text in found:
+            address = ipaddress.ip_address(text.split("%", 1)[0])
             if address not in addresses:
                 addresses.append(address)
     if not addresses or any(is_internal(a) for a in addresses):
