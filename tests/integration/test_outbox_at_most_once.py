@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 
 from sqlalchemy import update
@@ -18,6 +19,7 @@ from tests.integration.test_outbox_delivery import (
     PHONE,
     WEBHOOK_SECRET,
     configure,
+    crm_cli,
     fast,
     queue,
     requests_for,
@@ -173,8 +175,8 @@ async def test_code_left_mid_send_by_a_stopped_worker_is_not_sent_again(
     assert found.attempts == 1
 
 
-async def test_operator_may_queue_a_possibly_sent_code_again(
-    runtime: Runtime, tenant: CreatedTenant
+async def test_operator_sees_a_possibly_sent_code_and_may_queue_it_again(
+    runtime: Runtime, tenant: CreatedTenant, database_url: str
 ) -> None:
     rt = fast(runtime)
     async with HttpSink(default=ScriptedResponse(201, {"sid": "SM1"}, delay=LATE)) as sink:
@@ -182,11 +184,16 @@ async def test_operator_may_queue_a_possibly_sent_code_again(
         async with running(rt):
             message_id = await queue(rt, tenant.id)
             await wait_status(rt, message_id, OutboxStatus.POSSIBLY_SENT)
+        listed = await asyncio.to_thread(
+            crm_cli, database_url, "outbox", "list", "--status", "possibly_sent", "--json"
+        )
+        assert listed.returncode == 0, listed.stderr
+        documents = {d["id"]: d for d in json.loads(listed.stdout)}
+        assert documents[message_id]["status"] == "possibly_sent"
+        assert CODE not in listed.stdout
         sink.default = ScriptedResponse(201, {"sid": "SM2"})
-        async with rt.sessions() as session:
-            info = await service.retry_message(session, rt.clock, message_id)
-            await session.commit()
-        assert info.status == "queued"
+        retried = await asyncio.to_thread(crm_cli, database_url, "outbox", "retry", message_id)
+        assert retried.returncode == 0, retried.stderr
         async with running(rt):
             rt.outbox_wakeup.set()
             await wait_status(rt, message_id, "sent")

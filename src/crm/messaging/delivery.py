@@ -426,7 +426,9 @@ async def record(
         return status
     _count(message.channel, "retry" if status == "queued" else status)
     log.warning(
-        "delivery attempt failed",
+        "message possibly sent: no answer after the request left; not sent again"
+        if status == OutboxStatus.POSSIBLY_SENT
+        else "delivery attempt failed",
         extra=fields
         | {
             "error": values["last_error"],

@@ -160,7 +160,8 @@ class DeliveryWorker:
             result = await delivery.send(self._providers, message, self.send_timeout)
         except asyncio.CancelledError:
             # Shutdown cut the send short: the provider may or may not have it. Give the claim
-            # back so another worker sends it now rather than after the lease.
+            # back so another worker sends it now rather than after the lease (a code that
+            # must not go twice becomes possibly_sent instead; see delivery.release).
             await self._persist(lambda: delivery.release(self.runtime, message), message)
             raise
         await self._persist(
