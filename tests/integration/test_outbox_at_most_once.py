@@ -12,6 +12,7 @@ from crm.messaging import service
 from crm.messaging.models import OutboxMessage, OutboxStatus
 from crm.messaging.outbox import enqueue, open_body
 from crm.messaging.templates import render
+from crm.messaging.worker import DeliveryWorker
 from crm.runtime import Runtime
 from crm.tenants.schemas import CreatedTenant
 from tests.integration.test_outbox_delivery import (
@@ -238,3 +239,36 @@ async def test_email_bodies_are_sealed_and_a_cancelled_message_loses_its_body(
     async with running(rt):
         cancelled = await wait_status(rt, message_id, "cancelled")
     assert cancelled.body_text == "" and cancelled.body_html is None
+
+
+async def test_code_cut_short_by_a_shutdown_is_not_sent_again(
+    runtime: Runtime, tenant: CreatedTenant
+) -> None:
+    rt = fast(runtime, outbox_lease_seconds=60)
+    async with HttpSink(default=ScriptedResponse(201, {"sid": "SM2"})) as sink:
+        sink.script(ScriptedResponse(201, {"sid": "SM1"}, delay=10))  # past the shutdown grace
+        await configure(
+            rt,
+            tenant,
+            "sms",
+            "twilio",
+            {
+                "account_sid": SID,
+                "auth_token": "t" * 32,
+                "from_number": "+15005550006",
+                "base_url": sink.url,
+            },
+        )
+        worker = DeliveryWorker(rt, shutdown_grace=0.1)
+        task = asyncio.create_task(worker.run())
+        message_id = await queue(rt, tenant.id)
+        await sink.wait_for_requests(1, timeout=5)
+        worker.stop()
+        await asyncio.wait_for(task, 5)
+        released = await row(rt, message_id)
+        assert released is not None and released.status == OutboxStatus.POSSIBLY_SENT
+        async with running(rt):
+            for _ in range(5):
+                rt.outbox_wakeup.set()
+                await asyncio.sleep(rt.settings.outbox_poll_seconds * 2)
+        assert len(sink.requests) == 1

@@ -301,7 +301,9 @@ def keep_stored(
         if field_name not in merged or (isinstance(sent, str) and sent == mask_secret(current)):
             merged[field_name] = current
             kept.append(field_name)
-    if kept and _destination(model, merged) != _destination(model, stored):
+    destination = _destination(model, merged)
+    # Settings that do not validate get the validation's own, more precise, answer.
+    if kept and destination is not None and destination != _destination(model, stored):
         raise SecretsRequired(
             details=[
                 {"field": f"config.{name}", "message": "send it again: the destination changed"}
