@@ -175,7 +175,7 @@ class Registry:
         self.delivery_attempts = Counter(
             "crm_outbox_delivery_attempts_total",
             "Delivery attempts made by this process, by channel and outcome "
-            "(sent, retry, failed, cancelled, lost_lease).",
+            "(sent, retry, failed, cancelled, possibly_sent, lost_lease).",
             ("channel", "outcome"),
         )
         self.delivery_duration = Histogram(

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from crm.identities.signing import ensure_signing_key
 from crm.messaging.models import OutboxMessage
+from crm.messaging.outbox import open_body
 from crm.runtime import Runtime
 from crm.tenants.schemas import CreatedTenant
 
@@ -190,7 +191,7 @@ async def test_back_office_contact_signs_in_through_self_service_otp(
             .limit(1)
         )
     assert body is not None
-    match = re.search(r"\b(\d{6})\b", body)
+    match = re.search(r"\b(\d{6})\b", open_body(runtime.secret, body))
     assert match is not None
     validated = await client.post(
         "/self-service/v2/contacts/validate_otp",

@@ -60,11 +60,14 @@ async def test_put_stores_encrypted_and_get_never_returns_the_secret(
     assert body["config"]["signing_secret"] == "****cdef"
     assert isinstance(body["updated_at"], int)
 
-    for label in ("secret_live", "secret_test"):
-        got = await client.get(f"{BASE}/sms", headers=key(tenant, label))
-        assert got.status_code == 200
-        assert got.json()["config"] == body["config"]
-        assert SECRET not in got.text
+    got = await client.get(f"{BASE}/sms", headers=key(tenant))
+    assert got.status_code == 200
+    assert got.json()["config"] == body["config"]
+    assert SECRET not in got.text
+    # The providers send live messages: a test key sees nothing of them.
+    test_key = await client.get(f"{BASE}/sms", headers=key(tenant, "secret_test"))
+    assert test_key.status_code == 403 and test_key.json()["code"] == "LIVE_KEY_REQUIRED"
+    assert SECRET[-4:] not in test_key.text and "sms.example.com" not in test_key.text
 
     row = await stored(runtime, tenant, "SMS")
     assert row is not None and SECRET not in row.config_encrypted
@@ -76,7 +79,8 @@ async def test_secret_left_out_or_sent_back_masked_keeps_its_stored_value(
 ) -> None:
     assert (await client.put(f"{BASE}/sms", headers=key(tenant), json=WEBHOOK)).status_code == 200
     shown = (await client.get(f"{BASE}/sms", headers=key(tenant))).json()["config"]
-    echoed = {**shown, "url": "https://sms.example.com/v2"}
+    # The same destination: the masked secret keeps the stored one.
+    echoed = {**shown, "timeout": 5}
     response = await client.put(
         f"{BASE}/sms", headers=key(tenant), json={"provider": "webhook", "config": echoed}
     )
@@ -85,12 +89,12 @@ async def test_secret_left_out_or_sent_back_masked_keeps_its_stored_value(
     assert row is not None
     config = decrypt_config(runtime.secret, row.config_encrypted)
     assert config == {
-        "url": "https://sms.example.com/v2",
+        "url": "https://sms.example.com/hook",
         "signing_secret": SECRET,
-        "timeout": 10.0,
+        "timeout": 5.0,
     }
 
-    omitted = {"provider": "webhook", "config": {"url": "https://sms.example.com/v3"}}
+    omitted = {"provider": "webhook", "config": {"url": "https://sms.example.com/hook"}}
     assert (await client.put(f"{BASE}/sms", headers=key(tenant), json=omitted)).status_code == 200
     row = await stored(runtime, tenant, "SMS")
     assert row is not None

@@ -44,6 +44,7 @@ async def put_message(
         message_id = await enqueue(
             session,
             runtime.clock,
+            secret=runtime.secret,
             tenant_id=tenant_id,
             mode=mode,
             channel=channel,
@@ -189,6 +190,8 @@ async def test_metrics_count_outbox_from_the_database_and_http_requests(
     text = response.text
     assert queued and sample(text, "crm_outbox_messages", channel="SMS", status="queued") == queued
     assert sample(text, "crm_outbox_messages", channel="EMAIL", status="failed") is not None
+    # Every status has its series, possibly sent codes included, so an alert can watch it.
+    assert sample(text, "crm_outbox_messages", channel="SMS", status="possibly_sent") is not None
     assert sample(text, "crm_outbox_gauges_up") == 1
     requests = sample(text, "crm_http_requests_total", method="GET", route=URL, status="200")
     assert requests is not None and requests >= 1
@@ -202,3 +205,19 @@ async def test_metrics_count_outbox_from_the_database_and_http_requests(
     )
     # Test-mode messages never count as deliveries.
     assert "111111" not in text
+
+
+async def test_test_mode_bodies_are_sealed_at_rest_and_readable_through_the_test_outbox(
+    client: httpx.AsyncClient, tenant: CreatedTenant, runtime: Runtime
+) -> None:
+    message_id = await put_message(runtime, tenant.id, code="654321")
+    async with runtime.sessions() as session:
+        row = await session.get(OutboxMessage, message_id)
+    assert row is not None and row.status == "sent"
+    assert "654321" not in row.body_text and row.body_text.startswith("v1.")
+    listed = (await client.get(URL, headers=key(tenant))).json()["content"]
+    assert [(m["id"], m["status"]) for m in listed] == [(message_id, "sent")]
+    assert "654321" in listed[0]["body"]
+    # Live keys never list bodies, not even sealed ones.
+    live = await client.get(URL, headers=key(tenant, "secret_live"))
+    assert live.status_code == 403 and "654321" not in live.text

@@ -84,6 +84,7 @@ async def queue_messages(url: str, count: int) -> list[str]:
                 await enqueue(
                     session,
                     runtime.clock,
+                    secret=runtime.secret,
                     tenant_id=tenant.id,
                     mode="live",
                     channel="SMS",

@@ -101,6 +101,7 @@ async def queue(
         message_id = await enqueue(
             session,
             rt.clock,
+            secret=rt.secret,
             tenant_id=tenant_id,
             mode="live",
             channel=channel,

@@ -10,6 +10,7 @@ import httpx
 from sqlalchemy import select, update
 
 from crm.messaging.models import OutboxMessage
+from crm.messaging.outbox import open_body
 from crm.runtime import Runtime
 from crm.tenants.models import Application
 from crm.tenants.schemas import CreatedTenant
@@ -39,8 +40,16 @@ async def messages(runtime: Runtime, tenant_id: str, purpose: str | None = None)
         query = select(OutboxMessage).where(OutboxMessage.tenant_id == tenant_id)
         if purpose is not None:
             query = query.where(OutboxMessage.purpose == purpose)
-        rows = await session.scalars(query.order_by(OutboxMessage.created_at, OutboxMessage.id))
-        return list(rows)
+        rows = list(
+            await session.scalars(query.order_by(OutboxMessage.created_at, OutboxMessage.id))
+        )
+    # Bodies are sealed at rest; tests read them as the worker would. The rows are detached, so
+    # opening them here changes nothing stored.
+    for row in rows:
+        row.body_text = open_body(runtime.secret, row.body_text)
+        if row.body_html is not None:
+            row.body_html = open_body(runtime.secret, row.body_html)
+    return rows
 
 
 async def last_code(runtime: Runtime, tenant_id: str) -> str:

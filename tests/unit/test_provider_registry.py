@@ -218,7 +218,26 @@ def test_redaction_masks_a_password_in_the_webhook_url() -> None:
     shown = redact("SMS", "webhook", config)
 
     assert "hunter2" not in json.dumps(shown)
-    assert shown["url"] == "https://gateway:****word@sms.example.com/hook"
+    # Masked whole: not even the tail of the password or the host around it.
+    assert shown["url"] == "****"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://sms.example.com/hook?token=s3cr3t-query-token",
+        "https://sms.example.com/hook#s3cr3t-query-token",
+        "https://user@sms.example.com/hook",
+    ],
+)
+def test_redaction_masks_a_url_that_may_carry_a_secret_whole(url: str) -> None:
+    shown = redact("SMS", "webhook", {**WEBHOOK, "url": url})
+    assert shown["url"] == "****"
+
+
+def test_redaction_shows_a_plain_url() -> None:
+    shown = redact("SMS", "webhook", {**WEBHOOK, "url": "https://sms.example.com/hook"})
+    assert shown["url"] == "https://sms.example.com/hook"
 
 
 def test_redaction_of_invalid_stored_config_still_masks_secrets() -> None:

@@ -27,7 +27,10 @@ class IntegrationUpdate(BaseModel):
     config: dict[str, Any] = Field(
         default_factory=dict,
         description="The provider's settings. A secret left out, or sent back masked as GET "
-        "shows it, keeps its stored value.",
+        "shows it, keeps its stored value, unless a destination setting (a URL, host, port, "
+        "account or TLS choice) changes: then the secrets must be sent again in full "
+        "(400 `PROVIDER_SECRETS_REQUIRED`). In production URLs must be https "
+        "(400 `PROVIDER_URL_NOT_HTTPS`).",
         examples=[{"url": "https://sms.example.com/hook", "signing_secret": "0123456789abcdef"}],
     )
 
@@ -57,15 +60,17 @@ def _read(view: IntegrationView) -> IntegrationRead:
 
 @router.get(
     "/integrations/{channel}",
-    summary="The tenant's SMS or email provider",
+    summary="The tenant's SMS or email provider (live secret key)",
+    description="Secrets are masked (`****9f3c`), and so are URLs that may carry one "
+    "(userinfo, a query string): they show as `****`.",
     response_model=IntegrationRead,
     responses=error_responses(401, 403, 404),
 )
 async def get_integration(
     caller: SecretKey, runtime: RuntimeDep, session: SessionDep, channel: str = ChannelPath
 ) -> IntegrationRead:
-    view = await service.get_integration(
-        session, runtime.settings, runtime.secret, caller.tenant_id, channel
+    view = await service.get_integration_for(
+        session, runtime.settings, runtime.secret, caller, channel
     )
     return _read(view)
 
@@ -76,7 +81,7 @@ async def get_integration(
     description="Stored encrypted; never returned in full. Messages of both modes use it "
     "(test-mode messages never leave the outbox).",
     response_model=IntegrationRead,
-    responses=error_responses(401, 403, 404),
+    responses=error_responses(400, 401, 403, 404),
 )
 async def put_integration(
     body: IntegrationUpdate,

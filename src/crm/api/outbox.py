@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from crm.api.deps import SecretKey, SessionDep
+from crm.api.deps import RuntimeDep, SecretKey, SessionDep
 from crm.api.responses import error_responses
 from crm.clock import epoch
 from crm.messaging import service
@@ -22,6 +22,11 @@ class OutboxItem(BaseModel):
     purpose: str = Field(examples=["OTP"])
     subject: str | None = None
     body: str = Field(description="The text as it would have been sent (codes included).")
+    status: str = Field(
+        description="Delivery status: `queued`, `sending`, `sent`, `failed`, `cancelled` or "
+        "`possibly_sent` (test-mode messages are `sent` at once).",
+        examples=["sent"],
+    )
     created_at: int = Field(description="Epoch seconds.")
 
 
@@ -38,6 +43,7 @@ class OutboxPage(BaseModel):
 )
 async def list_outbox(
     caller: SecretKey,
+    runtime: RuntimeDep,
     session: SessionDep,
     recipient: str | None = Query(None, description="Exact phone (E.164) or email address."),
     purpose: str | None = Query(
@@ -47,7 +53,13 @@ async def list_outbox(
     size: int = Query(10, description=f"Page size, at most {MAX_PAGE_SIZE}."),
 ) -> OutboxPage:
     result = await service.list_test_outbox(
-        session, caller, recipient=recipient, purpose=purpose, page=page, size=size
+        session,
+        caller,
+        secret=runtime.secret,
+        recipient=recipient,
+        purpose=purpose,
+        page=page,
+        size=size,
     )
     return OutboxPage(
         paging=Paging(
@@ -61,6 +73,7 @@ async def list_outbox(
                 purpose=m.purpose,
                 subject=m.subject,
                 body=m.body,
+                status=m.status,
                 created_at=epoch(m.created_at) or 0,
             )
             for m in result.items

@@ -89,8 +89,9 @@ def retry_command(
     message_id: str = typer.Argument(..., help="The message id (from `crm outbox list`)."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Queue a failed or cancelled live message again, with a fresh set of tries. A running
-    worker picks it up within its poll interval."""
+    """Queue a failed, cancelled or possibly sent live message again, with a fresh set of tries.
+    A running worker picks it up within its poll interval. For a possibly sent code, check with
+    the provider first that it did not go out."""
 
     async def work(runtime: Runtime, session: AsyncSession) -> MessageInfo:
         return await service.retry_message(session, runtime.clock, message_id)

@@ -141,6 +141,7 @@ async def send_code(
     await outbox.enqueue(
         session,
         clock,
+        secret=secret,
         tenant_id=identity.tenant_id,
         mode=identity.mode,
         channel=channel,

@@ -314,6 +314,7 @@ async def _queue_token_email(
     await outbox.enqueue(
         db,
         runtime.clock,
+        secret=runtime.secret,
         tenant_id=identity.tenant_id,
         mode=identity.mode,
         channel="EMAIL",

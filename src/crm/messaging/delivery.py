@@ -14,9 +14,18 @@ The protocol that keeps a message from being lost or sent twice by two workers:
    newer claim's outcome.
 
 A process killed between 2 and 3 leaves the row `sending`; once the lease has run out any worker
-claims it again and sends it again. Delivery to the provider is therefore at-least-once: the
-webhook carries `message_id` (and the `X-CRM-Message-Id` header), and SMTP a Message-ID derived
-from it, so receivers can drop a duplicate. Twilio takes no idempotency key.
+claims it again. Reset and verification emails are delivered at-least-once: the webhook carries
+`message_id` (and the `X-CRM-Message-Id` header), and SMTP a Message-ID derived from it, so
+receivers can drop a duplicate.
+
+One-time codes are sent at most once per message where the provider cannot drop a repeat
+(Twilio, SMTP): when the request may have reached the provider without an answer coming back (a
+read timeout, a dropped connection, a worker stopped mid-send), the message becomes
+`possibly_sent` instead of being sent again, and the customer asks for a new code if none came.
+A failure before the request left (connection refused, a name that did not resolve) is retried.
+
+Bodies are stored encrypted and opened here only, at send time; a sent or cancelled message's
+body is blanked.
 """
 
 from __future__ import annotations
@@ -35,16 +44,16 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.db import session_scope
-from crm.errors import AppError
 from crm.messaging.integrations import (
-    check_public_host,
     decrypt_config,
     deployment_provider,
     load_integrations,
-    provider_hosts,
+    require_https,
 )
-from crm.messaging.models import OutboxMessage
+from crm.messaging.models import OutboxMessage, OutboxStatus
+from crm.messaging.outbox import open_body
 from crm.messaging.providers import (
+    AmbiguousDeliveryError,
     DeliveryError,
     EmailProvider,
     OutgoingMessage,
@@ -53,6 +62,7 @@ from crm.messaging.providers import (
     TransientDeliveryError,
     build_email_provider,
     build_sms_provider,
+    repeats_dropped,
 )
 from crm.metrics import REGISTRY as METRICS
 from crm.runtime import Runtime
@@ -82,19 +92,25 @@ class ClaimedMessage:
     # The tenant's own provider (name, encrypted settings, version) or None for the default.
     integration: tuple[str, str, datetime] | None
 
-    def outgoing(self) -> OutgoingMessage:
+    def outgoing(self, secret: str) -> OutgoingMessage:
+        """The message in the clear: bodies are opened only here, just before the send."""
         return OutgoingMessage(
             id=self.id,
             tenant_id=self.tenant_id,
             channel=cast(Any, self.channel),
             recipient=self.recipient,
             subject=self.subject,
-            body_text=self.body_text,
-            body_html=self.body_html,
+            body_text=open_body(secret, self.body_text),
+            body_html=None if self.body_html is None else open_body(secret, self.body_html),
         )
 
 
-Outcome = Literal["sent", "transient", "permanent"]
+# Purposes sent at most once when a repeat cannot be dropped: a second code is worse than a
+# missing one (it reads as an attack, and each costs money); a lost link is asked for again.
+AT_MOST_ONCE_PURPOSES = frozenset({"OTP"})
+
+# "ambiguous": the request may have reached a provider that cannot drop a repeat.
+Outcome = Literal["sent", "transient", "permanent", "ambiguous"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,11 +156,22 @@ async def claim(runtime: Runtime, limit: int) -> list[ClaimedMessage]:
                 .with_for_update(skip_locked=True)
             )
         ).all()
+        integrations = await load_integrations(session, {row.tenant_id for row in rows})
         for row in rows:
             if row.expires_at is not None and row.expires_at <= now:
                 _close(row, "cancelled", "the code expired before the message could be sent")
                 _count(row.channel, "cancelled")
                 log.info("message cancelled: its code expired", extra=_fields(row))
+                continue
+            if row.status == "sending" and _at_most_once(
+                settings, row.purpose, row.channel, integrations.get((row.tenant_id, row.channel))
+            ):
+                # The worker that held it stopped mid-send: the provider may have the code.
+                _close(row, OutboxStatus.POSSIBLY_SENT, "interrupted mid-send; not sent again")
+                _count(row.channel, OutboxStatus.POSSIBLY_SENT)
+                log.warning(
+                    "message possibly sent: its worker stopped mid-send", extra=_fields(row)
+                )
                 continue
             if row.status == "sending" and row.attempts >= settings.outbox_max_attempts:
                 _close(row, "failed", "interrupted during the last try (lease expired)")
@@ -161,7 +188,6 @@ async def claim(runtime: Runtime, limit: int) -> list[ClaimedMessage]:
             row.claimed_at = now
             row.next_attempt_at = now + lease
             claimed.append(row)
-        integrations = await load_integrations(session, {row.tenant_id for row in claimed})
     result = []
     for row in claimed:
         found = integrations.get((row.tenant_id, row.channel))
@@ -190,6 +216,22 @@ def _close(row: OutboxMessage, status: str, error: str) -> None:
     row.status = status
     row.last_error = error
     row.claimed_at = None
+    if status == OutboxStatus.CANCELLED:
+        row.body_text = ""
+        row.body_html = None
+
+
+def provider_name(settings: Settings, channel: str, integration: str | None) -> str:
+    """The provider a message goes to: the tenant's own, or the deployment's."""
+    return integration if integration is not None else deployment_provider(settings, channel)[0]
+
+
+def _at_most_once(settings: Settings, purpose: str, channel: str, integration: Any) -> bool:
+    """Whether a message must not be sent again after an ambiguous try."""
+    if purpose not in AT_MOST_ONCE_PURPOSES:
+        return False
+    name = provider_name(settings, channel, None if integration is None else integration.provider)
+    return not repeats_dropped(channel, name)
 
 
 def _fields(row: OutboxMessage | ClaimedMessage) -> dict[str, Any]:
@@ -211,19 +253,29 @@ def _count(channel: str, outcome: str) -> None:
 class Providers:
     """Builds and caches providers per tenant and channel; HTTP ones share the worker's client."""
 
-    def __init__(self, runtime: Runtime, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        client: httpx.AsyncClient,
+        guarded_client: httpx.AsyncClient | None = None,
+    ) -> None:
         self.runtime = runtime
+        # The deployment's providers are the operator's own infrastructure and may be internal;
+        # tenants' providers go through the guarded client (netguard) unless private addresses
+        # are allowed.
         self.client = client
+        self.guarded_client = guarded_client or client
         self._cache: OrderedDict[tuple[Any, ...], tuple[str, SmsProvider | EmailProvider]] = (
             OrderedDict()
         )
 
     def _build(
-        self, channel: str, name: str, config: dict[str, Any]
+        self, channel: str, name: str, config: dict[str, Any], *, guarded: bool
     ) -> SmsProvider | EmailProvider:
         if channel == "SMS":
-            return build_sms_provider(name, config, client=self.client)
-        return build_email_provider(name, config)
+            client = self.guarded_client if guarded else self.client
+            return build_sms_provider(name, config, client=client)
+        return build_email_provider(name, config, guarded=guarded)
 
     async def get(self, message: ClaimedMessage) -> tuple[str, SmsProvider | EmailProvider]:
         """The provider for this message, or a TransientDeliveryError when its settings are
@@ -244,10 +296,13 @@ class Providers:
                 else:
                     name, encrypted, _ = message.integration
                     config = decrypt_config(self.runtime.secret, encrypted)
-                    if not settings.private_provider_urls_allowed:
-                        for host in provider_hosts(name, config):
-                            await _check_host(host)
-                provider = self._build(message.channel, name, config)
+                require_https(settings, name, config)
+                # No address check here: a check when the provider is built would hold for as long as it
+                # is cached. Guarded providers check every connection's address (netguard).
+                guarded = (
+                    message.integration is not None and not settings.private_provider_urls_allowed
+                )
+                provider = self._build(message.channel, name, config, guarded=guarded)
             except PermanentDeliveryError:
                 raise
             except Exception as exc:
@@ -270,37 +325,47 @@ class Providers:
         return cached
 
 
-async def _check_host(host: str) -> None:
-    try:
-        await check_public_host(host)
-    except AppError:
-        raise PermanentDeliveryError(
-            "the provider address is not a public internet address"
-        ) from None
-
-
 async def send(providers: Providers, message: ClaimedMessage, limit_seconds: float) -> SendResult:
     """One try. Never raises except on cancellation: every failure becomes a SendResult."""
     name: str | None = None
     started = time.perf_counter()
     try:
         name, provider = await providers.get(message)
+        try:
+            outgoing = message.outgoing(providers.runtime.secret)
+        except Exception:
+            # Another server secret than the one the body was sealed with: fixable, so retried.
+            return SendResult("transient", name, error="the message body cannot be opened")
         # Bounded below the lease, so the lease never runs out while this worker still sends.
         async with asyncio.timeout(limit_seconds):
-            provider_id = await provider.send(message.outgoing())
+            provider_id = await provider.send(outgoing)
         return SendResult("sent", name, provider_id)
     except PermanentDeliveryError as exc:
         return SendResult("permanent", name, error=str(exc) or type(exc).__name__)
+    except AmbiguousDeliveryError as exc:
+        return _ambiguous(providers, message, name, str(exc) or type(exc).__name__)
     except DeliveryError as exc:
         return SendResult("transient", name, error=str(exc) or type(exc).__name__)
     except TimeoutError:
-        return SendResult("transient", name, error=f"no answer within {limit_seconds:g}s")
+        # The cut-off can fall at any point of the send, so it may have left.
+        return _ambiguous(providers, message, name, f"no answer within {limit_seconds:g}s")
     except Exception as exc:
         # A provider bug must not stop the worker. Only the type is kept: an exception's text
         # could quote the message it was handling.
         return SendResult("transient", name, error=f"unexpected error ({type(exc).__name__})")
     finally:
         METRICS.delivery_duration.observe(time.perf_counter() - started, message.channel)
+
+
+def _ambiguous(
+    providers: Providers, message: ClaimedMessage, name: str | None, error: str
+) -> SendResult:
+    integration = None if message.integration is None else message.integration[0]
+    at_most_once = message.purpose in AT_MOST_ONCE_PURPOSES and not repeats_dropped(
+        message.channel,
+        name or provider_name(providers.runtime.settings, message.channel, integration),
+    )
+    return SendResult("ambiguous" if at_most_once else "transient", name, error=error)
 
 
 async def record(
@@ -319,6 +384,14 @@ async def record(
             sent_at=now,
             last_error=None,
             provider_message_id=(result.provider_message_id or "")[:_MAX_PROVIDER_ID] or None,
+            # Sent: the code or link has done its work and is no longer kept, even encrypted.
+            body_text="",
+            body_html=None,
+        )
+    elif result.outcome == "ambiguous":
+        values.update(
+            status=OutboxStatus.POSSIBLY_SENT.value,
+            last_error=f"{result.error or 'no answer'}; possibly sent, not sent again"[:_MAX_ERROR],
         )
     else:
         error = (result.error or "delivery failed")[:_MAX_ERROR]
@@ -332,6 +405,8 @@ async def record(
                 values.update(
                     status="cancelled",
                     last_error=f"{error}; the code expires before the next try",
+                    body_text="",
+                    body_html=None,
                 )
             else:
                 values.update(status="queued", next_attempt_at=next_at)
@@ -351,7 +426,9 @@ async def record(
         return status
     _count(message.channel, "retry" if status == "queued" else status)
     log.warning(
-        "delivery attempt failed",
+        "message possibly sent: no answer after the request left; not sent again"
+        if status == OutboxStatus.POSSIBLY_SENT
+        else "delivery attempt failed",
         extra=fields
         | {
             "error": values["last_error"],
@@ -364,13 +441,21 @@ async def record(
 
 
 async def release(runtime: Runtime, message: ClaimedMessage) -> bool:
-    """Give a claim back (graceful shutdown mid-send): due again at once, for any worker."""
-    async with session_scope(runtime.sessions) as session:
-        return await _fenced_update(
-            session,
-            message,
-            {"status": "queued", "claimed_at": None, "next_attempt_at": runtime.clock.now()},
+    """Give a claim back (graceful shutdown mid-send): due again at once, for any worker; a code
+    whose provider cannot drop a repeat is `possibly_sent` instead, as the request may have left."""
+    integration = None if message.integration is None else message.integration[0]
+    values: dict[str, Any] = {"claimed_at": None}
+    if message.purpose in AT_MOST_ONCE_PURPOSES and not repeats_dropped(
+        message.channel, provider_name(runtime.settings, message.channel, integration)
+    ):
+        values.update(
+            status=OutboxStatus.POSSIBLY_SENT.value,
+            last_error="interrupted mid-send by a shutdown; not sent again",
         )
+    else:
+        values.update(status="queued", next_attempt_at=runtime.clock.now())
+    async with session_scope(runtime.sessions) as session:
+        return await _fenced_update(session, message, values)
 
 
 async def _fenced_update(

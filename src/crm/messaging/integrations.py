@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 import json
-import socket
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.clock import Clock
-from crm.errors import AppError, Forbidden, InvalidRequest
-from crm.messaging.errors import ProviderNotSupported
+from crm.errors import AppError, Forbidden
+from crm.messaging.errors import (
+    ProviderNotSupported,
+    ProviderUrlNotHttps,
+    SecretsRequired,
+)
 from crm.messaging.providers import (
     EMAIL_PROVIDERS,
     SMS_PROVIDERS,
@@ -26,7 +27,8 @@ from crm.messaging.providers import (
     redact,
     validate_config,
 )
-from crm.messaging.providers.base import mask_secret
+from crm.messaging.providers.base import mask_secret, mask_url
+from crm.messaging.providers.netguard import resolve_public
 from crm.security.crypto import SecretBox
 from crm.settings import Settings
 from crm.tenants.models import Integration
@@ -40,18 +42,9 @@ CHANNELS = {"sms": "SMS", "email": "EMAIL"}
 class LiveKeyRequired(Forbidden):
     code = "LIVE_KEY_REQUIRED"
     message = (
-        "Provider settings decide where live codes go, so only a live secret key may change them."
+        "Provider settings decide where live codes go, so only a live secret key may see or "
+        "change them."
     )
-
-
-class ProviderUrlNotAllowed(InvalidRequest):
-    code = "PROVIDER_URL_NOT_ALLOWED"
-    message = "The provider address is private, loopback or link-local; it is not allowed."
-
-
-class ProviderHostUnresolvable(InvalidRequest):
-    code = "PROVIDER_HOST_UNRESOLVABLE"
-    message = "The provider's host name does not resolve."
 
 
 class ChannelNotFound(AppError):
@@ -160,47 +153,36 @@ def provider_hosts(provider: str, config: ProviderConfig | dict[str, Any]) -> li
     return [h for h in hosts if h]
 
 
-def _is_private(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address):
-        # IPv6 forms that carry an IPv4 address and reach it: mapped and 6to4. Judge the IPv4
-        # inside (2002:a9fe:a9fe:: is the cloud metadata address through a 6to4 relay).
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is not None:
-            address = embedded
-    return (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-        # 100.64.0.0/10 (carrier-grade NAT) is not "private" to ipaddress but is internal.
-        or (isinstance(address, ipaddress.IPv4Address) and address in _CGNAT)
-    )
-
-
-_CGNAT = ipaddress.ip_network("100.64.0.0/10")
-
-
 async def check_public_host(host: str) -> None:
     """Refuse a host that is, or resolves to, an internal address (cloud metadata, localhost,
-    the database). Every resolved address is checked: one internal answer is enough to refuse."""
-    name = host.strip("[]")
-    try:
-        addresses = [ipaddress.ip_address(name)]
-    except ValueError:
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(name, None, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError):
-            raise ProviderHostUnresolvable(
-                details=[{"field": "config", "message": "the host name does not resolve"}]
-            ) from None
-        addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
-    if not addresses or any(_is_private(a) for a in addresses):
-        raise ProviderUrlNotAllowed(
-            details=[{"field": "config", "message": "the host is not a public internet address"}]
-        )
+    the database). The worker does not rely on this answer later: it checks again on every
+    connection and connects to the address it checked (netguard)."""
+    await resolve_public(host)
+
+
+def url_values(provider: str, config: ProviderConfig | dict[str, Any]) -> dict[str, str]:
+    """The provider's URL settings, by field name."""
+    model = config_model("SMS" if provider != "smtp" else "EMAIL", provider)
+    values = _reveal(config) if isinstance(config, ProviderConfig) else config
+    return {
+        name: values[name]
+        for name in model.url_fields
+        if isinstance(values.get(name), str) and values[name]
+    }
+
+
+def require_https(
+    settings: Settings, provider: str, config: ProviderConfig | dict[str, Any]
+) -> None:
+    """In production, provider and webhook URLs carry codes and credentials: https only, for
+    the deployment's own settings as for a tenant's."""
+    if settings.env != "production" or provider == "smtp":
+        return
+    for name, value in url_values(provider, config).items():
+        if urlsplit(value).scheme.lower() != "https":
+            raise ProviderUrlNotHttps(
+                details=[{"field": f"config.{name}", "message": "must be an https:// URL"}]
+            )
 
 
 # -- the tenant's settings -------------------------------------------------------------------
@@ -221,6 +203,16 @@ async def get_integration(
         # Settings that cannot be opened (another server secret) are still named, not shown.
         shown = {}
     return IntegrationView(channel, row.provider, "tenant", shown, row.updated_at)
+
+
+async def get_integration_for(
+    session: AsyncSession, settings: Settings, secret: str, caller: CallerKey, channel: str
+) -> IntegrationView:
+    """GET for an API key: the tenant's providers send live messages (test-mode ones never
+    leave the outbox), so only live keys see them; a leaked test key learns nothing."""
+    normalize_channel(channel)
+    _require_live(caller)
+    return await get_integration(session, settings, secret, caller.tenant_id, channel)
 
 
 async def put_integration(
@@ -256,8 +248,9 @@ async def put_integration(
             stored = decrypt_config(secret, row.config_encrypted)
         except Exception:
             stored = {}
-        merged = _keep_secrets(channel, name, merged, stored)
+        merged = keep_stored(channel, name, merged, stored)
     validated = validate_config(channel, name, merged, field_prefix="config")
+    require_https(settings, name, validated)
     if not settings.private_provider_urls_allowed:
         for host in provider_hosts(name, validated):
             await check_public_host(host)
@@ -280,11 +273,24 @@ async def put_integration(
     return IntegrationView(channel, name, "tenant", validated.redacted(), now)
 
 
-def _keep_secrets(
+def keep_stored(
     channel: str, provider: str, incoming: dict[str, Any], stored: dict[str, Any]
 ) -> dict[str, Any]:
+    """`incoming` with the values a settings form sends back unchanged filled from `stored`:
+    masked URLs, and secrets left out or masked. A stored secret only stays where it was going:
+    when a destination setting (a URL, host, port or account) differs from the stored one, the
+    secrets must be sent in full (PROVIDER_SECRETS_REQUIRED), or a live key alone could redirect
+    them to its own address."""
     model = config_model(channel, provider)
     merged = dict(incoming)
+    for field_name in model.url_fields:
+        current = stored.get(field_name)
+        sent = merged.get(field_name)
+        if isinstance(current, str) and isinstance(sent, str):
+            masked = mask_url(current)
+            if masked != current and sent == masked:
+                merged[field_name] = current
+    kept: list[str] = []
     for field_name, field in model.model_fields.items():
         annotation = field.annotation
         is_secret = annotation is SecretStr or SecretStr in getattr(annotation, "__args__", ())
@@ -294,7 +300,27 @@ def _keep_secrets(
         sent = merged.get(field_name)
         if field_name not in merged or (isinstance(sent, str) and sent == mask_secret(current)):
             merged[field_name] = current
+            kept.append(field_name)
+    destination = _destination(model, merged)
+    # Settings that do not validate get the validation's own, more precise, answer.
+    if kept and destination is not None and destination != _destination(model, stored):
+        raise SecretsRequired(
+            details=[
+                {"field": f"config.{name}", "message": "send it again: the destination changed"}
+                for name in kept
+            ]
+        )
     return merged
+
+
+def _destination(model: type[ProviderConfig], values: dict[str, Any]) -> dict[str, Any] | None:
+    """Where settings send, as the model normalises it (defaults filled, trailing slashes cut),
+    or None when they do not validate (then nothing is taken as unchanged)."""
+    try:
+        parsed = model.model_validate(dict(values))
+    except ValidationError:
+        return None
+    return {name: getattr(parsed, name) for name in sorted(model.destination_fields)}
 
 
 async def delete_integration(

@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crm.db import Base, UTCDateTime
+
+
+class OutboxStatus(StrEnum):
+    """Where a message stands. `possibly_sent`: a one-time code whose request reached a provider
+    that gave no answer (timeout, dropped connection) and that cannot drop a repeat, so it is
+    not sent again by itself: an operator looks (`crm outbox list --status possibly_sent`)."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    POSSIBLY_SENT = "possibly_sent"
 
 
 class OutboxMessage(Base):
@@ -31,10 +45,12 @@ class OutboxMessage(Base):
     recipient: Mapped[str] = mapped_column(String(254))
     purpose: Mapped[str] = mapped_column(String(30))
     subject: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    # Encrypted with the server secret (outbox.seal_body); blanked once the message is sent or
+    # cancelled, since the text holds the code or the link.
     body_text: Mapped[str] = mapped_column(Text)
     body_html: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # queued | sending | sent | failed | cancelled
-    status: Mapped[str] = mapped_column(String(10), default="queued")
+    # An OutboxStatus value.
+    status: Mapped[str] = mapped_column(String(20), default="queued")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # An OTP message is worthless after its code expires: cancel rather than send it late.

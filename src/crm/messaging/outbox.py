@@ -10,15 +10,34 @@ from crm.clock import Clock
 from crm.ids import uuid7
 from crm.messaging.models import OutboxMessage
 from crm.messaging.templates import RenderedMessage
+from crm.security.crypto import SecretBox
 
 # Marks a session whose commit must wake the delivery worker (see api.deps.get_session).
 OUTBOX_DIRTY = "outbox_dirty"
+# The SecretBox purpose of message bodies: they open for nothing else, nothing else opens here.
+BODY_PURPOSE = "outbox-body"
+# SecretBox values start with this; bodies stored before encryption existed do not.
+_SEALED_PREFIX = "v1."
+
+
+def seal_body(secret: str, text: str) -> str:
+    """A body as stored: codes and reset links are secrets, encrypted like the others."""
+    return SecretBox(secret, BODY_PURPOSE).encrypt(text)
+
+
+def open_body(secret: str, stored: str) -> str:
+    """A stored body in the clear (the worker at send time, the test outbox). Bodies written
+    before they were encrypted are returned as they are; an empty one was blanked."""
+    if not stored or not stored.startswith(_SEALED_PREFIX):
+        return stored
+    return SecretBox(secret, BODY_PURPOSE).decrypt(stored).decode("utf-8")
 
 
 async def enqueue(
     session: AsyncSession,
     clock: Clock,
     *,
+    secret: str,
     tenant_id: str,
     mode: str,
     channel: str,
@@ -31,7 +50,10 @@ async def enqueue(
     """Queue one message. It leaves only if the caller's transaction commits.
 
     Test-mode messages are recorded as sent at once and never reach a provider: integrators
-    read them from the test outbox.
+    read them from the test outbox, which decrypts their bodies for test keys only. They keep
+    their (encrypted) bodies until the retention purge, unlike live ones, which are blanked once
+    sent: a test-mode code opens only test-mode contacts, and reading it is what the test outbox
+    is for.
     """
     now = clock.now()
     test_mode = mode == "test"
@@ -44,8 +66,8 @@ async def enqueue(
         recipient=recipient,
         purpose=purpose,
         subject=message.subject,
-        body_text=message.body_text,
-        body_html=message.body_html,
+        body_text=seal_body(secret, message.body_text),
+        body_html=None if message.body_html is None else seal_body(secret, message.body_html),
         status="sent" if test_mode else "queued",
         attempts=0,
         next_attempt_at=now,

@@ -11,11 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from crm.clock import Clock
 from crm.db import read_connection
 from crm.errors import Conflict, Forbidden, InvalidRequest, NotFound
-from crm.messaging.models import OutboxMessage
+from crm.messaging.models import OutboxMessage, OutboxStatus
+from crm.messaging.outbox import open_body
 from crm.messaging.templates import PURPOSES
 from crm.tenants.schemas import CallerKey
 
-STATUSES = ("queued", "sending", "sent", "failed", "cancelled")
+STATUSES = tuple(status.value for status in OutboxStatus)
+# What an operator may queue again: a failed or cancelled message, or one possibly sent whose
+# provider shows it was not (sending it again is the operator's informed choice).
+RETRYABLE = (OutboxStatus.FAILED, OutboxStatus.CANCELLED, OutboxStatus.POSSIBLY_SENT)
 CHANNELS = ("SMS", "EMAIL")
 MAX_PAGE_SIZE = 100
 MAX_PAGE = 10_000
@@ -37,7 +41,7 @@ class OutboxMessageNotFound(NotFound):
 
 class OutboxMessageNotRetryable(Conflict):
     code = "OUTBOX_MESSAGE_NOT_RETRYABLE"
-    message = "Only a failed or cancelled live message can be retried."
+    message = "Only a failed, cancelled or possibly sent live message can be retried."
 
 
 class OutboxMessageExpired(Conflict):
@@ -54,6 +58,7 @@ class TestMessage:
     purpose: str
     subject: str | None
     body: str
+    status: str
     created_at: datetime
 
 
@@ -100,12 +105,17 @@ async def list_test_outbox(
     session: AsyncSession,
     caller: CallerKey,
     *,
+    secret: str,
     recipient: str | None = None,
     purpose: str | None = None,
     page: int = 1,
     size: int = 10,
 ) -> Page:
-    """The caller's test-mode messages, newest first (API.md section 1)."""
+    """The caller's test-mode messages, newest first (API.md section 1).
+
+    The one place bodies are shown: test-mode ones, to the tenant's test keys, so integrators can
+    read the codes their tests asked for. Live bodies are never listed, by any API.
+    """
     if caller.mode != "test":
         raise TestKeyRequired()
     # Bounded above too: a huge page overflows the database's integer OFFSET (a 500).
@@ -143,12 +153,21 @@ async def list_test_outbox(
             recipient=row.recipient,
             purpose=row.purpose,
             subject=row.subject,
-            body=row.body_text,
+            body=_readable(secret, row.body_text),
+            status=row.status,
             created_at=row.created_at,
         )
         for row in rows
     ]
     return Page(page=page, size=size, total=int(total or 0), items=items)
+
+
+def _readable(secret: str, stored: str) -> str:
+    try:
+        return open_body(secret, stored)
+    except Exception:
+        # Sealed with another server secret: shown as unreadable rather than failing the page.
+        return ""
 
 
 async def list_messages(
@@ -177,7 +196,7 @@ async def retry_message(session: AsyncSession, clock: Clock, message_id: str) ->
     row = await session.get(OutboxMessage, message_id, with_for_update=True)
     if row is None:
         raise OutboxMessageNotFound()
-    if row.mode != "live" or row.status not in ("failed", "cancelled"):
+    if row.mode != "live" or row.status not in RETRYABLE or not row.body_text:
         raise OutboxMessageNotRetryable()
     now = clock.now()
     if row.expires_at is not None and row.expires_at <= now:

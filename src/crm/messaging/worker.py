@@ -14,8 +14,9 @@ import crm.models  # noqa: F401
 from crm.errors import AppError
 from crm.messaging import delivery
 from crm.messaging.delivery import ClaimedMessage
-from crm.messaging.integrations import deployment_provider
+from crm.messaging.integrations import deployment_provider, require_https
 from crm.messaging.providers import validate_config
+from crm.messaging.providers.netguard import guarded_client
 from crm.runtime import Runtime
 
 log = logging.getLogger("crm.messaging.worker")
@@ -68,8 +69,11 @@ class DeliveryWorker:
 
     async def run(self) -> None:
         limits = httpx.Limits(max_connections=self.concurrency * 2)
-        async with httpx.AsyncClient(follow_redirects=False, limits=limits) as client:
-            self._providers = delivery.Providers(self.runtime, client)
+        async with (
+            httpx.AsyncClient(follow_redirects=False, limits=limits) as client,
+            guarded_client(limits) as guarded,
+        ):
+            self._providers = delivery.Providers(self.runtime, client, guarded)
             log.info(
                 "delivery worker started",
                 extra={"concurrency": self.concurrency, "poll_seconds": self.poll},
@@ -88,6 +92,7 @@ class DeliveryWorker:
             name, config = deployment_provider(self.runtime.settings, channel)
             try:
                 validate_config(channel, name, config)
+                require_https(self.runtime.settings, name, config)
             except AppError as exc:
                 # Field names and reasons only: validate_config never echoes the values.
                 log.error(
@@ -155,7 +160,8 @@ class DeliveryWorker:
             result = await delivery.send(self._providers, message, self.send_timeout)
         except asyncio.CancelledError:
             # Shutdown cut the send short: the provider may or may not have it. Give the claim
-            # back so another worker sends it now rather than after the lease.
+            # back so another worker sends it now rather than after the lease (a code that
+            # must not go twice becomes possibly_sent instead; see delivery.release).
             await self._persist(lambda: delivery.release(self.runtime, message), message)
             raise
         await self._persist(

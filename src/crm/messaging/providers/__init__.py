@@ -11,6 +11,7 @@ from pydantic import SecretStr, ValidationError
 
 from crm.messaging.errors import ProviderConfigInvalid, ProviderNotSupported
 from crm.messaging.providers.base import (
+    AmbiguousDeliveryError,
     DeliveryError,
     EmailProvider,
     OutgoingMessage,
@@ -33,6 +34,7 @@ from crm.messaging.providers.webhook import (
 __all__ = [
     "EMAIL_PROVIDERS",
     "SMS_PROVIDERS",
+    "AmbiguousDeliveryError",
     "ConsoleConfig",
     "ConsoleProvider",
     "DeliveryError",
@@ -53,6 +55,7 @@ __all__ = [
     "build_sms_provider",
     "config_model",
     "redact",
+    "repeats_dropped",
     "validate_config",
     "verify_webhook_signature",
 ]
@@ -65,39 +68,59 @@ class ProviderSpec(Generic[P]):
     """One registered provider: the model that validates its settings and how to build it."""
 
     config_model: type[ProviderConfig]
-    build: Callable[[ProviderConfig, httpx.AsyncClient | None], P]
+    # (settings, shared HTTP client, guarded): guarded providers connect only to checked public
+    # addresses (netguard); HTTP ones get that from a guarded client.
+    build: Callable[[ProviderConfig, httpx.AsyncClient | None, bool], P]
+    # Whether the provider drops a repeated message itself (an idempotency key it honours), so
+    # a retry after an ambiguous outcome cannot reach the recipient twice.
+    repeats_dropped: bool = False
 
 
-def _console(config: ProviderConfig, client: httpx.AsyncClient | None) -> ConsoleProvider:
+def _console(
+    config: ProviderConfig, client: httpx.AsyncClient | None, guarded: bool
+) -> ConsoleProvider:
     assert isinstance(config, ConsoleConfig)
     return ConsoleProvider(config)
 
 
-def _webhook(config: ProviderConfig, client: httpx.AsyncClient | None) -> WebhookSmsProvider:
+def _webhook(
+    config: ProviderConfig, client: httpx.AsyncClient | None, guarded: bool
+) -> WebhookSmsProvider:
     assert isinstance(config, WebhookConfig)
     return WebhookSmsProvider(config, client=client)
 
 
-def _twilio(config: ProviderConfig, client: httpx.AsyncClient | None) -> TwilioSmsProvider:
+def _twilio(
+    config: ProviderConfig, client: httpx.AsyncClient | None, guarded: bool
+) -> TwilioSmsProvider:
     assert isinstance(config, TwilioConfig)
     return TwilioSmsProvider(config, client=client)
 
 
-def _smtp(config: ProviderConfig, client: httpx.AsyncClient | None) -> SmtpProvider:
+def _smtp(config: ProviderConfig, client: httpx.AsyncClient | None, guarded: bool) -> SmtpProvider:
     assert isinstance(config, SmtpConfig)
-    return SmtpProvider(config)
+    return SmtpProvider(config, guarded=guarded)
 
 
 SMS_PROVIDERS: Mapping[str, ProviderSpec[SmsProvider]] = {
-    "console": ProviderSpec(ConsoleConfig, _console),
-    "webhook": ProviderSpec(WebhookConfig, _webhook),
+    # Writing a log line twice sends nothing twice.
+    "console": ProviderSpec(ConsoleConfig, _console, repeats_dropped=True),
+    "webhook": ProviderSpec(WebhookConfig, _webhook, repeats_dropped=True),
     "twilio": ProviderSpec(TwilioConfig, _twilio),
 }
 
 EMAIL_PROVIDERS: Mapping[str, ProviderSpec[EmailProvider]] = {
-    "console": ProviderSpec(ConsoleConfig, _console),
+    "console": ProviderSpec(ConsoleConfig, _console, repeats_dropped=True),
     "smtp": ProviderSpec(SmtpConfig, _smtp),
 }
+
+
+def repeats_dropped(channel: str, name: str) -> bool:
+    """True when `name` on `channel` drops a repeated message (unknown names: False)."""
+    try:
+        return _spec(channel, name).repeats_dropped
+    except ProviderNotSupported:
+        return False
 
 
 def _registry(channel: str) -> Mapping[str, ProviderSpec[Any]]:
@@ -157,13 +180,15 @@ def build_sms_provider(
 ) -> SmsProvider:
     """A ready SMS provider; HTTP providers share `client` so the worker keeps one pool."""
     spec: ProviderSpec[SmsProvider] = _spec("SMS", name)
-    return spec.build(validate_config("SMS", name, config), client)
+    return spec.build(validate_config("SMS", name, config), client, False)
 
 
-def build_email_provider(name: str, config: Mapping[str, Any]) -> EmailProvider:
-    """A ready email provider."""
+def build_email_provider(
+    name: str, config: Mapping[str, Any], *, guarded: bool = False
+) -> EmailProvider:
+    """A ready email provider; `guarded` ones connect only to checked public addresses."""
     spec: ProviderSpec[EmailProvider] = _spec("EMAIL", name)
-    return spec.build(validate_config("EMAIL", name, config), None)
+    return spec.build(validate_config("EMAIL", name, config), None, guarded)
 
 
 def redact(channel: str, name: str, config: Mapping[str, Any] | ProviderConfig) -> dict[str, Any]:

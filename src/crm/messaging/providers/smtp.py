@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
+from typing import ClassVar
 
 import aiosmtplib
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from crm.messaging.providers.base import (
+    AmbiguousDeliveryError,
     DeliveryError,
     OutgoingMessage,
     PermanentDeliveryError,
     ProviderConfig,
     TransientDeliveryError,
 )
+from crm.messaging.providers.netguard import connect_public
 
 # Deliberately simple: the relay is the judge of deliverability; this only catches typos and
 # header injection (CR/LF) before a message is ever built.
@@ -45,6 +49,11 @@ class SmtpConfig(ProviderConfig):
     use_tls: bool = False
     timeout: float = Field(default=10, gt=0, le=120)
 
+    # TLS too: turning it off would hand the stored password to anyone on the path.
+    destination_fields: ClassVar[frozenset[str]] = frozenset(
+        {"host", "port", "username", "use_tls", "starttls"}
+    )
+
     @field_validator("from_address")
     @classmethod
     def _check_from(cls, value: str) -> str:
@@ -69,9 +78,15 @@ def _response_error(what: str, code: int) -> DeliveryError:
     return kind(f"SMTP server {what} ({code})")
 
 
-def _classify(exc: Exception) -> DeliveryError:
+def _classify(exc: Exception, *, handed_over: bool = False) -> DeliveryError:
     """Map an aiosmtplib failure to the worker's retry decision; server texts are dropped as they
-    may echo the recipient address."""
+    may echo the recipient address. A timeout or a dropped connection once the message was being
+    handed over is ambiguous: the relay may have queued it before the reply was lost."""
+    if handed_over and isinstance(
+        exc,
+        aiosmtplib.SMTPTimeoutError | aiosmtplib.SMTPServerDisconnected | TimeoutError | OSError,
+    ):
+        return AmbiguousDeliveryError("SMTP server gave no answer after the message was sent")
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = [r.code for r in exc.recipients] or [550]
         # One recipient per message, so the first code is the answer.
@@ -110,8 +125,10 @@ class SmtpProvider:
 
     config_model = SmtpConfig
 
-    def __init__(self, config: SmtpConfig) -> None:
+    def __init__(self, config: SmtpConfig, *, guarded: bool = False) -> None:
         self.config = config
+        # Guarded: connect only to a checked public address of the host (netguard).
+        self.guarded = guarded
         from_address = _address_of(config.from_address) or "localhost@localhost"
         self._domain = _ascii_domain(from_address.rsplit("@", 1)[1])
 
@@ -145,24 +162,42 @@ class SmtpProvider:
         email = self.build(message)
         config = self.config
         password = config.password.get_secret_value() if config.password is not None else None
+        sock: socket.socket | None = None
+        if self.guarded:
+            try:
+                sock = await connect_public(config.host, config.port, config.timeout)
+            except DeliveryError:
+                raise
+            except OSError:
+                raise TransientDeliveryError("SMTP server connection failed") from None
+        client = aiosmtplib.SMTP(
+            # With a socket given, aiosmtplib still uses `hostname` for TLS (SNI and the
+            # certificate check); the socket's ownership passes to it.
+            hostname=config.host,
+            port=None if sock is not None else config.port,
+            sock=sock,
+            username=config.username,
+            password=password,
+            use_tls=config.use_tls,
+            start_tls=False if config.use_tls else config.starttls,
+            timeout=config.timeout,
+        )
+        # Set once the envelope and text start to go out: a failure without a reply after that
+        # leaves open whether the relay took the message.
+        handed_over = False
         try:
             # aiosmtplib's timeout bounds each step; this bounds a server that answers slowly
             # at every step so one message cannot hold a worker for long.
             async with asyncio.timeout(config.timeout * 3):
-                await aiosmtplib.send(
-                    email,
-                    hostname=config.host,
-                    port=config.port,
-                    username=config.username,
-                    password=password,
-                    use_tls=config.use_tls,
-                    start_tls=False if config.use_tls else config.starttls,
-                    timeout=config.timeout,
-                )
+                await client.connect()
+                handed_over = True
+                await client.send_message(email)
         except DeliveryError:
             raise
         except Exception as exc:
-            raise _classify(exc) from exc
+            raise _classify(exc, handed_over=handed_over) from exc
+        finally:
+            client.close()
         return str(email["Message-ID"])
 
 

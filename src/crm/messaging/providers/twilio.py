@@ -20,6 +20,7 @@ from crm.messaging.providers.base import (
     PermanentDeliveryError,
     ProviderConfig,
     TransientDeliveryError,
+    http_failure,
     is_transient_status,
     require_e164,
 )
@@ -40,6 +41,7 @@ class TwilioConfig(ProviderConfig):
     timeout: float = Field(default=10, gt=0, le=120)
 
     url_fields: ClassVar[frozenset[str]] = frozenset({"base_url"})
+    destination_fields: ClassVar[frozenset[str]] = frozenset({"base_url", "account_sid"})
 
     @field_validator("base_url")
     @classmethod
@@ -59,7 +61,7 @@ class TwilioConfig(ProviderConfig):
 
 class TwilioSmsProvider:
     """Sends SMS through Twilio. Twilio's Messages API takes no idempotency key, so a retry after
-    a lost response can send twice; the worker's retry policy is the only guard."""
+    a lost response can send twice: the worker does not repeat a code after such an outcome."""
 
     config_model = TwilioConfig
 
@@ -103,10 +105,8 @@ class TwilioSmsProvider:
                 headers={"Accept": "application/json"},
                 timeout=self.config.timeout,
             )
-        except httpx.TimeoutException:
-            raise TransientDeliveryError("Twilio timed out") from None
         except httpx.HTTPError as exc:
-            raise TransientDeliveryError(f"Twilio request failed ({type(exc).__name__})") from None
+            raise http_failure(exc, "Twilio") from None
         document = _json_object(response)
         status = response.status_code
         if 200 <= status < 300:

@@ -16,6 +16,7 @@ from crm.messaging.providers.base import (
     PermanentDeliveryError,
     ProviderConfig,
     TransientDeliveryError,
+    http_failure,
     is_transient_status,
     require_e164,
 )
@@ -35,6 +36,7 @@ class WebhookConfig(ProviderConfig):
     timeout: float = Field(default=10, gt=0, le=120)
 
     url_fields: ClassVar[frozenset[str]] = frozenset({"url"})
+    destination_fields: ClassVar[frozenset[str]] = frozenset({"url"})
 
     @field_validator("url")
     @classmethod
@@ -147,11 +149,8 @@ class WebhookSmsProvider:
             response = await self._get_client().post(
                 self.config.url, content=body, headers=headers, timeout=self.config.timeout
             )
-        except httpx.TimeoutException:
-            raise TransientDeliveryError("webhook timed out") from None
         except httpx.HTTPError as exc:
-            # `from None`: httpx messages can quote the URL, and the URL may carry credentials.
-            raise TransientDeliveryError(f"webhook request failed ({type(exc).__name__})") from None
+            raise http_failure(exc, "webhook") from None
         status = response.status_code
         if 200 <= status < 300:
             return _provider_id(response) or message.id
