@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from crm.cli import applications, contacts, db, keys, outbox, serve, tenants, worker
+from crm.cli import applications, contacts, db, doctor, keys, outbox, serve, tenants, worker
 
 app = typer.Typer(
     name="crm",
@@ -22,6 +22,7 @@ app.add_typer(contacts.app, name="contacts")
 app.add_typer(outbox.app, name="outbox")
 serve.register(app)
 worker.register(app)
+doctor.register(app)
 
 
 def main() -> None:
