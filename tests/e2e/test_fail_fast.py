@@ -126,6 +126,16 @@ def test_incomplete_provider_settings_stop_the_process_naming_the_setting(
     assert WEBHOOK_SECRET not in line and TWILIO_TOKEN not in line
 
 
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_a_short_secret_stops_the_process_naming_the_setting(tmp_path: Path, command: str) -> None:
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    upgrade(settings_for(url))
+    args = serve_args() if command == "serve" else ["worker"]
+    result = run_crm(tmp_path, url, *args, CRM_SECRET_KEY="too-short-secret")
+    refusal_line(result, "CRM_SECRET_KEY")
+    assert "too-short-secret" not in result.stderr + result.stdout
+
+
 def test_twilio_without_a_sender_names_both_settings(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'crm.db'}"
     upgrade(settings_for(url))

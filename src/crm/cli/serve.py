@@ -73,8 +73,14 @@ def serve(
 
 
 def refuse_bad_settings(cfg: Settings) -> None:
-    """Exit before serving when a deployment provider lacks a setting it needs."""
+    """Exit before serving when a deployment provider lacks a setting it needs, or the secret
+    is too short."""
     refuse(settings_problem(cfg))
+    if cfg.secret_key is not None:
+        try:
+            cfg.resolved_secret()
+        except ValueError as exc:
+            refuse(str(exc))
 
 
 def refuse(problem: str | None) -> None:
