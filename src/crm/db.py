@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -81,7 +82,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     if settings.is_sqlite:
         path = settings.sqlite_path()
         if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            create_private_file(path)
         kwargs["connect_args"] = {"timeout": 30}
     else:
         kwargs.update(
@@ -95,6 +96,21 @@ def create_engine(settings: Settings) -> AsyncEngine:
     if settings.is_sqlite:
         _configure_sqlite(engine)
     return engine
+
+
+def create_private_file(path: Path) -> None:
+    """Create the SQLite file readable by its owner only (0600), if it does not exist yet.
+
+    SQLite creates a missing database with the process umask (usually 0644: anyone on the host
+    reads every contact), and gives its -wal and -shm files the mode of the database file, so
+    making the database first, private, keeps all three private.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

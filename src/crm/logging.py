@@ -22,6 +22,10 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
 }
 
 
+# Loggers that write statement parameters or rows at DEBUG or INFO. hpack logs HTTP/2 headers.
+_PARAMETER_LOGGERS = ("sqlalchemy", "aiosqlite", "asyncpg", "hpack")
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -63,6 +67,11 @@ def configure(level: str = "INFO", fmt: str = "auto") -> None:
     logging.getLogger("uvicorn.access").disabled = True
     # Alembic's per-migration chatter is noise at every start-up check.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # At DEBUG the database libraries log statement parameters and result rows (one-time codes,
+    # message bodies, token hashes): they stay at WARNING or above whatever the level.
+    quiet = max(logging.WARNING, root.level)
+    for name in _PARAMETER_LOGGERS:
+        logging.getLogger(name).setLevel(quiet)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

@@ -10,6 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from crm.db import create_private_file
 from crm.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -26,7 +27,7 @@ def upgrade(settings: Settings, revision: str = "head") -> None:
     """Blocking: runs its own event loop, so call it from a thread inside async code."""
     path = settings.sqlite_path()
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        create_private_file(path)
     command.upgrade(alembic_config(settings.database_url), revision)
 
 

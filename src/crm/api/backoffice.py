@@ -20,6 +20,7 @@ from crm.contacts.schemas import (
     ConsentEntry,
     ContactCreate,
     ContactExists,
+    ContactFound,
     ContactPage,
     ContactRead,
     ContactUpdate,
@@ -163,7 +164,13 @@ async def list_contacts(
     )
     return ContactPage(
         paging=Paging(page=page, size=size, total=result.total, has_more=result.has_more),
-        content=[contact_read(c, result.phones[c.pk]) for c in result.contacts],
+        content=[
+            ContactFound(
+                **dict(contact_read(c, result.phones[c.pk])),
+                email_verified=result.email_verified.get(c.pk),
+            )
+            for c in result.contacts
+        ],
     )
 
 

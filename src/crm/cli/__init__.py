@@ -6,7 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
-from crm.cli import applications, contacts, db, keys, outbox, serve, tenants, worker
+from crm.cli import applications, contacts, db, doctor, keys, outbox, serve, tenants, worker
 from crm.cli.failures import run_plainly
 
 app = typer.Typer(
@@ -53,6 +53,7 @@ app.add_typer(contacts.app, name="contacts")
 app.add_typer(outbox.app, name="outbox")
 serve.register(app)
 worker.register(app)
+doctor.register(app)
 
 
 def main() -> None:

@@ -7,8 +7,11 @@ import asyncio
 import typer
 
 from crm.cli.common import console, settings
+from crm.cli.serve import refuse
 from crm.db import create_engine
+from crm.deployment.preflight import secret_problem
 from crm.migrate import current_revision, head_revision, upgrade
+from crm.settings import Settings
 
 app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 
@@ -19,6 +22,17 @@ def upgrade_command() -> None:
     cfg = settings()
     upgrade(cfg)
     console.print(f"Database is at revision [bold]{head_revision()}[/bold].")
+    # Record the secret check value now when the secret is known (otherwise at first start).
+    if cfg.secret_key is not None or cfg.secret_key_path().exists():
+        refuse(asyncio.run(_secret_problem(cfg)))
+
+
+async def _secret_problem(cfg: Settings) -> str | None:
+    engine = create_engine(cfg)
+    try:
+        return await secret_problem(engine, cfg, cfg.resolved_secret())
+    finally:
+        await engine.dispose()
 
 
 @app.command("current")

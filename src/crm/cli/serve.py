@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import typer
+from rich.markup import escape
 
 from crm.cli.common import err_console, settings
 from crm.db import create_engine
+from crm.deployment.preflight import secret_problem, settings_problem
 from crm.migrate import current_revision, head_revision
+from crm.settings import Settings
 
 
 def register(app: typer.Typer) -> None:
@@ -25,6 +28,7 @@ def serve(
     import uvicorn
 
     cfg = settings()
+    refuse_bad_settings(cfg)
 
     async def revision() -> str | None:
         engine = create_engine(cfg)
@@ -43,7 +47,16 @@ def serve(
             f"needs {head_revision()}). Run `crm db upgrade` first."
         )
         raise typer.Exit(1)
-    cfg.resolved_secret()  # create the development secret once, before workers race for it
+    secret = cfg.resolved_secret()  # create the development secret once, before workers race
+
+    async def secret_check() -> str | None:
+        engine = create_engine(cfg)
+        try:
+            return await secret_problem(engine, cfg, secret)
+        finally:
+            await engine.dispose()
+
+    refuse(asyncio.run(secret_check()))
     uvicorn.run(
         "crm.app:app_from_env",
         factory=True,
@@ -57,3 +70,21 @@ def serve(
         proxy_headers=True,
         server_header=False,
     )
+
+
+def refuse_bad_settings(cfg: Settings) -> None:
+    """Exit before serving when a deployment provider lacks a setting it needs, or the secret
+    is too short."""
+    refuse(settings_problem(cfg))
+    if cfg.secret_key is not None:
+        try:
+            cfg.resolved_secret()
+        except ValueError as exc:
+            refuse(str(exc))
+
+
+def refuse(problem: str | None) -> None:
+    """Exit 2 with the problem on one line (it names the setting to fix), if there is one."""
+    if problem is not None:
+        err_console.print(f"[red]Cannot start:[/red] {escape(problem)}", soft_wrap=True)
+        raise typer.Exit(2)

@@ -10,6 +10,8 @@ import typer
 from crm import logging as crm_logging
 from crm.background import background_work
 from crm.cli.common import err_console, settings
+from crm.cli.serve import refuse, refuse_bad_settings
+from crm.deployment.preflight import secret_problem
 from crm.migrate import is_up_to_date
 from crm.runtime import Runtime
 
@@ -25,8 +27,9 @@ def worker() -> None:
     to keep delivery out of the web processes."""
     cfg = settings()
     crm_logging.configure(cfg.log_level, cfg.log_format)
+    refuse_bad_settings(cfg)
 
-    async def main() -> int:
+    async def main() -> int | str:
         runtime = Runtime.build(cfg)
         try:
             try:
@@ -39,6 +42,9 @@ def worker() -> None:
                     "[red]The database is not migrated.[/red] Run `crm db upgrade` first."
                 )
                 return 1
+            problem = await secret_problem(runtime.engine, cfg, runtime.secret)
+            if problem is not None:
+                return problem
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
@@ -51,5 +57,7 @@ def worker() -> None:
             await runtime.close()
 
     code = asyncio.run(main())
-    if code:
+    if isinstance(code, str):
+        refuse(code)
+    elif code:
         raise typer.Exit(code)

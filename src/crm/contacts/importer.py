@@ -4,7 +4,8 @@ A CSV row uses the API's field names. Scalar fields are plain cells; `phones`, `
 `custom_fields`, `demographics` and `tags` are JSON cells (tags may also be `a;b;c`), and the
 conveniences `phone` + `phone_country_code`, `gender` and `date_of_birth` (YYYY-MM-DD) fill a
 primary mobile phone and the demographics. Empty cells are absent fields. A row whose `id` or
-`code` already exists is skipped, so re-running an import creates nothing twice.
+`code` already exists is skipped, so re-running an import creates nothing twice. Export puts a
+`'` before a cell a spreadsheet would run as a formula, and import takes it off again.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ EXPORT_COLUMNS = (*SCALAR_COLUMNS, *JSON_COLUMNS, "created_date", "updated_date"
 KNOWN_COLUMNS = frozenset((*EXPORT_COLUMNS, *CONVENIENCE_COLUMNS))
 # A cell longer than this cannot be valid for any field (phones and addresses are bounded lists).
 MAX_CELL = 64 * 1024
+# A cell starting with one of these is run as a formula by spreadsheets (CSV injection: a name
+# like `=HYPERLINK(...)` exfiltrates data or runs commands when an agent opens the export).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 class TenantNotFound(NotFound):
@@ -75,8 +79,28 @@ async def check_tenant(session: AsyncSession, tenant_id: str) -> None:
         raise TenantNotFound()
 
 
+def _runs_as_formula(value: str) -> bool:
+    # Leading apostrophes count through, so a value that already starts with one is escaped
+    # again and import's single unescape gives it back unchanged.
+    rest = value.lstrip("'")
+    return bool(rest) and rest[0] in _FORMULA_START
+
+
+def escape_cell(value: str) -> str:
+    """A CSV cell a spreadsheet shows as text: a leading `'` before a formula (OWASP)."""
+    return "'" + value if _runs_as_formula(value) else value
+
+
+def unescape_cell(value: str) -> str:
+    """The value `escape_cell` was given (import reads back what export wrote)."""
+    if value.startswith("'") and _runs_as_formula(value[1:]):
+        return value[1:]
+    return value
+
+
 def row_to_body(row: Mapping[str, str | None]) -> dict[str, Any]:
     """A CSV row as the JSON body the API would receive; raises ValueError on a bad JSON cell."""
+    row = {name: None if raw is None else unescape_cell(raw.strip()) for name, raw in row.items()}
     body: dict[str, Any] = {}
     for name, raw in row.items():
         if name is None or raw is None:
@@ -243,7 +267,7 @@ def csv_line(contact: ContactRead) -> str:
         else:
             cells.append("" if value is None else str(value))
     out = io.StringIO()
-    csv.writer(out).writerow(cells)
+    csv.writer(out).writerow([escape_cell(cell) for cell in cells])
     return out.getvalue()
 
 

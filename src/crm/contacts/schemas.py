@@ -316,9 +316,21 @@ def contact_read(contact: Contact, phones: list[ContactPhone]) -> ContactRead:
     )
 
 
+class ContactFound(ContactRead):
+    """A search result: the contact, and whether its profile email is proven."""
+
+    email_verified: bool | None = Field(
+        None,
+        description="Whether `email_address` is a proven sign-in identity of this contact (its "
+        "owner entered a code or followed a link sent to it, or the business created it as "
+        "verified). `false`: nobody has proven the address, whoever typed it. `null`: no email. "
+        "A search by email lists contacts holding it as a proven identity first.",
+    )
+
+
 class ContactPage(BaseModel):
     paging: Paging
-    content: list[ContactRead]
+    content: list[ContactFound]
 
 
 class AuditEntry(BaseModel):

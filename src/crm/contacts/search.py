@@ -13,6 +13,11 @@ and the page is cut from their union.
 Phone and email filters also match the contact's sign-in identities: a contact registered
 through Self-Service with a phone identity has no phone row yet, and an agent looking for
 "the customer who signs in with +357..." must find them.
+
+A profile email is whatever someone typed; an email identity proven by a code or link is its
+owner's. A search by email therefore ranks contacts holding it as a proven identity first, and
+every result says whether its profile email is proven (`email_verified`), so an agent is not
+led to a stranger's contact that merely claims the address.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, false, func, or_, select, union
+from sqlalchemy import ColumnElement, and_, case, false, func, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.contacts.errors import InvalidSearch
@@ -81,6 +86,8 @@ class SearchResult:
     phones: dict[int, list[ContactPhone]]
     has_more: bool
     total: int | None
+    # Per contact with a profile email: whether it is a proven email identity of that contact.
+    email_verified: dict[int, bool]
 
 
 def escape_like(value: str) -> str:
@@ -152,6 +159,50 @@ async def contact_pks_with_email_identity(
         .limit(_MAX_KEY_MATCHES)
     )
     return list(rows)
+
+
+async def contact_pks_with_proven_email(
+    session: AsyncSession, tenant_id: str, mode: str, canonical: str
+) -> list[int]:
+    rows = await session.scalars(
+        select(Identity.contact_pk)
+        .where(
+            Identity.tenant_id == tenant_id,
+            Identity.mode == mode,
+            Identity.provider == "EMAIL",
+            Identity.identifier == canonical,
+            Identity.verified_at.is_not(None),
+        )
+        .limit(_MAX_KEY_MATCHES)
+    )
+    return list(rows)
+
+
+async def proven_profile_emails(session: AsyncSession, contacts: list[Contact]) -> dict[int, bool]:
+    """For each contact with a profile email: whether it is a proven email identity of its own."""
+    emails = {c.pk: c.email_canonical for c in contacts if c.email_canonical}
+    if not emails:
+        return {}
+    rows = await session.execute(
+        select(Identity.contact_pk, Identity.identifier).where(
+            Identity.contact_pk.in_(list(emails)),
+            Identity.provider == "EMAIL",
+            Identity.verified_at.is_not(None),
+        )
+    )
+    proven = {(pk, identifier) for pk, identifier in rows}
+    return {pk: (pk, email) in proven for pk, email in emails.items()}
+
+
+def _searched_email(query: SearchQuery) -> str | None:
+    """The canonical email a search asks for, if it asks for one."""
+    for value in (query.email_address, query.search_value):
+        if value is not None and "@" in value:
+            try:
+                return normalize_email(value.strip()).canonical
+            except AppError:
+                continue
+    return None
 
 
 async def _email_condition(
@@ -275,6 +326,11 @@ async def search(
         if query.order == "DESC"
         else [sort_column.asc(), Contact.id.asc()]
     )
+    email = _searched_email(query)
+    if email is not None:
+        proven = await contact_pks_with_proven_email(session, tenant_id, mode, email)
+        if proven:
+            ordering = [case((Contact.pk.in_(proven), 0), else_=1), *ordering]
     offset = (query.page - 1) * query.size
     # One row past the page tells whether there is a next page, without counting.
     fetch = query.size + 1
@@ -311,7 +367,11 @@ async def search(
         total = int(await session.scalar(select(func.count()).select_from(matches.subquery())) or 0)
     phones = await phones_of(session, [c.pk for c in contacts])
     return SearchResult(
-        contacts=contacts, phones=phones, has_more=len(rows) > query.size, total=total
+        contacts=contacts,
+        phones=phones,
+        has_more=len(rows) > query.size,
+        total=total,
+        email_verified=await proven_profile_emails(session, contacts),
     )
 
 

@@ -84,3 +84,23 @@ def hmac_sha256(server_secret: str, purpose: str, message: bytes) -> str:
     """
     key = _derive_key(server_secret, b"hmac:" + _purpose_bytes(purpose))
     return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+# A known plaintext sealed with the server secret and kept in the database: a process started
+# with another secret fails to open it and refuses to start, instead of failing customer requests.
+SECRET_CHECK_PURPOSE = "secret-check"
+_SECRET_CHECK_PLAINTEXT = b"crm: this database is read with this server secret"
+
+
+def make_secret_check(server_secret: str) -> str:
+    """A check value that only `server_secret` opens (random nonce: it says nothing else)."""
+    return SecretBox(server_secret, SECRET_CHECK_PURPOSE).encrypt(_SECRET_CHECK_PLAINTEXT)
+
+
+def secret_check_opens(server_secret: str, value: str) -> bool:
+    """Whether `value`, made by `make_secret_check`, was made with `server_secret`."""
+    try:
+        opened = SecretBox(server_secret, SECRET_CHECK_PURPOSE).decrypt(value)
+    except DecryptionFailed:
+        return False
+    return hmac.compare_digest(opened, _SECRET_CHECK_PLAINTEXT)

@@ -1,0 +1,1 @@
+"""Checks of a deployment's configuration: run before serving (fail fast) and by `crm doctor`."""
