@@ -136,6 +136,20 @@ class InvalidEmail(AppError):
     message = "The email address is not valid."
 
 
+class MixedScriptDomain(InvalidEmail):
+    """A domain label mixing scripts, the shape of a lookalike ("exаmple.com", Cyrillic "а")."""
+
+    code = "EMAIL_DOMAIN_MIXED_SCRIPTS"
+    message = "A label of the email domain mixes letters of different scripts."
+
+
+class PhoneNotForSms(InvalidPhone):
+    """Premium-rate and shared-cost numbers: texting them costs the business, not the owner."""
+
+    code = "PHONE_NUMBER_NOT_FOR_SMS"
+    message = "Codes cannot be sent to premium-rate or shared-cost numbers."
+
+
 class InvalidCountry(AppError):
     status_code = 400
     code = "INVALID_COUNTRY_CODE"
@@ -158,6 +172,21 @@ class PasswordTooShort(WeakPassword):
 class PasswordTooLong(WeakPassword):
     code = "PASSWORD_TOO_LONG"
     message = "The password must be at most 128 characters long."
+
+
+class PasswordRepetitive(WeakPassword):
+    code = "PASSWORD_REPETITIVE"
+    message = "The password repeats one character or a short pattern; choose another."
+
+
+class PasswordSequential(WeakPassword):
+    code = "PASSWORD_SEQUENTIAL"
+    message = "The password is a run of consecutive characters or keyboard keys; choose another."
+
+
+class PasswordWhitespaceOnly(WeakPassword):
+    code = "PASSWORD_WHITESPACE_ONLY"
+    message = "The password must contain something other than spaces."
 
 
 class InvalidToken(Unauthenticated):

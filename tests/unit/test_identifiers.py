@@ -7,7 +7,14 @@ from typing import Any
 import phonenumbers
 import pytest
 
-from crm.errors import AppError, InvalidCountry, InvalidEmail, InvalidPhone
+from crm.errors import (
+    AppError,
+    InvalidCountry,
+    InvalidEmail,
+    InvalidPhone,
+    MixedScriptDomain,
+    PhoneNotForSms,
+)
 from crm.identities.countries import ALPHA2_TO_ALPHA3, ALPHA3_TO_ALPHA2
 from crm.identities.identifiers import (
     Email,
@@ -266,9 +273,9 @@ def test_fullwidth_lookalike_shares_the_key_of_its_ascii_twin() -> None:
 
 
 def test_idna_domain_in_either_spelling_gives_one_key() -> None:
-    unicode_form = normalize_email("user@Bücher.example")
-    ascii_form = normalize_email("user@xn--bcher-kva.example")
-    assert unicode_form.canonical == ascii_form.canonical == "user@bücher.example"
+    unicode_form = normalize_email("user@Bücher.de")
+    ascii_form = normalize_email("user@xn--bcher-kva.de")
+    assert unicode_form.canonical == ascii_form.canonical == "user@bücher.de"
 
 
 @pytest.mark.parametrize(
@@ -382,3 +389,150 @@ def test_obfuscate_email_refuses_a_value_without_a_local_part() -> None:
         obfuscate_email("example.com")
     with pytest.raises(InvalidEmail):
         obfuscate_email("@example.com")
+
+
+# --- one identifier, one person: emails ---
+
+
+def test_sharp_s_domain_and_ss_domain_are_different_identities() -> None:
+    # IDNA 2008 non-transitional: faß.de (xn--fa-hia.de) and fass.de are different domains.
+    assert normalize_email("x@faß.de").canonical == "x@faß.de"
+    assert normalize_email("x@FASS.de").canonical == "x@fass.de"
+    assert normalize_email("x@xn--fa-hia.de").canonical == "x@faß.de"
+    assert normalize_email("x@faẞ.de").canonical == "x@faß.de"  # capital sharp s
+
+
+def test_final_sigma_domain_is_kept_apart_from_sigma() -> None:
+    assert normalize_email("x@σς.gr").canonical != normalize_email("x@σσ.gr").canonical
+
+
+def test_local_part_is_lower_cased_not_case_folded() -> None:
+    assert normalize_email("Straße@example.com").canonical == "straße@example.com"
+    assert normalize_email("Strasse@example.com").canonical == "strasse@example.com"
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "x@ex\u0430mple.com",  # Cyrillic a
+        "x@p\u0430ypal.com",
+        "x@\u0441\u0430t.example.com",  # Cyrillic s and a, Latin t
+        "x@xn--exmple-4nf.com",  # the same lookalike in its A-label form
+        "x@g\u03bfogle.com",  # Greek omicron
+    ],
+)
+def test_domains_whose_labels_mix_scripts_are_refused(address: str) -> None:
+    with pytest.raises(MixedScriptDomain) as caught:
+        normalize_email(address)
+    assert caught.value.code == "EMAIL_DOMAIN_MIXED_SCRIPTS"
+    assert caught.value.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "x@пример.рф",  # all Cyrillic
+        "x@ελληνικά.gr",
+        "x@日本語.jp",
+        "x@ひらがな漢字.jp",  # Japanese mixes Han and Hiragana
+        "x@中文ㄅ.tw",  # Han with Bopomofo
+        "x@한국어漢字.kr",  # Hangul with Han
+        "x@bücher-2024.de",
+        "x@shop.\u0440\u0444",  # one script per label, different labels
+    ],
+)
+def test_single_script_and_cjk_labels_are_accepted(address: str) -> None:
+    normalize_email(address)
+
+
+@pytest.mark.parametrize("tld", ["test", "example", "invalid", "localhost", "TEST"])
+def test_reserved_test_domains_are_accepted_in_test_mode_only(tld: str) -> None:
+    address = f"Someone@shop.{tld}"
+    assert normalize_email(address, test_mode=True).canonical == f"someone@shop.{tld.lower()}"
+    with pytest.raises(InvalidEmail) as caught:
+        normalize_email(address)
+    assert "special-use or reserved name" in caught.value.message
+
+
+@pytest.mark.parametrize("address", ["x@a.local", "x@a.onion", "x@b.in-addr.arpa", "x@localhost"])
+def test_other_special_use_names_are_refused_in_test_mode_too(address: str) -> None:
+    with pytest.raises(InvalidEmail):
+        normalize_email(address, test_mode=True)
+
+
+def test_test_mode_still_checks_the_syntax_of_a_test_address() -> None:
+    with pytest.raises(InvalidEmail):
+        normalize_email("a..b@shop.test", test_mode=True)
+    with pytest.raises(InvalidEmail):
+        normalize_email("a@-shop.example", test_mode=True)
+
+
+def test_obfuscated_email_shows_a_non_ascii_domain_in_punycode() -> None:
+    assert obfuscate_email("ahmed@ex\u0430mple.com") == "ah***@xn--exmple-4nf.com"
+    assert obfuscate_email("ab@faß.de") == "a***@xn--fa-hia.de"
+    assert obfuscate_email("ab@fass.de") == "a***@fass.de"
+
+
+# --- one identifier, one person: phones ---
+
+
+@pytest.mark.parametrize(
+    ("typed", "country", "e164"),
+    [
+        ("+357 099 123456", None, "+35799123456"),
+        ("099123456", "CYP", "+35799123456"),
+        ("+52 1 55 1234 5678", None, "+525512345678"),
+        ("+5215512345678", None, "+525512345678"),
+        ("044 55 1234 5678", "MEX", "+525512345678"),
+        ("+1 1 202 555 0123", None, "+12025550123"),
+        ("+7 8 912 345 6789", None, "+79123456789"),
+        ("011 15 2345 6789", "ARG", "+5491123456789"),
+        ("+54 11 15 2345 6789", None, "+5491123456789"),
+        ("+33 0 6 12 34 56 78", None, "+33612345678"),
+    ],
+)
+def test_trunk_prefixes_and_mobile_tokens_fold_into_one_identity(
+    typed: str, country: str | None, e164: str
+) -> None:
+    assert normalize_phone(typed, country).e164 == e164
+    assert normalize_phone(e164, None).e164 == e164
+
+
+def test_credentials_fold_like_registrations() -> None:
+    assert parse_phone_credential("+357099123456") == "+35799123456"
+    assert parse_phone_credential("5215512345678") == "+525512345678"
+
+
+def test_a_valid_number_is_never_folded_into_another() -> None:
+    # Italy keeps its leading 0; Argentina's fixed line and mobile spellings are both valid.
+    assert normalize_phone("+39 06 1234 5678", None).e164 == "+390612345678"
+    assert normalize_phone("+54 11 2345 6789", None).e164 == "+541123456789"
+
+
+@pytest.mark.parametrize("typed", ["+449012345678", "+1900555012", "+19005550123", "+34901123456"])
+def test_premium_rate_and_shared_cost_numbers_are_refused_for_sms(typed: str) -> None:
+    for strict in (False, True):
+        with pytest.raises(PhoneNotForSms) as caught:
+            normalize_phone(typed, None, strict=strict, sms=True)
+        assert caught.value.code == "PHONE_NUMBER_NOT_FOR_SMS"
+        assert caught.value.status_code == 400
+    normalize_phone(typed, None)  # still a number, e.g. on a contact's profile
+
+
+@pytest.mark.parametrize(
+    ("typed", "country"),
+    [("+357 1234", None), ("1" * 12, "CYP"), ("+1 999 9999", "CAN"), ("2" * 14, "USA")],
+)
+def test_numbers_of_impossible_length_are_refused_for_sms(typed: str, country: str | None) -> None:
+    with pytest.raises(InvalidPhone) as caught:
+        normalize_phone(typed, country, sms=True)
+    assert caught.value.code == "INVALID_PHONE"
+
+
+def test_lenient_sms_mode_keeps_the_seed_short_test_numbers() -> None:
+    assert normalize_phone("9947823", "CYP", sms=True).e164 == "+3579947823"
+    assert normalize_phone("+357 99 123456", None, sms=True).e164 == "+35799123456"
+    # A number of a possible length in a range the metadata does not know yet.
+    assert normalize_phone("+44 7700 900123", None, sms=True).e164 == "+447700900123"
+    with pytest.raises(InvalidPhone):
+        normalize_phone("9947823", "CYP", strict=True, sms=True)

@@ -12,7 +12,15 @@ from argon2 import PasswordHasher
 from argon2.low_level import Type
 
 import crm
-from crm.errors import AppError, PasswordTooLong, PasswordTooShort, WeakPassword
+from crm.errors import (
+    AppError,
+    PasswordRepetitive,
+    PasswordSequential,
+    PasswordTooLong,
+    PasswordTooShort,
+    PasswordWhitespaceOnly,
+    WeakPassword,
+)
 from crm.security import passwords
 from crm.security.passwords import (
     check_password_policy,
@@ -135,14 +143,14 @@ def test_policy_accepts_128_characters_and_refuses_129() -> None:
 
 def test_policy_counts_code_points_not_bytes() -> None:
     # 8 emoji are 32 UTF-8 bytes but 8 code points: allowed; 7 are too short.
-    check_password_policy("🔑" * 8)
+    check_password_policy("🔑🐙🌵🎲🚲🍋🧭🦉")
     with pytest.raises(PasswordTooShort):
-        check_password_policy("🔑" * 7)
+        check_password_policy("🔑🐙🌵🎲🚲🍋🧭")
 
 
 def test_policy_counts_length_after_nfkc() -> None:
-    # U+FB01 (the "fi" ligature) is one code point that NFKC turns into two.
-    check_password_policy("\ufb01" * 4)
+    # The ligatures U+FB01..U+FB04 are one code point each that NFKC turns into two or three.
+    check_password_policy("\ufb01\ufb02\ufb03\ufb04")
     # 127 code points that NFKC expands past 128.
     with pytest.raises(PasswordTooLong):
         check_password_policy("\ufb01" * 2 + "k" * 125)
@@ -193,3 +201,93 @@ def test_common_password_file_names_its_source_on_the_first_line() -> None:
     first_line = path.read_text("utf-8").splitlines()[0]
     assert first_line.startswith("# source: zxcvbn")
     assert "MIT" in first_line
+
+
+# --- repetitive, sequential and blank passwords (SP 800-63B's examples of values to refuse) ---
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        " " * 8,
+        "\u3000" * 8,  # ideographic space
+        "\u00a0" * 8,  # no-break space
+        "\t \u2003 \u2009\u3000\n ",
+        " \u200b" * 4,  # spaces and zero-width spaces
+    ],
+)
+def test_blank_passwords_are_refused(password: str) -> None:
+    with pytest.raises(PasswordWhitespaceOnly) as caught:
+        check_password_policy(password)
+    assert caught.value.code == "PASSWORD_WHITESPACE_ONLY"
+    assert caught.value.status_code == 400
+    assert isinstance(caught.value, WeakPassword)
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "aaaaaaaa",
+        "AAAAAAAAAAAA",
+        "abababab",
+        "abcabcab",
+        "xyzxyzxyz",
+        "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9",
+        "sunflowersunflower",
+        "q1w2q1w2q1w2",
+    ],
+)
+def test_repetitive_passwords_are_refused(password: str) -> None:
+    with pytest.raises(PasswordRepetitive) as caught:
+        check_password_policy(password)
+    assert caught.value.code == "PASSWORD_REPETITIVE"
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "abcdefgh",
+        "ABCDEFGHIJ",
+        "23456789",
+        "98765432",
+        "hgfedcba",
+        "wertyuio",
+        "oiuytrew",
+        "zxcvbnm,./",
+        "zertyuio",
+        "2345bcde",
+        "abc123xyz",
+        "\u03b1\u03b2\u03b3\u03b4\u03b5\u03b6\u03b7\u03b8",  # Greek alpha to theta
+    ],
+)
+def test_sequential_passwords_are_refused(password: str) -> None:
+    with pytest.raises(PasswordSequential) as caught:
+        check_password_policy(password)
+    assert caught.value.code == "PASSWORD_SEQUENTIAL"
+
+
+@pytest.mark.parametrize("password", ["12345678", "qwertyui", "aaaaaaaa"])
+def test_the_examples_of_the_report_are_refused(password: str) -> None:
+    with pytest.raises(WeakPassword):
+        check_password_policy(password)
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "aaaaaaab",  # not one unit repeated
+        "abcdefgh xq",  # a run plus something else
+        "correct horse battery staple",
+        "kx9#mQ2z",
+        "  spaced out  ",
+        "Tr0ub4dor&3",
+        "9183746502918374",
+    ],
+)
+def test_passwords_with_runs_or_spaces_inside_are_still_allowed(password: str) -> None:
+    check_password_policy(password)
+
+
+def test_a_long_run_check_stays_bounded() -> None:
+    # 128 characters of near-runs: the check is linear, not exponential, in the length.
+    check_password_policy(("abcx" * 32)[:127] + "!")

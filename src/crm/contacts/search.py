@@ -209,7 +209,7 @@ async def _email_condition(
     session: AsyncSession, tenant_id: str, mode: str, email: str
 ) -> ColumnElement[bool]:
     try:
-        canonical = normalize_email(email).canonical
+        canonical = normalize_email(email, test_mode=mode == "test").canonical
     except InvalidEmail as exc:
         exc.details = [{"field": "email_address", "message": exc.message}]
         raise
@@ -255,7 +255,7 @@ async def _search_value_branches(
                 branches.append(Contact.pk.in_(pks))
     if "@" in value:
         try:
-            canonical = normalize_email(value).canonical
+            canonical = normalize_email(value, test_mode=mode == "test").canonical
         except AppError:
             canonical = None
         if canonical is not None:

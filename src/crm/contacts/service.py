@@ -108,11 +108,11 @@ def _with_field(exc: AppError, field: str) -> AppError:
     return exc
 
 
-def normalise_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+def normalise_fields(fields: Mapping[str, Any], *, test_mode: bool = False) -> dict[str, Any]:
     """Normalise the domain-checked values of `fields`; raise an AppError naming the field.
 
     Idempotent, so callers that already normalised (Self-Service) lose nothing by passing
-    through it.
+    through it. `test_mode` admits the reserved test email domains (nothing leaves in test mode).
     """
     out = dict(fields)
     if out.get("country_of_agreement") is not None:
@@ -122,7 +122,9 @@ def normalise_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
             raise _with_field(exc, "country_of_agreement") from None
     if out.get("email_address") is not None:
         try:
-            out["email_address"] = normalize_email(out["email_address"]).display
+            out["email_address"] = normalize_email(
+                out["email_address"], test_mode=test_mode
+            ).display
         except AppError as exc:
             raise _with_field(exc, "email_address") from None
     if out.get(PHONES) is not None:
@@ -219,7 +221,7 @@ async def create(
         check_contact_code(code)
     if contact_type not in CONTACT_TYPES:
         raise AppError("contact_type must be PERSON or COMPANY.")
-    fields = normalise_fields(fields)
+    fields = normalise_fields(fields, test_mode=mode == "test")
     if contact_type == "COMPANY" and not fields.get("company_name"):
         raise CompanyNameRequired(details=[{"field": "company_name", "message": "required"}])
     now = clock.now()
@@ -296,7 +298,11 @@ def _assign(contact: Contact, fields: Mapping[str, Any]) -> None:
             if name in _NORMALISED:
                 setattr(contact, _NORMALISED[name], search_form(value))
             if name == "email_address":
-                contact.email_canonical = normalize_email(value).canonical if value else None
+                contact.email_canonical = (
+                    normalize_email(value, test_mode=contact.mode == "test").canonical
+                    if value
+                    else None
+                )
 
 
 def _add_phones(
@@ -389,7 +395,7 @@ async def update_fields(
     if "contact_type" in changes:
         if changes.pop("contact_type") != contact.contact_type:
             raise ContactTypeImmutable(details=[{"field": "contact_type", "message": "immutable"}])
-    changes = normalise_fields(changes)
+    changes = normalise_fields(changes, test_mode=contact.mode == "test")
     changed: list[str] = []
     for name, value in changes.items():
         if name == PHONES:

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from typing import Final
 
 import phonenumbers
-from email_validator import EmailNotValidError, validate_email
 
-from crm.errors import InvalidCountry, InvalidEmail, InvalidPhone
+from crm.errors import InvalidCountry, InvalidPhone
+from crm.identities import phone_rules
 from crm.identities.countries import ALPHA2_TO_ALPHA3, ALPHA3_TO_ALPHA2
+
+# Emails live in their own module; these names stay importable from here.
+from crm.identities.emails import MAX_EMAIL_LENGTH as MAX_EMAIL_LENGTH
+from crm.identities.emails import Email as Email
+from crm.identities.emails import normalize_email as normalize_email
+from crm.identities.emails import obfuscate_email as obfuscate_email
 
 # E.164 caps a number at 15 digits including the country calling code.
 MAX_E164_DIGITS: Final = 15
 # The lenient rule of API.md section 3 "Register": the seed registers Cyprus's 7-digit 9947823.
 MIN_NATIONAL_DIGITS: Final = 4
 MAX_NATIONAL_DIGITS: Final = 14
-# RFC 5321 limits a forward path to 256 octets including the angle brackets.
-MAX_EMAIL_LENGTH: Final = 254
 # Anything longer than this cannot be a phone number even with generous punctuation; refusing
 # it early keeps the work per request small.
 _MAX_PHONE_INPUT: Final = 64
@@ -26,11 +29,6 @@ _MAX_PHONE_INPUT: Final = 64
 # the identity must be the digits a code is actually sent to.
 _PHONE_SEPARATORS: Final = frozenset(" -.()[]/\t\u00a0")
 _ASCII_DIGITS: Final = frozenset("0123456789")
-# Unicode general categories never legitimate in an address: controls, format characters (zero
-# width space and joiners, bidi overrides and isolates, BOM, soft hyphen), surrogates,
-# private use, unassigned, and line/paragraph separators. They make two addresses look the
-# same on screen while being different strings.
-_FORBIDDEN_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,14 +39,6 @@ class PhoneNumber:
     country_code: str  # ISO 3166-1 alpha-3, "CYP"
     national: str  # national significant number, digits only, "9947823"
     display: str  # international format for people, "+357 9947823"
-
-
-@dataclass(frozen=True, slots=True)
-class Email:
-    """An email address as written (to display and send to) and its matching key."""
-
-    canonical: str  # the lookup key: unique per tenant and mode, compared exactly
-    display: str  # as the person wrote it (trimmed, NFC): messages are sent here
 
 
 def normalize_country(code: str) -> str:
@@ -122,9 +112,21 @@ def _clean_phone(value: str) -> tuple[bool, str]:
 
 
 def _build(
-    calling_code: int, national: str, requested_alpha3: str | None, *, strict: bool
+    calling_code: int,
+    national: str,
+    requested_alpha3: str | None,
+    *,
+    strict: bool,
+    sms: bool = False,
 ) -> PhoneNumber:
     national = _strip_trunk_zero(calling_code, national)
+    requested_region = ALPHA3_TO_ALPHA2[requested_alpha3] if requested_alpha3 else None
+    if (
+        requested_region is None
+        or phonenumbers.country_code_for_region(requested_region) != calling_code
+    ):
+        requested_region = _main_region(calling_code)
+    national = phone_rules.fold_national(calling_code, national, requested_region)
     if not MIN_NATIONAL_DIGITS <= len(national) <= MAX_NATIONAL_DIGITS:
         raise InvalidPhone(
             f"The national number must have {MIN_NATIONAL_DIGITS} to {MAX_NATIONAL_DIGITS} digits."
@@ -155,27 +157,35 @@ def _build(
         # receive our SMS reliably and have no country to file the contact under.
         raise InvalidPhone("The number belongs to no country.")
 
+    if sms:
+        # First, so a premium-rate number is named as such in strict mode too.
+        phone_rules.check_for_sms(e164, str(region), strict=strict)
     if strict and not phonenumbers.is_valid_number(parsed):
         raise InvalidPhone("The number is not a valid phone number for its country.")
     display = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
     return PhoneNumber(e164=e164, country_code=alpha3, national=national, display=display)
 
 
-def normalize_phone(number: str, country_code: str | None, *, strict: bool = False) -> PhoneNumber:
+def normalize_phone(
+    number: str, country_code: str | None, *, strict: bool = False, sms: bool = False
+) -> PhoneNumber:
     """Normalise a phone number as typed to E.164, following API.md section 3 "Register".
 
     Lenient (default): after removing spaces, dashes, dots and brackets, the number is digits; with
     a `+` or `00` prefix it carries its calling code and `country_code` is optional (the prefix
     wins when they disagree, as the person typed it explicitly); otherwise it is a national
-    number of `country_code`, one leading trunk 0 dropped where the country dials one. The national
-    part has 4 to 14 digits and the whole at most 15. `strict=True` also requires
-    phonenumbers.is_valid_number (an application setting).
+    number of `country_code`, one leading trunk 0 dropped where the country dials one. A trunk
+    prefix or mobile token typed where it does not belong ("+357 0 99...", Mexico's old "1"
+    after +52) is folded away when only the folded spelling is a valid number (see
+    phone_rules.fold_national). The national part has 4 to 14 digits and the whole at most 15.
+    `strict=True` also requires phonenumbers.is_valid_number (an application setting).
+    `sms=True`, for numbers codes are texted to, applies phone_rules.check_for_sms.
     """
     requested = normalize_country(country_code) if country_code is not None else None
     international, digits = _clean_phone(number)
     if international:
         calling_code, national = _split_calling_code(digits)
-        return _build(calling_code, national, requested, strict=strict)
+        return _build(calling_code, national, requested, strict=strict, sms=sms)
     if requested is None:
         raise InvalidPhone("A country code is required unless the number starts with + or 00.")
     calling_code = _calling_code_for_country(requested)
@@ -184,19 +194,11 @@ def normalize_phone(number: str, country_code: str | None, *, strict: bool = Fal
     # number which happens to begin with the same digits keeps its meaning.
     prefix = str(calling_code)
     if digits.startswith(prefix) and len(digits) <= MAX_E164_DIGITS:
-        as_national = _try_valid(calling_code, digits)
-        as_international = _try_valid(calling_code, digits[len(prefix) :])
+        as_national = phone_rules.is_valid(calling_code, digits)
+        as_international = phone_rules.is_valid(calling_code, digits[len(prefix) :])
         if as_international and not as_national:
-            return _build(calling_code, digits[len(prefix) :], requested, strict=strict)
-    return _build(calling_code, digits, requested, strict=strict)
-
-
-def _try_valid(calling_code: int, national: str) -> bool:
-    try:
-        parsed = phonenumbers.parse(f"+{calling_code}{national}", None)
-    except phonenumbers.NumberParseException:
-        return False
-    return bool(phonenumbers.is_valid_number(parsed))
+            return _build(calling_code, digits[len(prefix) :], requested, strict=strict, sms=sms)
+    return _build(calling_code, digits, requested, strict=strict, sms=sms)
 
 
 def parse_phone_credential(value: str) -> str:
@@ -208,45 +210,6 @@ def parse_phone_credential(value: str) -> str:
     _, digits = _clean_phone(value)
     calling_code, national = _split_calling_code(digits)
     return _build(calling_code, national, None, strict=False).e164
-
-
-def _reject_invisible(value: str) -> None:
-    for ch in value:
-        if unicodedata.category(ch) in _FORBIDDEN_CATEGORIES or ch.isspace():
-            raise InvalidEmail(f"The email address contains a forbidden character U+{ord(ch):04X}.")
-
-
-def normalize_email(email: str) -> Email:
-    """Check an email's syntax (no DNS) and return its display form and case-insensitive key.
-
-    The canonical key is the address NFKC-normalised and case-folded (RFC 8265's approach for
-    identifiers): "John@Example.COM", "john@example.com" and a fullwidth "ｊｏｈｎ@example.com"
-    are one identity. Dots and "+tags" are NOT removed: that equivalence holds only at some
-    providers (Gmail); elsewhere "a.b@" and "ab@" are different mailboxes, and merging them
-    would let one person block or claim another's identity. Because the key can merge
-    addresses that differ in case, messages must always go to the stored `display`, never to
-    an address a caller typed.
-    """
-    if not isinstance(email, str):
-        raise InvalidEmail()
-    display = unicodedata.normalize("NFC", email.strip())
-    if not display:
-        raise InvalidEmail("The email address is empty.")
-    if len(display) > MAX_EMAIL_LENGTH:
-        raise InvalidEmail(f"The email address is longer than {MAX_EMAIL_LENGTH} characters.")
-    # email-validator refuses most of these too; checking first gives one clear rule that does
-    # not depend on the library's version.
-    _reject_invisible(display)
-    try:
-        validated = validate_email(display, check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise InvalidEmail(str(exc)) from exc
-    # validated.domain is the IDNA-normalised Unicode form, so "xn--bcher-kva.example" and
-    # "bücher.example" give the same key.
-    local = unicodedata.normalize("NFKC", validated.local_part)
-    canonical_local = unicodedata.normalize("NFKC", local.casefold())
-    canonical_domain = unicodedata.normalize("NFKC", validated.domain.casefold())
-    return Email(canonical=f"{canonical_local}@{canonical_domain}", display=display)
 
 
 def obfuscate_phone(e164: str) -> str:
@@ -265,16 +228,3 @@ def obfuscate_phone(e164: str) -> str:
     head = min(3, max(0, size - 4))
     tail = min(2, max(0, size - head - 2))
     return f"+{calling_code}{national[:head]}***{national[size - tail :] if tail else ''}"
-
-
-def obfuscate_email(email: str) -> str:
-    """Mask the local part of an address: "ahmed.samir@example.com" -> "ah***@example.com".
-
-    The domain stays whole so a person can tell which mailbox to look in; of the local part at
-    most two leading characters, and never more than half of it, are shown.
-    """
-    local, sep, domain = email.rpartition("@")
-    if not sep or not local:
-        raise InvalidEmail()
-    shown = min(2, len(local) // 2)
-    return f"{local[:shown]}***@{domain}"

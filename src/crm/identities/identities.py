@@ -29,17 +29,22 @@ def canonical_identifier(
     phone: str | None = None,
     country_code: str | None = None,
     strict_phone: bool = False,
+    test_mode: bool = False,
 ) -> tuple[str, str, str | None]:
-    """Return (identifier, display, country alpha-3) for an identity as typed; raise 400s."""
+    """Return (identifier, display, country alpha-3) for an identity as typed; raise 400s.
+
+    A phone identity is where codes are texted, so it must be fit for SMS; `test_mode` (a test
+    key: nothing is sent) admits the reserved test email domains.
+    """
     if provider == "EMAIL":
         if not email:
             raise InvalidEmail("An EMAIL identity needs an email address.")
-        parsed = normalize_email(email)
+        parsed = normalize_email(email, test_mode=test_mode)
         return parsed.canonical, parsed.display, None
     if provider == "PHONE":
         if not phone:
             raise InvalidPhone("A PHONE identity needs a phone number.")
-        number = normalize_phone(phone, country_code, strict=strict_phone)
+        number = normalize_phone(phone, country_code, strict=strict_phone, sms=True)
         return number.e164, number.e164, number.country_code
     raise ProviderNotSupported()
 
@@ -82,7 +87,12 @@ async def add_identity(
     if provider not in PROVIDERS:
         raise ProviderNotSupported()
     identifier, display, country = canonical_identifier(
-        provider, email=email, phone=phone, country_code=country_code, strict_phone=strict_phone
+        provider,
+        email=email,
+        phone=phone,
+        country_code=country_code,
+        strict_phone=strict_phone,
+        test_mode=contact.mode == "test",
     )
     password_hash = None
     if password is not None:

@@ -241,10 +241,10 @@ async def _grant(
     )
 
 
-def _credential_identifier(credential: CredentialIn) -> tuple[str, str]:
+def _credential_identifier(credential: CredentialIn, mode: str) -> tuple[str, str]:
     name = credential.name.upper()
     if name in ("EMAIL", "EMAIL_ADDRESS", "USERNAME"):
-        return "EMAIL", normalize_email(credential.value).canonical
+        return "EMAIL", normalize_email(credential.value, test_mode=mode == "test").canonical
     if name in ("PHONE", "PHONE_NUMBER", "MOBILE"):
         return "PHONE", parse_phone_credential(credential.value)
     raise ProviderNotSupported()
@@ -255,7 +255,7 @@ async def _identities_for(
 ) -> list[Identity]:
     found: list[Identity] = []
     for credential in credentials:
-        provider, identifier = _credential_identifier(credential)
+        provider, identifier = _credential_identifier(credential, caller.mode)
         identity = await find_identity(db, caller.tenant_id, caller.mode, provider, identifier)
         if identity is not None:
             found.append(identity)
@@ -414,6 +414,7 @@ async def register(
         phone=number,
         country_code=country,
         strict_phone=policy.strict_phone_validation,
+        test_mode=caller.mode == "test",
     )
     if await find_identity(db, caller.tenant_id, caller.mode, provider, identifier):
         raise IdentityAlreadyExists()
@@ -442,7 +443,9 @@ async def register(
     if body.custom_fields is not None:
         fields["custom_fields"] = [f.model_dump() for f in body.custom_fields]
     if provider == "EMAIL":
-        fields["email_address"] = normalize_email(body.identity.email or "").display
+        fields["email_address"] = normalize_email(
+            body.identity.email or "", test_mode=caller.mode == "test"
+        ).display
     contact = await contacts.create(
         db,
         runtime.clock,
@@ -660,7 +663,7 @@ async def authenticate(
     else:
         if not body.username:
             raise InvalidEmail("A username (email address) is required.")
-        identifier = normalize_email(body.username).canonical
+        identifier = normalize_email(body.username, test_mode=caller.mode == "test").canonical
     identity = await find_identity(db, caller.tenant_id, caller.mode, provider, identifier)
     if body.password is None:
         return await _send_sign_in_code(
@@ -926,7 +929,11 @@ async def update_profile(
         value = body.country_of_agreement
         changes["country_of_agreement"] = normalize_country(value) if value else None
     if "email" in present:
-        changes["email_address"] = normalize_email(body.email).display if body.email else None
+        changes["email_address"] = (
+            normalize_email(body.email, test_mode=contact.mode == "test").display
+            if body.email
+            else None
+        )
     if "custom_fields" in present:
         changes["custom_fields"] = [f.model_dump() for f in body.custom_fields or []]
     if "demographics" in present:
@@ -1018,7 +1025,11 @@ async def _email_identity_for_username(
     try:
         if "@" in username:
             return await find_identity(
-                db, caller.tenant_id, caller.mode, "EMAIL", normalize_email(username).canonical
+                db,
+                caller.tenant_id,
+                caller.mode,
+                "EMAIL",
+                normalize_email(username, test_mode=caller.mode == "test").canonical,
             )
         phone = await find_identity(
             db, caller.tenant_id, caller.mode, "PHONE", parse_phone_credential(username)
@@ -1092,7 +1103,7 @@ async def request_email_verification(
     db: AsyncSession, runtime: Runtime, caller: CallerKey, email_address: str
 ) -> None:
     try:
-        canonical = normalize_email(email_address).canonical
+        canonical = normalize_email(email_address, test_mode=caller.mode == "test").canonical
     except AppError:
         return
     identity = await find_identity(db, caller.tenant_id, caller.mode, "EMAIL", canonical)
@@ -1131,7 +1142,7 @@ async def contact_exists(
     )
     scope = (Contact.tenant_id == caller.tenant_id, Contact.mode == caller.mode)
     if email_address:
-        canonical = normalize_email(email_address).canonical
+        canonical = normalize_email(email_address, test_mode=caller.mode == "test").canonical
         condition = or_(
             Contact.email_canonical == canonical,
             exists().where(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import secrets
 import unicodedata
 from collections.abc import Iterable
@@ -12,7 +13,14 @@ from importlib import resources
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from crm.errors import PasswordTooLong, PasswordTooShort, WeakPassword
+from crm.errors import (
+    PasswordRepetitive,
+    PasswordSequential,
+    PasswordTooLong,
+    PasswordTooShort,
+    PasswordWhitespaceOnly,
+    WeakPassword,
+)
 
 MIN_LENGTH = 8
 MAX_LENGTH = 128
@@ -36,6 +44,26 @@ _HASHER = PasswordHasher(
 )
 
 _COMMON_PASSWORDS_RESOURCE = "data/common-passwords.txt"
+# A repeated unit this short is a repetition whatever it is ("aaaaaaaa", "abababab", "abcabcab");
+# a longer unit counts when it is itself common or sequential ("passwordpassword").
+_SHORT_REPEATED_UNIT = 4
+# Runs of keys people slide along: keyboard rows (QWERTY, QWERTZ, AZERTY) and the digit row;
+# the alphabet and other code-point runs are found arithmetically.
+_KEYBOARD_ROWS = (
+    "`1234567890-=",
+    "qwertyuiop[]\\",
+    "asdfghjkl;'",
+    "zxcvbnm,./",
+    "qwertzuiop",
+    "yxcvbnm",
+    "azertyuiop",
+    "qsdfghjklm",
+    "wxcvbn",
+)
+_KEYBOARD_RUNS = (*_KEYBOARD_ROWS, *(row[::-1] for row in _KEYBOARD_ROWS))
+# A run shorter than this is too common inside good passwords to count.
+_MIN_RUN = 3
+_LONGEST_ROW = max(len(row) for row in _KEYBOARD_ROWS)
 
 
 def _normalize(password: str) -> str:
@@ -61,7 +89,9 @@ def check_password_policy(password: str, *, context: Iterable[str] = ()) -> None
     SP 800-63B 5.1.1.2: length is counted in Unicode code points after NFKC, 8 to 128; every
     printable character and space is allowed and there are NO composition rules (they push users
     to predictable patterns); instead the password is checked against a list of commonly used
-    passwords and, optionally, against `context` words such as the user's email or name.
+    passwords and, optionally, against `context` words such as the user's email or name, and
+    refused when it is blank (only spaces, of any kind), repetitive or sequential, the other
+    examples SP 800-63B gives of values to refuse. Each refusal has its own code.
     """
     if not isinstance(password, str):
         raise PasswordTooShort()
@@ -72,12 +102,64 @@ def check_password_policy(password: str, *, context: Iterable[str] = ()) -> None
         raise PasswordTooShort()
     if len(normalized) > MAX_LENGTH:
         raise PasswordTooLong()
+    if all(_is_blank(ch) for ch in normalized):
+        raise PasswordWhitespaceOnly()
     lowered = normalized.lower()
     if lowered in common_passwords():
         raise WeakPassword("This password is one of the most commonly used; choose another.")
+    if _is_repetitive(lowered):
+        raise PasswordRepetitive()
+    if _is_sequential(lowered):
+        raise PasswordSequential()
     for word in context:
         if word and _normalize(word).lower() == lowered:
             raise WeakPassword("The password must not be the same as your name or username.")
+
+
+def _is_blank(ch: str) -> bool:
+    # Spaces of every script (U+3000 ideographic space is one after NFKC anyway) and the
+    # invisible format and control characters: a password of them shows as nothing.
+    return ch.isspace() or unicodedata.category(ch) in ("Cf", "Cc")
+
+
+def _is_repetitive(password: str) -> bool:
+    """Whether `password` is one unit said over and over ("aaaaaaaa", "abababab", "xyzxyzxy")."""
+    size = len(password)
+    for unit_size in range(1, size // 2 + 1):
+        unit = password[:unit_size]
+        repeated = unit * (size // unit_size + 1)
+        if repeated[:size] != password:
+            continue
+        if unit_size <= _SHORT_REPEATED_UNIT or unit in common_passwords() or _is_sequential(unit):
+            return True
+    return False
+
+
+def _is_run(text: str) -> bool:
+    if len(text) < _MIN_RUN:
+        return False
+    steps = {ord(b) - ord(a) for a, b in itertools.pairwise(text)}
+    if steps in ({1}, {-1}):
+        return True
+    return any(text in row for row in _KEYBOARD_RUNS)
+
+
+def _is_sequential(password: str) -> bool:
+    """Whether `password` is made wholly of runs: "12345678", "abcdefgh", "qwertyui", "1234abcd".
+
+    Dynamic programming over prefixes: a prefix is covered when it ends with a run of at least
+    three characters that follows a covered prefix. Runs are bounded by the longest keyboard
+    row or alphabet, so the work is linear in the password's length.
+    """
+    size = len(password)
+    covered = [True] + [False] * size
+    longest = max(_LONGEST_ROW, 26)
+    for end in range(_MIN_RUN, size + 1):
+        for start in range(max(0, end - longest), end - _MIN_RUN + 1):
+            if covered[start] and _is_run(password[start:end]):
+                covered[end] = True
+                break
+    return covered[size]
 
 
 def _hash_sync(password: str) -> str:
