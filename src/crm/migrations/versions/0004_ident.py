@@ -1,7 +1,7 @@
 """re-key stored email and phone identifiers with the IDNA 2008 and country phone rules
 
-Revision ID: 0002_ident
-Revises: 0001
+Revision ID: 0004_ident
+Revises: 0003_ops
 Create Date: 2026-11-29
 """
 
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0002_ident"
-down_revision: str | None = "0001"
+revision: str = "0004_ident"
+down_revision: str | None = "0003_ops"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
