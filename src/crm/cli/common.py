@@ -21,7 +21,8 @@ from crm.settings import Settings
 
 T = TypeVar("T")
 console = Console(soft_wrap=True)
-err_console = Console(stderr=True)
+# Soft wrap: an error line stays one line, whatever the terminal width, so scripts can grep it.
+err_console = Console(stderr=True, soft_wrap=True)
 
 JsonOption = typer.Option(False, "--json", help="Print one JSON document on stdout (for scripts).")
 
