@@ -12,6 +12,7 @@ from crm.identities.models import (
 )
 from crm.messaging.models import OutboxMessage
 from crm.ratelimits.models import RateCounter
+from crm.smsguard.models import SmsDailyCount
 from crm.tenants.models import ApiKey, Application, Integration, Tenant
 
 __all__ = [
@@ -31,5 +32,6 @@ __all__ = [
     "RetiredRefreshToken",
     "Session",
     "SigningKey",
+    "SmsDailyCount",
     "Tenant",
 ]
