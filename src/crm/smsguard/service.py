@@ -227,7 +227,7 @@ async def _spend_budget(
     if count == warn_at:
         # Increments are serialised on the row, so exactly one send sees this count.
         log.warning(
-            "SMS daily budget 80%% used",
+            "SMS daily budget 80% used",
             extra={"tenant_id": tenant_id, "mode": mode, "count": count, "limit": limit},
         )
 
