@@ -29,11 +29,9 @@ def live(tenant: CreatedTenant) -> dict[str, str]:
     return {"api_key": tenant.keys["public_live"]}
 
 
-def test_key(tenant: CreatedTenant) -> dict[str, str]:
+def sandbox(tenant: CreatedTenant) -> dict[str, str]:
+    """The public test key: test mode, where nothing is sent."""
     return {"api_key": tenant.keys["public_test"]}
-
-
-test_key.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
 
 
 @pytest.fixture
@@ -120,12 +118,12 @@ async def test_sweep_is_stopped_by_sms_countries_before_anything_is_written(
 async def test_sms_countries_also_bind_sign_in_codes_to_existing_numbers(
     client: httpx.AsyncClient, runtime: Runtime, tenant: CreatedTenant, configure: Any
 ) -> None:
-    assert (await _register(client, test_key(tenant), "99200001")).status_code == 201
+    assert (await _register(client, sandbox(tenant), "99200001")).status_code == 201
     await set_policy(runtime, tenant, sms_countries="GRC,ITA", otp_resend_cooldown_seconds=0)
     response = await client.post(
         f"{V2}/contacts/otp",
         json={"method": "SMS", "credentials": [{"name": "PHONE", "value": "+35799200001"}]},
-        headers=test_key(tenant),
+        headers=sandbox(tenant),
     )
     assert response.status_code == 400
     assert response.json()["code"] == "COUNTRY_NOT_ALLOWED"
@@ -160,14 +158,14 @@ async def test_daily_budget_is_per_mode_and_spares_email_codes(
     client: httpx.AsyncClient, runtime: Runtime, tenant: CreatedTenant, configure: Any
 ) -> None:
     await _set_daily_limit(runtime, tenant, 0)
-    refused = await _register(client, test_key(tenant), "99300001")
+    refused = await _register(client, sandbox(tenant), "99300001")
     assert refused.status_code == 429
     assert refused.json()["code"] == "SMS_DAILY_LIMIT_REACHED"
     assert await _outbox(runtime, tenant.id) == 0
     by_email = await client.post(
         f"{V1}/contacts/register",
         json={**SEED_REGISTER, "identity": {"provider": "EMAIL", "email": unique_email()}},
-        headers=test_key(tenant),
+        headers=sandbox(tenant),
     )
     assert by_email.status_code == 201, by_email.text
     assert await _outbox(runtime, tenant.id, "EMAIL") == 1
@@ -179,12 +177,12 @@ async def test_daily_budget_defaults_to_the_deployment_setting(
 ) -> None:
     configure(sms_daily_limit=3)
     codes = [
-        (await _register(client, test_key(tenant), f"9940000{i}")).status_code for i in range(5)
+        (await _register(client, sandbox(tenant), f"9940000{i}")).status_code for i in range(5)
     ]
     assert codes == [201, 201, 201, 429, 429]
     # The tenant's own setting wins over the deployment's.
     await _set_daily_limit(runtime, tenant, 4)
-    assert (await _register(client, test_key(tenant), "99400009")).status_code == 201
+    assert (await _register(client, sandbox(tenant), "99400009")).status_code == 201
     assert await _outbox(runtime, tenant.id) == 4
 
 
@@ -207,7 +205,7 @@ async def test_number_range_cap_leaves_test_keys_alone(
 ) -> None:
     # Test keys send nothing, so integrators' test suites may register number after number.
     statuses = {
-        (await _register(client, test_key(tenant), f"995000{i:02d}")).status_code for i in range(15)
+        (await _register(client, sandbox(tenant), f"995000{i:02d}")).status_code for i in range(15)
     }
     assert statuses == {201}
 
@@ -300,10 +298,10 @@ async def test_daily_budget_holds_across_processes(
             statuses = []
             for i in range(4):
                 statuses.append(
-                    (await _register(client, test_key(tenant), f"9991000{i}")).status_code
+                    (await _register(client, sandbox(tenant), f"9991000{i}")).status_code
                 )
                 statuses.append(
-                    (await _register(second, test_key(tenant), f"9992000{i}")).status_code
+                    (await _register(second, sandbox(tenant), f"9992000{i}")).status_code
                 )
     finally:
         await other.close()
