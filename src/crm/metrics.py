@@ -121,9 +121,22 @@ class Histogram(_Metric):
 
 
 class Gauge(_Metric):
-    """A gauge whose samples are supplied at render time (e.g. counted from the database)."""
+    """A gauge whose samples are set by the process, or supplied at render time (e.g. counted
+    from the database)."""
 
     kind = "gauge"
+
+    def __init__(self, name: str, help_text: str, labels: Sequence[str] = ()) -> None:
+        super().__init__(name, help_text, labels)
+        self._values: dict[LabelValues, float] = {}
+
+    def set(self, value: float, *labels: str) -> None:
+        with self._lock:
+            self._values[labels] = value
+
+    def value(self, *labels: str) -> float:
+        with self._lock:
+            return self._values.get(labels, 0.0)
 
     def render_samples(self, samples: Iterable[tuple[LabelValues, float]]) -> list[str]:
         lines = self._header()
@@ -133,7 +146,9 @@ class Gauge(_Metric):
         return lines
 
     def render(self) -> list[str]:
-        return self._header()
+        with self._lock:
+            items = list(self._values.items())
+        return self.render_samples(items)
 
 
 def route_template(scope: Mapping[str, Any]) -> str:
@@ -183,6 +198,23 @@ class Registry:
             "Time a provider took to accept or refuse one message, by channel.",
             ("channel",),
         )
+        self.sms_blocked = Counter(
+            "crm_sms_blocked_total",
+            "SMS refused by the pumping defence, by reason (country_not_allowed, daily_limit, "
+            "number_range, low_conversion).",
+            ("reason",),
+        )
+        self.sms_would_block = Counter(
+            "crm_sms_would_block_total",
+            "SMS a defence in record-only mode would have refused, by reason (sent anyway).",
+            ("reason",),
+        )
+        self.sms_daily_used = Gauge(
+            "crm_sms_daily_budget_used_ratio",
+            "Share of the day's SMS budget a tenant has used, set from 80% on by the process "
+            "that counted the send.",
+            ("tenant_id", "mode"),
+        )
 
     def observe_request(self, scope: Mapping[str, Any], status: int, seconds: float) -> None:
         """Record one HTTP request under its route template, so label cardinality is bounded."""
@@ -199,6 +231,9 @@ class Registry:
             self.http_duration,
             self.delivery_attempts,
             self.delivery_duration,
+            self.sms_blocked,
+            self.sms_would_block,
+            self.sms_daily_used,
         ):
             lines += metric.render()
         return lines

@@ -13,6 +13,7 @@ from crm.identities.models import (
 )
 from crm.messaging.models import OutboxMessage
 from crm.ratelimits.models import RateCounter
+from crm.smsguard.models import SmsDailyCount
 from crm.tenants.models import ApiKey, Application, Integration, Tenant
 
 __all__ = [
@@ -33,5 +34,6 @@ __all__ = [
     "SecretCheck",
     "Session",
     "SigningKey",
+    "SmsDailyCount",
     "Tenant",
 ]

@@ -92,6 +92,49 @@ class Settings(BaseSettings):
         "(each sends an SMS or email to an unproven identifier).",
     )
     # --- end self-service ---
+    # --- SMS pumping defence ---
+    sms_daily_limit: int = Field(
+        5000,
+        ge=0,
+        le=10_000_000,
+        description="SMS one tenant may send per UTC day and mode (a tenant may set its own with "
+        "`crm tenants settings`). Past it SMS requests answer 429 SMS_DAILY_LIMIT_REACHED; at 80% "
+        "a warning is logged.",
+    )
+    sms_range_tail_digits: int = Field(
+        3,
+        ge=1,
+        le=8,
+        description="Numbers of one country that differ only in their last N digits form one "
+        "number range (pumping runs walk through a range of premium numbers).",
+    )
+    sms_range_limit_per_hour: int = Field(
+        10,
+        ge=1,
+        le=100_000,
+        description="Codes one tenant may send per hour to one number range (live keys).",
+    )
+    sms_range_mode: Literal["enforce", "record", "off"] = Field(
+        "enforce", description="`record` only logs and counts what the range cap would refuse."
+    )
+    sms_conversion_min_sends: int = Field(
+        40,
+        ge=1,
+        le=1_000_000,
+        description="Codes sent to a country within the current and previous hour before its "
+        "proof rate is judged (live keys).",
+    )
+    sms_conversion_min_rate: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Below this share of codes proven, further SMS to the country are refused.",
+    )
+    sms_conversion_mode: Literal["enforce", "record", "off"] = Field(
+        "enforce",
+        description="`record` only logs and counts what the conversion watch would refuse.",
+    )
+    # --- end SMS pumping defence ---
     # --- messaging ---
     outbox_max_attempts: int = Field(
         8, ge=1, le=50, description="Tries per message before it is marked failed."

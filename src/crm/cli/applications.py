@@ -11,7 +11,8 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.cli.common import JsonOption, console, print_json, run_in_session, when
-from crm.identities.policy import Policy, from_settings
+from crm.errors import InvalidCountry
+from crm.identities.policy import Policy, from_settings, parse_sms_countries
 from crm.runtime import Runtime
 from crm.tenants import service
 
@@ -129,6 +130,11 @@ def _parse(assignment: str) -> tuple[str, Any]:
     expected: tuple[type, ...] = (str, type(None)) if default is None else (type(default),)
     if (isinstance(value, bool) and bool not in expected) or not isinstance(value, expected):
         raise typer.BadParameter(f"{name} needs a {' or '.join(t.__name__ for t in expected)}")
+    if name == "sms_countries" and isinstance(value, str):
+        try:
+            value = ",".join(parse_sms_countries(value))
+        except InvalidCountry as exc:
+            raise typer.BadParameter(exc.message) from exc
     return name, value
 
 

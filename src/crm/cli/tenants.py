@@ -1,4 +1,4 @@
-"""`crm tenants`: create and list tenants; `crm tenants demo` for the development quick start."""
+"""`crm tenants`: create and list tenants, show and change their settings, and a demo tenant."""
 
 from __future__ import annotations
 
@@ -14,8 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.cli.common import JsonOption, console, print_json, run_in_session, when
 from crm.runtime import Runtime
+from crm.smsguard import service as sms_guard
 from crm.tenants import service
-from crm.tenants.schemas import CreatedTenant, TenantInfo
+from crm.tenants.schemas import (
+    TENANT_SETTING_RANGES,
+    CreatedTenant,
+    TenantInfo,
+    tenant_setting_value,
+    tenant_settings_from,
+)
 
 app = typer.Typer(help="Tenants (businesses) and their keys.", no_args_is_help=True)
 
@@ -55,6 +62,71 @@ def list_(as_json: bool = JsonOption) -> None:
     for t in tenants:
         table.add_row(t.id, t.name, when(t.created_at), str(t.applications), str(t.active_keys))
     console.print(table)
+
+
+@app.command("settings")
+def settings_(
+    tenant: str = typer.Argument(..., help="Tenant id."),
+    assignments: list[str] = typer.Argument(
+        None, help="NAME=VALUE pairs, e.g. sms_daily_limit=2000"
+    ),
+    unset: list[str] = typer.Option([], "--unset", help="Go back to the default for NAME."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Show or change a tenant's own settings (sms_daily_limit: SMS per UTC day and mode).
+
+    Without assignments, prints each setting as stored and as in effect (the deployment's
+    CRM_* default where the tenant sets none), and the SMS counted today.
+    """
+    try:
+        changes = dict(_parse_setting(item) for item in assignments or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    for name in unset:
+        if name not in TENANT_SETTING_RANGES:
+            known = ", ".join(TENANT_SETTING_RANGES)
+            raise typer.BadParameter(f"unknown setting {name!r}; known: {known}")
+
+    async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
+        if changes or unset:
+            stored = await service.update_tenant_settings(session, tenant, changes, unset)
+        else:
+            stored = await service.get_tenant_settings(session, tenant)
+        own = tenant_settings_from(stored)
+        defaults = {"sms_daily_limit": runtime.settings.sms_daily_limit}
+        return {
+            "id": tenant,
+            "settings": stored,
+            "effective": {
+                name: value if value is not None else defaults[name]
+                for name, value in asdict(own).items()
+            },
+            "sms_sent_today": await sms_guard.sent_today(session, runtime.clock, tenant),
+        }
+
+    result = run_in_session(work)
+    if as_json:
+        print_json(result)
+        return
+    table = Table("setting", "stored", "in effect")
+    for name in TENANT_SETTING_RANGES:
+        stored = result["settings"].get(name)
+        table.add_row(name, "" if stored is None else str(stored), str(result["effective"][name]))
+    console.print(table)
+    sent = result["sms_sent_today"]
+    console.print(f"SMS today (UTC): live {sent.get('live', 0)}, test {sent.get('test', 0)}")
+
+
+def _parse_setting(assignment: str) -> tuple[str, int]:
+    name, sep, raw = assignment.partition("=")
+    name = name.strip()
+    if not sep:
+        raise ValueError(f"{assignment!r} is not NAME=VALUE")
+    try:
+        value: Any = json.loads(raw)
+    except ValueError:
+        value = raw
+    return name, tenant_setting_value(name, value)
 
 
 @app.command("demo")

@@ -24,6 +24,7 @@ from crm.identities.policy import Policy
 from crm.ids import uuid7
 from crm.messaging import outbox, templates
 from crm.security import otp as otp_tools
+from crm.smsguard import service as sms_guard
 
 # Challenges that carry a typed code; reset and verification tokens share the table but not
 # these rules.
@@ -81,6 +82,7 @@ async def send_code(
     tenant_name: str,
     language: str | None,
     application_id: str | None,
+    sms_limits: sms_guard.Limits,
 ) -> tuple[str, str]:
     """Store a new code's HMAC and queue its message; return (auth_otp, obfuscated value)."""
     identity = await lock_identity(session, identity.id)
@@ -111,6 +113,17 @@ async def send_code(
         # Sliding hour: the oldest send in the window frees a slot when it leaves it.
         raise OtpSendLimit(retry_after=_seconds_until(recent[0] + _HOUR, now))
 
+    if identity.provider == "PHONE":
+        # The one door every SMS code passes: the pumping defence (sms_guard) sees them all.
+        await sms_guard.admit(
+            session,
+            clock,
+            sms_limits,
+            tenant_id=identity.tenant_id,
+            mode=identity.mode,
+            e164=identity.identifier,
+            countries=policy.sms_countries,
+        )
     challenge_id = uuid7()
     code = otp_tools.generate_code()
     expires_at = now + timedelta(seconds=policy.otp_ttl_seconds)
@@ -234,6 +247,14 @@ async def validate_code(
     if otp_tools.verify_code(secret, challenge.id, code, challenge.code_hmac):
         challenge.consumed_at = now
         record_success(identity, now)
+        if challenge.channel == "SMS":
+            await sms_guard.record_proof(
+                session,
+                tenant_id=identity.tenant_id,
+                mode=identity.mode,
+                e164=identity.identifier,
+                sent_at=challenge.created_at,
+            )
         return identity
     record_failure(identity, policy, now)
     raise OtpInvalid()

@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.errors import InvalidCountry
+from crm.identities.identifiers import normalize_country
 from crm.tenants.models import Application
 
 # API.md section 3: codes live 5 minutes by default and never more than 10.
@@ -35,6 +37,8 @@ class Policy:
     # Optional portal pages; "{token}" is replaced. Without them the bare token is emailed.
     password_reset_url: str | None = None
     email_verification_url: str | None = None
+    # ISO alpha-3 countries whose numbers may receive SMS; None: every country.
+    sms_countries: tuple[str, ...] | None = None
 
     def failure_delay(self, failures: int) -> int:
         """Seconds a new code must wait after the last failure, given the consecutive failures."""
@@ -60,6 +64,29 @@ def _url(raw: Mapping[str, Any], name: str) -> str | None:
     if isinstance(value, str) and value.startswith(("https://", "http://")) and "{token}" in value:
         return value
     return None
+
+
+def parse_sms_countries(value: str | list[str]) -> tuple[str, ...]:
+    """Read "CYP,GRC" (or a list) as alpha-3 codes; raise InvalidCountry for unknown or none."""
+    parts = value.split(",") if isinstance(value, str) else value
+    codes = tuple(dict.fromkeys(normalize_country(part) for part in parts if str(part).strip()))
+    if not codes:
+        raise InvalidCountry("Name at least one ISO 3166-1 alpha-3 country, or unset the list.")
+    return codes
+
+
+def _countries(raw: Mapping[str, Any]) -> tuple[str, ...] | None:
+    value = raw.get("sms_countries")
+    if value is None:
+        return None
+    if not isinstance(value, (str, list)):
+        return ()
+    # An allow-list fails closed: a stored value that cannot be read allows no country at all,
+    # rather than every country.
+    try:
+        return parse_sms_countries(value)
+    except (InvalidCountry, AttributeError):
+        return ()
 
 
 def from_settings(raw: Mapping[str, Any] | None, mode: str) -> Policy:
@@ -110,6 +137,7 @@ def from_settings(raw: Mapping[str, Any] | None, mode: str) -> Policy:
         ),
         password_reset_url=_url(raw, "password_reset_url"),
         email_verification_url=_url(raw, "email_verification_url"),
+        sms_countries=_countries(raw),
     )
 
 

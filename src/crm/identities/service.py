@@ -74,6 +74,7 @@ from crm.runtime import Runtime
 from crm.security import passwords
 from crm.security.crypto import hmac_sha256
 from crm.security.secrets import new_token
+from crm.smsguard import service as sms_guard
 from crm.tenants.models import Tenant
 from crm.tenants.schemas import CallerKey
 
@@ -416,6 +417,7 @@ async def register(
         strict_phone=policy.strict_phone_validation,
         test_mode=caller.mode == "test",
     )
+    sms_guard.check_country(policy.sms_countries, _country)
     if await find_identity(db, caller.tenant_id, caller.mode, provider, identifier):
         raise IdentityAlreadyExists()
     password = body.identity.password if provider == "EMAIL" else None
@@ -527,6 +529,7 @@ async def _send_code(
         tenant_name=caller.tenant_name,
         language=contact.language_code,
         application_id=caller.application_id,
+        sms_limits=sms_guard.Limits.from_settings(runtime.settings),
     )
     return CodeSent(auth_otp=auth_otp, obfuscated_value=masked)
 

@@ -16,6 +16,8 @@ class Tenant(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    # Per-tenant overrides of deployment defaults (the SMS daily budget); see schemas.TenantSettings.
+    settings: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

@@ -32,6 +32,8 @@ from crm.tenants.schemas import (
     KeyKind,
     KeyMode,
     TenantInfo,
+    TenantSettings,
+    tenant_settings_from,
 )
 
 _PREFIX = {"public": "pk", "secret": "sk"}
@@ -52,7 +54,7 @@ async def create_tenant(session: AsyncSession, clock: Clock, name: str) -> Creat
     if not clean or len(clean) > 200 or not clean.isprintable():
         raise InvalidTenantName()
     now = clock.now()
-    tenant = Tenant(id=uuid7(), name=clean, created_at=now)
+    tenant = Tenant(id=uuid7(), name=clean, settings={}, created_at=now)
     session.add(tenant)
     # No ORM relationships are declared, so flush parents before children for the foreign keys.
     await session.flush()
@@ -287,4 +289,39 @@ async def update_application_settings(
         merged.pop(name, None)
     # A new dict object, so the JSON column is seen as changed.
     application.settings = merged
+    return merged
+
+
+async def get_tenant_settings(session: AsyncSession, tenant_id: str) -> dict[str, Any]:
+    """The settings a tenant stores (only the ones it overrides)."""
+    tenant = await session.get(Tenant, tenant_id)
+    if tenant is None:
+        raise TenantNotFound()
+    return dict(tenant.settings or {})
+
+
+async def tenant_settings(session: AsyncSession, tenant_id: str) -> TenantSettings:
+    """A tenant's overrides as typed values (None where the deployment default applies)."""
+    stored = await session.scalar(select(Tenant.settings).where(Tenant.id == tenant_id))
+    return tenant_settings_from(stored)
+
+
+async def update_tenant_settings(
+    session: AsyncSession,
+    tenant_id: str,
+    changes: Mapping[str, Any],
+    unset: Iterable[str] = (),
+) -> dict[str, Any]:
+    """Merge `changes` into the tenant's settings and drop `unset` keys; returns the result.
+
+    Callers validate names and values (schemas.TenantSettings lists them).
+    """
+    tenant = await session.get(Tenant, tenant_id)
+    if tenant is None:
+        raise TenantNotFound()
+    merged = {**(tenant.settings or {}), **changes}
+    for name in unset:
+        merged.pop(name, None)
+    # A new dict object, so the JSON column is seen as changed.
+    tenant.settings = merged
     return merged
