@@ -1,7 +1,7 @@
 """tenant settings and the SMS daily counts
 
-Revision ID: 0002_sms
-Revises: 0001
+Revision ID: 0005_sms
+Revises: 0004_ident
 Create Date: 2026-11-29
 """
 
@@ -13,8 +13,8 @@ from sqlalchemy.dialects import postgresql
 
 import crm.db
 
-revision: str = "0002_sms"
-down_revision: str | None = "0001"
+revision: str = "0005_sms"
+down_revision: str | None = "0004_ident"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
