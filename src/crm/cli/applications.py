@@ -11,7 +11,7 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.cli.common import JsonOption, console, print_json, run_in_session, when
-from crm.identities.policy import Policy, from_settings
+from crm.identities.policy import Policy, client_limit_defaults, from_settings, origin_problem
 from crm.runtime import Runtime
 from crm.tenants import service
 
@@ -97,7 +97,10 @@ def settings_(
             "id": application,
             "settings": stored,
             "effective": {
-                mode: dataclasses.asdict(from_settings(stored, mode)) for mode in ("live", "test")
+                mode: dataclasses.asdict(
+                    from_settings(stored, mode, client_limit_defaults(runtime.settings))
+                )
+                for mode in ("live", "test")
             },
         }
 
@@ -129,6 +132,8 @@ def _parse(assignment: str) -> tuple[str, Any]:
     expected: tuple[type, ...] = (str, type(None)) if default is None else (type(default),)
     if (isinstance(value, bool) and bool not in expected) or not isinstance(value, expected):
         raise typer.BadParameter(f"{name} needs a {' or '.join(t.__name__ for t in expected)}")
+    if name == "allowed_origins" and isinstance(value, str) and origin_problem(value):
+        raise typer.BadParameter(f"allowed_origins: {origin_problem(value)}")
     return name, value
 
 
