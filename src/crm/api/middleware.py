@@ -75,12 +75,8 @@ class RequestContextMiddleware:
             # Every later reader (per-client limits, session records) sees the resolved client.
             client = self.proxies.resolve(scope["client"][0], scope.get("headers", []))
             scope["client"] = (client, 0)
-        origin = None
         cors = scope["path"].startswith(PREFIX)
-        if cors and self.origins is not None:
-            origin = _header(scope, b"origin")
-            if origin is not None:
-                await self.origins.refresh(scope["app"].state.runtime.engine)
+        origin = _header(scope, b"origin") if cors and self.origins is not None else None
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -88,7 +84,8 @@ class RequestContextMiddleware:
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 headers.append(_NOSNIFF)
-                if not any(name.lower() == b"cache-control" for name, _ in headers):
+                # ASGI response header names are lower case.
+                if not any(name == b"cache-control" for name, _ in headers):
                     headers.extend(_NO_STORE)
                 if cors:
                     _cors_headers(headers, self.origins, origin, state)
@@ -96,6 +93,8 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
+            if origin is not None and self.origins is not None:
+                await self.origins.refresh(scope["app"].state.runtime.engine)
             if origin is not None and scope["method"] == "OPTIONS":
                 requested = _header(scope, b"access-control-request-method")
                 if requested is not None:
