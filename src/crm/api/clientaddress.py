@@ -56,8 +56,11 @@ class TrustedProxies:
         self.networks = tuple(networks)
         self.header = header.lower().encode("latin-1")
         self._forwarded = self.header == b"forwarded"
-        # Peers are few (the proxies themselves), so their verdicts are remembered.
+        # Peers and hops repeat (the proxies themselves, and each client on every request), and
+        # parsing an address costs several microseconds, so verdicts are remembered (bounded:
+        # a client writing random hops only evicts).
         self.is_trusted = lru_cache(maxsize=4096)(self._is_trusted)
+        self._hop = lru_cache(maxsize=16384)(self._read_hop)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrustedProxies:
@@ -89,15 +92,22 @@ class TrustedProxies:
         client = peer
         # Right to left: each entry was written by the hop to its right, which we trust so far.
         for entry in reversed(entries):
-            address = self._forwarded_for(entry) if self._forwarded else parse_address(entry)
-            if address is None:
+            hop = self._hop(entry)
+            if hop is None:
                 # A trusted hop reported something we cannot use ("unknown", a socket path,
                 # garbage): the nearest address we can vouch for stands for the client.
                 return client
-            client = str(address)
-            if not self._contains(address):
+            client, trusted = hop
+            if not trusted:
                 return client
         return client
+
+    def _read_hop(self, entry: str) -> tuple[str, bool] | None:
+        """One entry of the chain: (the address in canonical form, whether it is a proxy)."""
+        address = self._forwarded_for(entry) if self._forwarded else parse_address(entry)
+        if address is None:
+            return None
+        return str(address), self._contains(address)
 
     @staticmethod
     def _forwarded_for(element: str) -> Address | None:
