@@ -77,7 +77,8 @@ def settings_(
     unset: list[str] = typer.Option([], "--unset", help="Go back to the default for NAME."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Show or change an application's self-service policy (OTP limits, phone strictness, links).
+    """Show or change an application's self-service policy (OTP limits, phone strictness, links,
+    per-client limits, allowed browser origins).
 
     Without assignments, prints the effective policy for live and test keys. Values are clamped
     to safe ranges when used (a code never lives more than 10 minutes; only test keys may have
