@@ -70,6 +70,9 @@ def test_what_is_not_an_origin_is_refused() -> None:
         "https://exämple.com",
         "https://example.com?x=1",
         "https://example.com:99999",
+        "https://exa mple.com",
+        "https://under_score.example",
+        "https://[zz::1]",
         "",
     ]:
         assert origin_problem(bad) is not None, bad

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -16,6 +17,8 @@ from crm.tenants.models import Application
 
 # API.md section 3: codes live 5 minutes by default and never more than 10.
 MAX_OTP_TTL_SECONDS = 600
+# A host name or IPv4 address in an origin, as browsers serialise it (lower case, ASCII).
+_HOST = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?")
 
 
 class ClientOperation(StrEnum):
@@ -168,11 +171,12 @@ def _origin(entry: str) -> str | None:
         or parts.path not in {"", "/"}
         or parts.query
         or parts.fragment
-        or "*" in host
     ):
         return None
     if ":" in host:
-        host = f"[{host}]"
+        host = f"[{host}]"  # an IPv6 literal, already checked by urlsplit
+    elif _HOST.fullmatch(host) is None:
+        return None  # wildcards, spaces, underscores: nothing a browser would send
     default = 443 if scheme == "https" else 80
     suffix = f":{port}" if port is not None and port != default else ""
     return f"{scheme}://{host}{suffix}"
