@@ -13,6 +13,8 @@ from crm.api import backoffice, errors, health, openapi, selfservice, wellknown
 from crm.api import integrations as integrations_api
 from crm.api import metrics as metrics_api
 from crm.api import outbox as outbox_api
+from crm.api.browsers import AllowedOrigins
+from crm.api.clientaddress import TrustedProxies
 from crm.api.middleware import RequestContextMiddleware
 from crm.api.responses import JsonResponse
 from crm.background import background_work
@@ -69,9 +71,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         description=DESCRIPTION,
         lifespan=lifespan,
         default_response_class=JsonResponse,
-        docs_url="/docs",
+        # CRM_DOCS_ENABLED=false: a deployment that publishes no API reference serves neither.
+        docs_url="/docs" if settings.docs_enabled else None,
         redoc_url=None,
-        openapi_url="/openapi.json",
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     if runtime is not None:
         app.state.runtime = runtime
@@ -84,7 +87,13 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(integrations_api.router, prefix="/backoffice/v1")
     app.include_router(outbox_api.router, prefix="/backoffice/v1")
     app.include_router(metrics_api.router)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        # Built once here: per request the middleware only looks things up.
+        proxies=TrustedProxies.from_settings(settings),
+        origins=AllowedOrigins(ttl=settings.api_key_cache_seconds),
+    )
     openapi.install(app)
     return app
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
 
@@ -90,6 +91,31 @@ class Settings(BaseSettings):
         le=100_000,
         description="Registrations one client address may make per public key and hour "
         "(each sends an SMS or email to an unproven identifier).",
+    )
+    # Deployment defaults of the other per-client limits; each application may override them.
+    signin_limit_per_client_minute: int = Field(
+        60, ge=1, le=100_000, description="Password sign-ins per client address, key and minute."
+    )
+    otp_request_limit_per_client_minute: int = Field(
+        60,
+        ge=1,
+        le=100_000,
+        description="Sign-in code requests per client address, key and minute.",
+    )
+    otp_validate_limit_per_client_minute: int = Field(
+        60, ge=1, le=100_000, description="Code validations per client address, key and minute."
+    )
+    password_reset_limit_per_client_minute: int = Field(
+        60,
+        ge=1,
+        le=100_000,
+        description="Password reset requests per client address, key and minute.",
+    )
+    contact_exists_limit_per_client_minute: int = Field(
+        30,
+        ge=1,
+        le=100_000,
+        description="`GET /contacts` lookups per client address, key and minute.",
     )
     # --- end self-service ---
     # --- SMS pumping defence ---
@@ -181,6 +207,29 @@ class Settings(BaseSettings):
         "(failed ones are kept for inspection).",
     )
     # --- end messaging ---
+    # --- web ---
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated addresses or CIDR ranges of reverse proxies whose "
+        "forwarding header is believed; empty: the socket's peer is the client.",
+    )
+    trusted_proxy_header: Literal["x-forwarded-for", "forwarded"] = Field(
+        "x-forwarded-for",
+        description="The header the trusted proxies append the client's address to.",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token /metrics requires; without one, production serves no /metrics.",
+    )
+    docs_enabled: bool = Field(True, description="Serve /docs and /openapi.json.")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_proxies(cls, value: str) -> str:
+        parse_networks(value)  # a typo must stop the server, not silently trust nobody
+        return value
+
+    # --- end web ---
 
     @field_validator("database_url")
     @classmethod
@@ -238,6 +287,21 @@ class Settings(BaseSettings):
             handle.write(value + "\n")
         log.warning("CRM_SECRET_KEY is not set: generated one into %s (mode 0600)", path)
         return value
+
+
+def parse_networks(raw: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    """`10.0.0.0/8, 192.0.2.7, ::1` -> networks; raises ValueError naming a bad entry."""
+    networks: list[IPv4Network | IPv6Network] = []
+    for entry in (part.strip() for part in raw.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ip_network(entry, strict=False))
+        except ValueError as exc:
+            raise ValueError(
+                f"CRM_TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR range"
+            ) from exc
+    return tuple(networks)
 
 
 def _default_secret_path(settings: Settings) -> Path:

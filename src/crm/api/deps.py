@@ -53,6 +53,8 @@ async def resolve_api_key(
     if caller is None:
         raise ApiKeyInvalid()
     request.state.tenant_id = caller.tenant_id
+    # Whose allowed origins the answer is judged by (CORS, in the middleware).
+    request.state.application_id = caller.application_id
     return caller
 
 

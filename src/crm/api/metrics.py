@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import PlainTextResponse
 
 from crm.api.deps import RuntimeDep
+from crm.errors import RouteNotFound, Unauthenticated
 from crm.messaging.service import outbox_gauges
 from crm.metrics import REGISTRY, Gauge
+from crm.settings import Settings
 
 router = APIRouter(tags=["Operations"])
 log = logging.getLogger("crm.metrics")
@@ -34,7 +37,10 @@ _UP = Gauge("crm_outbox_gauges_up", "1 when the outbox gauges could be read from
     response_class=PlainTextResponse,
     responses={200: {"content": {"text/plain": {}}}},
 )
-async def metrics(runtime: RuntimeDep) -> PlainTextResponse:
+async def metrics(request: Request, runtime: RuntimeDep) -> PlainTextResponse:
+    """With CRM_METRICS_TOKEN set, only `Authorization: Bearer <token>` may read; in production
+    without one, there is no /metrics at all (route counts and outbox sizes are not public)."""
+    _authorize(runtime.settings, request.headers.get("authorization"))
     lines = REGISTRY.render()
     try:
         gauges = await outbox_gauges(runtime.engine, runtime.clock)
@@ -49,3 +55,18 @@ async def metrics(runtime: RuntimeDep) -> PlainTextResponse:
         lines += _OLDEST.render_samples([((), gauges.oldest_due_age_seconds)])
         lines += _UP.render_samples([((), 1)])
     return PlainTextResponse("\n".join(lines) + "\n", media_type=CONTENT_TYPE)
+
+
+def _authorize(settings: Settings, authorization: str | None) -> None:
+    if settings.metrics_token is None:
+        if settings.env == "production":
+            raise RouteNotFound()
+        return
+    expected = settings.metrics_token.get_secret_value().encode()
+    scheme, _, given = (authorization or "").strip().partition(" ")
+    # Constant time: the comparison must not tell how much of a guess was right.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+        raise Unauthenticated(
+            "/metrics needs Authorization: Bearer <CRM_METRICS_TOKEN>.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )

@@ -1,4 +1,5 @@
-"""The outermost ASGI layer: request ids, the body size limit, the access log and last-resort errors."""
+"""The outermost ASGI layer: request ids, the client address, the body size limit, CORS and the
+headers every answer carries, the access log and last-resort errors."""
 
 from __future__ import annotations
 
@@ -11,6 +12,17 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from crm.api.browsers import (
+    ALLOW_HEADERS,
+    ALLOW_METHOD_NAMES,
+    ALLOW_METHODS,
+    EXPOSE_HEADERS,
+    MAX_AGE,
+    PREFIX,
+    AllowedOrigins,
+    OriginNotAllowed,
+)
+from crm.api.clientaddress import TrustedProxies
 from crm.api.responses import error_body
 from crm.metrics import REGISTRY as METRICS
 from crm.metrics import route_template
@@ -21,6 +33,14 @@ errors_log = logging.getLogger("crm.errors")
 # An incoming id is echoed in logs and headers, so only a short, inert alphabet is honoured.
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 
+# On every answer: browsers must not guess a type from the content (a JSON body holding
+# customer-typed text must never run as HTML or script).
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+# Unless a route says otherwise (the public JWKS): answers hold tokens and personal data, which
+# no browser or intermediary cache may keep (RFC 6749 section 5.1 for the token responses).
+_NO_STORE = ((b"cache-control", b"no-store"), (b"pragma", b"no-cache"))
+_VARY_ORIGIN = (b"vary", b"Origin")
+
 
 class RequestContextMiddleware:
     """Gives every request an id, enforces the body limit, logs one line, and never leaks a trace.
@@ -29,9 +49,17 @@ class RequestContextMiddleware:
     answered 413 without being parsed, whether or not it declared its length.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        proxies: TrustedProxies | None = None,
+        origins: AllowedOrigins | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.proxies = proxies if proxies is not None and proxies.enabled else None
+        self.origins = origins
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -43,16 +71,35 @@ class RequestContextMiddleware:
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         status_holder = {"status": 0}
+        if self.proxies is not None and scope.get("client"):
+            # Every later reader (per-client limits, session records) sees the resolved client.
+            client = self.proxies.resolve(scope["client"][0], scope.get("headers", []))
+            scope["client"] = (client, 0)
+        cors = scope["path"].startswith(PREFIX)
+        origin = _header(scope, b"origin") if cors and self.origins is not None else None
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
+                headers.append(_NOSNIFF)
+                # ASGI response header names are lower case.
+                if not any(name == b"cache-control" for name, _ in headers):
+                    headers.extend(_NO_STORE)
+                if cors:
+                    _cors_headers(headers, self.origins, origin, state)
                 message = {**message, "headers": headers}
             await send(message)
 
         try:
+            if origin is not None and self.origins is not None:
+                await self.origins.refresh(scope["app"].state.runtime.engine)
+            if origin is not None and scope["method"] == "OPTIONS":
+                requested = _header(scope, b"access-control-request-method")
+                if requested is not None:
+                    await self._preflight(send_with_id, origin, requested, request_id)
+                    return
             body = await self._read_body(scope, receive)
             if body is None:
                 await _send_error(
@@ -97,6 +144,28 @@ class RequestContextMiddleware:
                     "request_id": request_id,
                 },
             )
+
+    async def _preflight(self, send: Send, origin: str, method: str, request_id: str) -> None:
+        """Answer a CORS preflight here: the routes have no OPTIONS, and it carries no key."""
+        assert self.origins is not None
+        allowed = self.origins.preflight(origin)
+        if allowed is None or method not in ALLOW_METHOD_NAMES:
+            error = OriginNotAllowed()
+            await _send_error(send, error.status_code, error.code, error.message, request_id)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 204,
+                "headers": [
+                    (b"access-control-allow-origin", allowed),
+                    (b"access-control-allow-methods", ALLOW_METHODS),
+                    (b"access-control-allow-headers", ALLOW_HEADERS),
+                    (b"access-control-max-age", MAX_AGE),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
         declared = _header(scope, b"content-length")
@@ -150,6 +219,25 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+def _cors_headers(
+    headers: list[tuple[bytes, bytes]],
+    origins: AllowedOrigins | None,
+    origin: str | None,
+    state: dict[str, Any],
+) -> None:
+    """A Self-Service answer depends on the Origin it was asked from (Vary), and tells an
+    allowed origin so. A preflight's answer already carries its own allow header."""
+    headers.append(_VARY_ORIGIN)
+    if origin is None or origins is None:
+        return
+    if any(name == b"access-control-allow-origin" for name, _ in headers):
+        return
+    allowed = origins.answer(origin, state)
+    if allowed is not None:
+        headers.append((b"access-control-allow-origin", allowed))
+        headers.append((b"access-control-expose-headers", EXPOSE_HEADERS))
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -88,6 +88,7 @@ async def signed_in(request: Request) -> service.SignedIn:
     caller = await _optional_key(request, runtime, api_key)
     signed = await service.resolve_access(runtime, token, caller)
     request.state.tenant_id = signed.claims.tenant_id
+    request.state.application_id = signed.claims.application_id  # for CORS
     return signed
 
 

@@ -12,7 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.cli.common import JsonOption, console, print_json, run_in_session, when
 from crm.errors import InvalidCountry
-from crm.identities.policy import Policy, from_settings, parse_sms_countries
+from crm.identities.policy import (
+    Policy,
+    client_limit_defaults,
+    from_settings,
+    origin_problem,
+    parse_sms_countries,
+)
 from crm.runtime import Runtime
 from crm.tenants import service
 
@@ -78,7 +84,8 @@ def settings_(
     unset: list[str] = typer.Option([], "--unset", help="Go back to the default for NAME."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Show or change an application's self-service policy (OTP limits, phone strictness, links).
+    """Show or change an application's self-service policy (OTP limits, phone strictness, links,
+    per-client limits, allowed browser origins).
 
     Without assignments, prints the effective policy for live and test keys. Values are clamped
     to safe ranges when used (a code never lives more than 10 minutes; only test keys may have
@@ -98,7 +105,10 @@ def settings_(
             "id": application,
             "settings": stored,
             "effective": {
-                mode: dataclasses.asdict(from_settings(stored, mode)) for mode in ("live", "test")
+                mode: dataclasses.asdict(
+                    from_settings(stored, mode, client_limit_defaults(runtime.settings))
+                )
+                for mode in ("live", "test")
             },
         }
 
@@ -135,6 +145,8 @@ def _parse(assignment: str) -> tuple[str, Any]:
             value = ",".join(parse_sms_countries(value))
         except InvalidCountry as exc:
             raise typer.BadParameter(exc.message) from exc
+    if name == "allowed_origins" and isinstance(value, str) and origin_problem(value):
+        raise typer.BadParameter(f"allowed_origins: {origin_problem(value)}")
     return name, value
 
 

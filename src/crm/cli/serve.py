@@ -67,7 +67,10 @@ def serve(
         http="httptools",
         log_config=None,
         access_log=False,
-        proxy_headers=True,
+        # The client address is resolved by crm itself, from CRM_TRUSTED_PROXIES only: uvicorn's
+        # own default would believe X-Forwarded-For from any local process.
+        proxy_headers=False,
+        forwarded_allow_ips="",
         server_header=False,
     )
 

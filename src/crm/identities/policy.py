@@ -2,18 +2,57 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from crm.errors import InvalidCountry
 from crm.identities.identifiers import normalize_country
+from crm.db import read_connection
 from crm.tenants.models import Application
 
 # API.md section 3: codes live 5 minutes by default and never more than 10.
 MAX_OTP_TTL_SECONDS = 600
+# A host name or IPv4 address in an origin, as browsers serialise it (lower case, ASCII).
+_HOST = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?")
+
+
+class ClientOperation(StrEnum):
+    """What a per-client limit counts; the value prefixes the counter's bucket."""
+
+    REGISTER = "register"
+    SIGN_IN = "authenticate"
+    OTP_REQUEST = "otp-request"
+    OTP_VALIDATE = "otp-validate"
+    PASSWORD_RESET = "forgot-password"
+    CONTACT_EXISTS = "contact-exists"
+
+
+# The limit of each operation per client address and public key: the Policy field (and CRM_*
+# setting of the same name) and its window. One carrier NAT or office address can stand for
+# thousands of customers, so these only stop one address sweeping across many identities;
+# the per-identity limits (tries per code, sends per hour, the failure counter) are what stop
+# guessing at one person, whatever address it comes from.
+CLIENT_LIMITS: dict[ClientOperation, tuple[str, int]] = {
+    ClientOperation.REGISTER: ("register_limit_per_client_hour", 3600),
+    ClientOperation.SIGN_IN: ("signin_limit_per_client_minute", 60),
+    ClientOperation.OTP_REQUEST: ("otp_request_limit_per_client_minute", 60),
+    ClientOperation.OTP_VALIDATE: ("otp_validate_limit_per_client_minute", 60),
+    ClientOperation.PASSWORD_RESET: ("password_reset_limit_per_client_minute", 60),
+    ClientOperation.CONTACT_EXISTS: ("contact_exists_limit_per_client_minute", 60),
+}
+MAX_CLIENT_LIMIT = 100_000
+
+
+def client_limit_defaults(settings: Any) -> dict[str, int]:
+    """The deployment's defaults of the per-client limits, from its CRM_* settings."""
+    return {name: int(getattr(settings, name)) for name, _ in CLIENT_LIMITS.values()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +78,27 @@ class Policy:
     email_verification_url: str | None = None
     # ISO alpha-3 countries whose numbers may receive SMS; None: every country.
     sms_countries: tuple[str, ...] | None = None
+    # Per-client-address limits (see CLIENT_LIMITS). Unset here, the deployment's CRM_* default
+    # applies; these values are those defaults' own defaults.
+    register_limit_per_client_hour: int = 30
+    signin_limit_per_client_minute: int = 60
+    otp_request_limit_per_client_minute: int = 60
+    otp_validate_limit_per_client_minute: int = 60
+    password_reset_limit_per_client_minute: int = 60
+    contact_exists_limit_per_client_minute: int = 30
+    # Browser origins allowed to call the Self-Service API with this application's keys and
+    # tokens (CORS), comma-separated: `https://portal.example.com,http://localhost:3000` or `*`.
+    allowed_origins: str | None = None
+
+    def client_limit(self, operation: ClientOperation) -> tuple[int, int]:
+        """(requests allowed, window in seconds) per client address and key for `operation`."""
+        name, window = CLIENT_LIMITS[operation]
+        limit: int = getattr(self, name)
+        return limit, window
+
+    @property
+    def origins(self) -> frozenset[str]:
+        return parse_origins(self.allowed_origins)
 
     def failure_delay(self, failures: int) -> int:
         """Seconds a new code must wait after the last failure, given the consecutive failures."""
@@ -89,10 +149,87 @@ def _countries(raw: Mapping[str, Any]) -> tuple[str, ...] | None:
         return ()
 
 
-def from_settings(raw: Mapping[str, Any] | None, mode: str) -> Policy:
-    """Build the policy from an application's settings JSON; out-of-range values are clamped."""
+def parse_origins(raw: object) -> frozenset[str]:
+    """The origins of an `allowed_origins` value that are well formed (see origin_problem)."""
+    if not isinstance(raw, str):
+        return frozenset()
+    found = set()
+    for entry in raw.split(","):
+        origin = _origin(entry)
+        if origin is not None:
+            found.add(origin)
+    return frozenset(found)
+
+
+def origin_problem(raw: str) -> str | None:
+    """Why an `allowed_origins` value is refused, or None when every entry is an origin."""
+    for entry in raw.split(","):
+        if _origin(entry) is None:
+            return (
+                f"{entry.strip()!r} is not an origin: give scheme://host[:port] "
+                "(http or https, no path, the host in its ASCII form) or *"
+            )
+    return None
+
+
+def _origin(entry: str) -> str | None:
+    """`HTTPS://Portal.Example.com:443/` -> `https://portal.example.com`; None if not an origin.
+
+    Browsers send the serialised origin (lower case, no default port, no path), so entries are
+    brought to that form once here and compared exactly per request. `null` (sandboxed frames,
+    files) is never an origin that can be allowed: any page can make itself `null`.
+    """
+    text = entry.strip()
+    if text == "*":
+        return text
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""
+    if (
+        scheme not in {"http", "https"}
+        or not host
+        or not host.isascii()
+        or parts.username is not None
+        or parts.password is not None
+        or parts.path not in {"", "/"}
+        or parts.query
+        or parts.fragment
+    ):
+        return None
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal, already checked by urlsplit
+    elif _HOST.fullmatch(host) is None:
+        return None  # wildcards, spaces, underscores: nothing a browser would send
+    default = 443 if scheme == "https" else 80
+    suffix = f":{port}" if port is not None and port != default else ""
+    return f"{scheme}://{host}{suffix}"
+
+
+def from_settings(
+    raw: Mapping[str, Any] | None, mode: str, client_defaults: Mapping[str, int] | None = None
+) -> Policy:
+    """Build the policy from an application's settings JSON; out-of-range values are clamped.
+
+    `client_defaults` are the deployment's per-client limits (client_limit_defaults), used for
+    those the application does not set.
+    """
     raw = raw or {}
     defaults = Policy()
+    limits = {
+        name: _int(
+            raw,
+            name,
+            (client_defaults or {}).get(name, getattr(defaults, name)),
+            1,
+            MAX_CLIENT_LIMIT,
+        )
+        for name, _ in CLIENT_LIMITS.values()
+    }
+    origins = parse_origins(raw.get("allowed_origins"))
     # A zero cooldown is only for test keys (automated tests of an integration); live codes
     # always wait at least a second between sends.
     cooldown_floor = 0 if mode == "test" else 1
@@ -138,12 +275,34 @@ def from_settings(raw: Mapping[str, Any] | None, mode: str) -> Policy:
         password_reset_url=_url(raw, "password_reset_url"),
         email_verification_url=_url(raw, "email_verification_url"),
         sms_countries=_countries(raw),
+        allowed_origins=",".join(sorted(origins)) or None,
+        **limits,
     )
 
 
-async def load(session: AsyncSession, application_id: str | None, mode: str) -> Policy:
+async def load(
+    session: AsyncSession,
+    application_id: str | None,
+    mode: str,
+    client_defaults: Mapping[str, int] | None = None,
+) -> Policy:
     """The policy of `application_id` (defaults when it has none or no application is known)."""
     if application_id is None:
-        return from_settings(None, mode)
+        return from_settings(None, mode, client_defaults)
     application = await session.get(Application, application_id)
-    return from_settings(application.settings if application is not None else None, mode)
+    return from_settings(
+        application.settings if application is not None else None, mode, client_defaults
+    )
+
+
+async def allowed_origins(engine: AsyncEngine) -> list[tuple[str, str, frozenset[str]]]:
+    """(application id, tenant id, origins) of every application that allows some origin."""
+    query = select(Application.id, Application.tenant_id, Application.settings)
+    async with read_connection(engine) as connection:
+        rows = (await connection.execute(query)).all()
+    found = []
+    for application_id, tenant_id, raw in rows:
+        origins = parse_origins((raw or {}).get("allowed_origins"))
+        if origins:
+            found.append((application_id, tenant_id, origins))
+    return found

@@ -95,11 +95,6 @@ _TOKEN_PURPOSE = {
 # Emails of each kind per identity per hour; beyond it requests are silently dropped (an error
 # would tell a stranger that the address is registered).
 _MAIL_HOURLY_CAP = 5
-# contact_exists answers "is this person a customer?": bounded per key and client address.
-_EXISTS_LIMIT_PER_MINUTE = 30
-# Sign-in attempts (codes asked for, codes and passwords tried) per key and client address: the
-# per-identity limits stop guessing at one person, this stops sweeping across many.
-_SIGN_IN_LIMIT_PER_MINUTE = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,24 +152,31 @@ async def _client_limit(
     runtime: Runtime,
     caller: CallerKey,
     meta: RequestMeta,
-    operation: str,
-    *,
-    limit: int = _SIGN_IN_LIMIT_PER_MINUTE,
-    window_seconds: int = 60,
+    operation: policies.ClientOperation,
 ) -> None:
+    """Count one `operation` per client address and key, against the application's limit.
+
+    The per-identity limits stop guessing at one person; this stops one address sweeping
+    across many (policy.CLIENT_LIMITS says why the defaults are what they are).
+    """
     client = (meta.ip_address or "unknown")[:64]
     bucket = f"{operation}:{caller.key_id}:{client}"
+    defaults = policies.client_limit_defaults(runtime.settings)
+
+    async def count(session: AsyncSession) -> None:
+        policy = await policies.load(session, caller.application_id, caller.mode, defaults)
+        limit, window = policy.client_limit(operation)
+        await ratelimits.hit(session, runtime.clock, bucket, limit=limit, window_seconds=window)
+
     if db.in_transaction():
-        await ratelimits.hit(db, runtime.clock, bucket, limit=limit, window_seconds=window_seconds)
+        await count(db)
         return
     # Counted in a transaction of its own: the request's rolls back on most errors (an unknown
     # identity is a 404), and a count rolled back with it would let a sweep across unknown
     # identities, which fails every time, go unthrottled. Called before `db` is first used, so
     # on SQLite the request holds no write lock yet.
     async with session_scope(runtime.sessions) as counter:
-        await ratelimits.hit(
-            counter, runtime.clock, bucket, limit=limit, window_seconds=window_seconds
-        )
+        await count(counter)
 
 
 async def _signer_ready(runtime: Runtime) -> None:
@@ -394,15 +396,7 @@ async def register(
     await _signer_ready(runtime)
     # Every registration sends a message to a number or address nobody has proved yet: without a
     # per-client cap a script could pump paid SMS to premium numbers (toll fraud).
-    await _client_limit(
-        db,
-        runtime,
-        caller,
-        meta,
-        "register",
-        limit=runtime.settings.register_limit_per_client_hour,
-        window_seconds=3600,
-    )
+    await _client_limit(db, runtime, caller, meta, policies.ClientOperation.REGISTER)
     policy = await _policy(db, caller.application_id, caller.mode)
     provider = body.identity.provider.upper()
     if provider not in PROVIDERS:
@@ -570,7 +564,9 @@ async def request_code(
     meta: RequestMeta | None = None,
 ) -> CodeSent:
     """Send a sign-in code to a known identity (API.md "One-time codes")."""
-    await _client_limit(db, runtime, caller, meta or RequestMeta(), "otp-request")
+    await _client_limit(
+        db, runtime, caller, meta or RequestMeta(), policies.ClientOperation.OTP_REQUEST
+    )
     found = await _identities_for(db, caller, body.credentials)
     return await _send_sign_in_code(db, runtime, caller, found, body.method)
 
@@ -580,7 +576,7 @@ async def validate(
 ) -> Grant:
     """Check a code by auth_otp, or the newest code of the identity in credentials; sign in."""
     await _signer_ready(runtime)
-    await _client_limit(db, runtime, caller, meta, "otp-validate")
+    await _client_limit(db, runtime, caller, meta, policies.ClientOperation.OTP_VALIDATE)
     if body.auth_otp:
         challenge = await otp.find_challenge(db, caller.tenant_id, caller.mode, body.auth_otp)
     elif body.credentials:
@@ -646,7 +642,7 @@ async def authenticate(
 ) -> Grant | CodeSent:
     """Password sign-in; without a password, send a code like /contacts/otp."""
     await _signer_ready(runtime)
-    await _client_limit(db, runtime, caller, meta, "authenticate")
+    await _client_limit(db, runtime, caller, meta, policies.ClientOperation.SIGN_IN)
     provider = body.provider
     number = body.phone.number if body.phone else body.phone_number
     country = (body.phone.country_code if body.phone else None) or body.country_code
@@ -1079,7 +1075,9 @@ async def forgot_password(
 
     The per-address limit answers 429 for known and unknown names alike, so it tells nothing.
     """
-    await _client_limit(db, runtime, caller, meta or RequestMeta(), "forgot-password")
+    await _client_limit(
+        db, runtime, caller, meta or RequestMeta(), policies.ClientOperation.PASSWORD_RESET
+    )
     identity = await _email_identity_for_username(db, caller, username)
     if identity is None:
         return
@@ -1136,12 +1134,12 @@ async def contact_exists(
     """Whether a contact of this tenant and mode uses the email or phone (rate limited)."""
     if not email_address and not phone:
         raise IdentifierRequired()
-    await ratelimits.hit(
+    await _client_limit(
         db,
-        runtime.clock,
-        f"contact-exists:{caller.key_id}:{client[:64]}",
-        limit=_EXISTS_LIMIT_PER_MINUTE,
-        window_seconds=60,
+        runtime,
+        caller,
+        RequestMeta(ip_address=client),
+        policies.ClientOperation.CONTACT_EXISTS,
     )
     scope = (Contact.tenant_id == caller.tenant_id, Contact.mode == caller.mode)
     if email_address:
