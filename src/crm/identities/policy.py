@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from crm.db import read_connection
 from crm.errors import InvalidCountry
 from crm.identities.identifiers import normalize_country
-from crm.db import read_connection
 from crm.tenants.models import Application
 
 # API.md section 3: codes live 5 minutes by default and never more than 10.
