@@ -282,3 +282,17 @@ async def test_replays_count_against_the_flows_per_client_limit(
             break
     assert statuses[-1] == 429
     assert set(statuses[:-1]) == {200}
+
+
+@pytest.mark.parametrize("bad", ["x" * 256, "has space", "del\x7fkey"])
+async def test_a_malformed_key_is_a_clear_400_and_runs_nothing(
+    client: Any, runtime: Any, tenant: Any, bad: str
+) -> None:
+    response = await client.post(
+        f"{V1}/contacts/register",
+        json=_register_body(),
+        headers={**key(tenant), "Idempotency-Key": bad},
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "IDEMPOTENCY_KEY_INVALID"
+    assert await messages(runtime, tenant.id, "OTP") == []
