@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -221,10 +221,19 @@ async def reserve(
             if row.state == RecordState.PENDING and row.lease_expires_at > now:
                 return Busy()
             # An expired answer or an abandoned reservation: take it over, unless another
-            # request did so first (the owner it had is the fence).
+            # request did so first (the owner it had is the fence) or its holder answered
+            # meanwhile. The conditions are repeated in the statement because PostgreSQL
+            # re-checks them on the row as committed by a holder it waited for.
+            takeable = or_(
+                IdempotencyRecord.created_at < now - RETENTION,
+                and_(
+                    IdempotencyRecord.state == RecordState.PENDING.value,
+                    IdempotencyRecord.lease_expires_at <= now,
+                ),
+            )
             taken = await session.execute(
                 update(IdempotencyRecord)
-                .where(*key.matches(), IdempotencyRecord.owner == row.owner)
+                .where(*key.matches(), IdempotencyRecord.owner == row.owner, takeable)
                 .values(**values)
                 .returning(IdempotencyRecord.owner)
                 .execution_options(synchronize_session=False)
