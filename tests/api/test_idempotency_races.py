@@ -40,6 +40,7 @@ def _only_one_ran(responses: list[httpx.Response], success: int) -> None:
     for response in responses:
         if response.status_code == 409:
             assert response.json()["code"] == "IDEMPOTENCY_KEY_IN_USE"
+            assert response.headers["retry-after"] == "1"
 
 
 async def test_concurrent_contact_creation_with_one_key_creates_one_contact(
@@ -125,6 +126,7 @@ async def test_a_reservation_in_flight_answers_in_use_until_its_lease_ends(
         await session.commit()
     held = await client.post(CONTACTS, json={"first_name": "Crash"}, headers=headers)
     assert held.status_code == 409
+    assert held.headers["retry-after"] == "1"
     assert held.json()["code"] == "IDEMPOTENCY_KEY_IN_USE"
     # Another body gets the same answer: nothing about the held request is compared.
     other = await client.post(CONTACTS, json={"first_name": "Other"}, headers=headers)

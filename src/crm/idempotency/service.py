@@ -47,6 +47,10 @@ class IdempotencyInFlight(Conflict):
     code = "IDEMPOTENCY_KEY_IN_USE"
     message = "A request with this Idempotency-Key is being processed; retry shortly."
 
+    def __init__(self, message: str | None = None) -> None:
+        # The first request usually answers within a second; its retry then gets the answer.
+        super().__init__(message, headers={"Retry-After": "1"})
+
 
 class IdempotencyAnswerGone(Conflict):
     code = "IDEMPOTENCY_ANSWER_GONE"
