@@ -158,17 +158,39 @@ async def _answer_once(
     key: str | None,
     work: Callable[[], Awaitable[object]],
     status_code: int = 200,
+    *,
+    flow: str | None = None,
+    window_seconds: int = 60,
+    limit: int | None = None,
 ) -> Response:
     """Like _answer, honouring an Idempotency-Key: a retry gets the first answer, and no second
-    code or email is sent. Stored answers (tokens included) are encrypted at rest."""
+    code or email is sent. Stored answers (tokens included) are encrypted at rest. `flow` names
+    the operation's per-client limit, which a replay counts against like a first try."""
 
     async def rendered() -> Any:
-        return _render(await work())
+        try:
+            return _render(await work())
+        except StatefulFailure as exc:
+            return app_error_response(request, exc)
 
-    try:
-        return await run_once(request, db, runtime, caller, key, rendered, status_code=status_code)
-    except StatefulFailure as exc:
-        return app_error_response(request, exc)
+    async def attempt() -> None:
+        if flow is None:
+            return
+        extra = {} if limit is None else {"limit": limit}
+        await service._client_limit(
+            db, runtime, caller, _meta(request), flow, window_seconds=window_seconds, **extra
+        )
+
+    return await run_once(
+        request,
+        db,
+        runtime,
+        caller,
+        key,
+        rendered,
+        status_code=status_code,
+        attempt=attempt,
+    )
 
 
 # GET routes first: FastAPI tries routes in order, and the signed-in profile read is the hot
@@ -227,6 +249,9 @@ async def register(
         idempotency_key,
         lambda: service.register(db, runtime, caller, body, _meta(request)),
         status_code=201,
+        flow="register",
+        window_seconds=3600,
+        limit=runtime.settings.register_limit_per_client_hour,
     )
 
 
@@ -248,6 +273,7 @@ async def request_otp(
         caller,
         idempotency_key,
         lambda: service.request_code(db, runtime, caller, body, _meta(request)),
+        flow="otp-request",
     )
 
 
@@ -266,6 +292,7 @@ async def _validate(
         caller,
         idempotency_key,
         lambda: service.validate(db, runtime, caller, body, _meta(request)),
+        flow="otp-validate",
     )
 
 
@@ -321,6 +348,7 @@ async def authenticate(
         caller,
         idempotency_key,
         lambda: service.authenticate(db, runtime, caller, body, _meta(request)),
+        flow="authenticate",
     )
 
 
@@ -397,6 +425,7 @@ async def forgot_password(
         idempotency_key,
         lambda: service.forgot_password(db, runtime, caller, body.username, _meta(request)),
         status_code=204,
+        flow="forgot-password",
     )
 
 
