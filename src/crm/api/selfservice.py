@@ -16,6 +16,7 @@ from crm.api.responses import JsonResponse, error_responses
 from crm.errors import Unauthenticated, WrongKeyKind
 from crm.identities import service
 from crm.identities.errors import NotOwnContact, RefreshTokenInvalid, StatefulFailure
+from crm.identities.policy import ClientOperation
 from crm.identities.schemas import (
     AuthenticateIn,
     EmailVerificationIn,
@@ -159,9 +160,7 @@ async def _answer_once(
     work: Callable[[], Awaitable[object]],
     status_code: int = 200,
     *,
-    flow: str | None = None,
-    window_seconds: int = 60,
-    limit: int | None = None,
+    flow: ClientOperation | None = None,
 ) -> Response:
     """Like _answer, honouring an Idempotency-Key: a retry gets the first answer, and no second
     code or email is sent. Stored answers (tokens included) are encrypted at rest. `flow` names
@@ -176,10 +175,7 @@ async def _answer_once(
     async def attempt() -> None:
         if flow is None:
             return
-        extra = {} if limit is None else {"limit": limit}
-        await service._client_limit(
-            db, runtime, caller, _meta(request), flow, window_seconds=window_seconds, **extra
-        )
+        await service._client_limit(db, runtime, caller, _meta(request), flow)
 
     return await run_once(
         request,
@@ -249,9 +245,7 @@ async def register(
         idempotency_key,
         lambda: service.register(db, runtime, caller, body, _meta(request)),
         status_code=201,
-        flow="register",
-        window_seconds=3600,
-        limit=runtime.settings.register_limit_per_client_hour,
+        flow=ClientOperation.REGISTER,
     )
 
 
@@ -273,7 +267,7 @@ async def request_otp(
         caller,
         idempotency_key,
         lambda: service.request_code(db, runtime, caller, body, _meta(request)),
-        flow="otp-request",
+        flow=ClientOperation.OTP_REQUEST,
     )
 
 
@@ -292,7 +286,7 @@ async def _validate(
         caller,
         idempotency_key,
         lambda: service.validate(db, runtime, caller, body, _meta(request)),
-        flow="otp-validate",
+        flow=ClientOperation.OTP_VALIDATE,
     )
 
 
@@ -348,7 +342,7 @@ async def authenticate(
         caller,
         idempotency_key,
         lambda: service.authenticate(db, runtime, caller, body, _meta(request)),
-        flow="authenticate",
+        flow=ClientOperation.SIGN_IN,
     )
 
 
@@ -425,7 +419,7 @@ async def forgot_password(
         idempotency_key,
         lambda: service.forgot_password(db, runtime, caller, body.username, _meta(request)),
         status_code=204,
-        flow="forgot-password",
+        flow=ClientOperation.PASSWORD_RESET,
     )
 
 

@@ -4,8 +4,8 @@ The table is a 24-hour cache of answers, so it is rebuilt rather than altered (i
 gains the caller): answers remembered before the upgrade are forgotten, and a retry of such a
 request runs again.
 
-Revision ID: 0002_idem
-Revises: 0001
+Revision ID: 0006_idem
+Revises: 0005_sms
 Create Date: 2026-11-29
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 import crm.db
 
-revision: str = "0002_idem"
-down_revision: str | None = "0001"
+revision: str = "0006_idem"
+down_revision: str | None = "0005_sms"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
