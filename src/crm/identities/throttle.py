@@ -178,12 +178,10 @@ def unknown_subject(kind: Kind, tenant_id: str, mode: str, provider: str, identi
     return f"{kind.value}:unknown:{tenant_id}:{mode}:{provider}:{identifier}"
 
 
-async def forget_password_failures(session: AsyncSession, secret: str, contact_pk: int) -> None:
+async def forget_password_failures(session: AsyncSession, contact_pk: int) -> None:
     """Lift a contact's password count and lock (the back office's unlock)."""
     await session.execute(
-        delete(FailureCounter).where(
-            FailureCounter.subject == subject_key(secret, password_subject(contact_pk))
-        )
+        delete(FailureCounter).where(FailureCounter.subject == password_subject(contact_pk))
     )
 
 
@@ -201,12 +199,15 @@ async def password_guard(
 ) -> Guard:
     """The guard of a password attempt: counted per contact (one password per contact), and for
     an identifier nobody uses, per identifier, so that it is throttled exactly like a known one."""
-    name = (
+    # A contact's counter is named plainly (the back office lifts it without the secret); an
+    # unknown identifier's by a keyed hash, so that no identifier is kept in the clear.
+    subject_id = (
         password_subject(contact_pk)
         if contact_pk is not None
-        else unknown_subject(Kind.PASSWORD, tenant_id, mode, provider, identifier)
+        else subject_key(
+            secret, unknown_subject(Kind.PASSWORD, tenant_id, mode, provider, identifier)
+        )
     )
-    subject_id = subject_key(secret, name)
     subject = await counter(session, subject_id)
     return await guard(
         session,
