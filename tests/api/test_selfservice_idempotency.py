@@ -110,7 +110,7 @@ async def test_fresh_keys_do_not_escape_the_per_client_limit(
             headers={**key(tenant), "Idempotency-Key": f"sweep-{attempt}"},
         )
         statuses.append(response.status_code)
-    assert statuses[:60] == [404] * 60
+    assert statuses[:60] == [200] * 60  # unknown numbers are answered as known ones
     assert statuses[60] == 429
 
 

@@ -13,6 +13,7 @@ from crm.errors import InvalidEmail, InvalidPhone
 from crm.identities.errors import IdentityAlreadyExists, IdentityNotFound, ProviderNotSupported
 from crm.identities.identifiers import normalize_email, normalize_phone
 from crm.identities.models import Identity, OtpChallenge
+from crm.identities.throttle import forget_password_failures
 from crm.ids import uuid7
 from crm.security import passwords
 
@@ -168,4 +169,6 @@ async def unlock_identity(
     identity.locked_at = None
     identity.failed_attempts = 0
     identity.last_failure_at = None
+    # Wrong passwords are counted per contact: unlocking an identity lifts that count too.
+    await forget_password_failures(session, contact.pk)
     record_audit(session, clock, contact, "IDENTITY_UNLOCKED", actor, [])

@@ -57,6 +57,41 @@ class OtpChallenge(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # A keyed hash of the API key and client address that asked for the code: one client may use
+    # only a share of an identity's hourly sends (see identities.otp).
+    client_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class FailureCounter(Base):
+    """Consecutive failures of one subject: a contact's password, an unknown identifier, or a
+    client guessing at one identity. `subject` is a keyed hash, so no identifier is kept here."""
+
+    __tablename__ = "failure_counters"
+
+    subject: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    locked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class OtpDecoy(Base):
+    """What a code request or a reset for an unknown identifier writes: a challenge that can never
+    validate, so that an unknown identifier is answered, counted and throttled like a known one."""
+
+    __tablename__ = "otp_decoys"
+    __table_args__ = (Index("ix_otp_decoys_subject_created", "subject", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(36))
+    mode: Mapped[str] = mapped_column(String(10))
+    application_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    subject: Mapped[str] = mapped_column(String(64))  # keyed hash of the identifier
+    purpose: Mapped[str] = mapped_column(String(30))
+    client_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class Session(Base):

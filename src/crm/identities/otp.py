@@ -1,17 +1,18 @@
-"""One-time codes: sending with cooldown, hourly cap and failure delay; validating once, in time."""
+"""One-time codes: sending with cooldown, hourly caps and failure delays; validating once, in time,
+under the policy of the application that issued the code."""
 
 from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.clock import Clock
 from crm.errors import RateLimited
+from crm.identities import throttle
 from crm.identities.errors import (
-    IdentityLocked,
     OtpAlreadyUsed,
     OtpAttemptsExceeded,
     OtpExpired,
@@ -19,8 +20,9 @@ from crm.identities.errors import (
     OtpNotFound,
 )
 from crm.identities.identifiers import obfuscate_email, obfuscate_phone
-from crm.identities.models import Identity, OtpChallenge
+from crm.identities.models import Identity, OtpChallenge, OtpDecoy
 from crm.identities.policy import Policy
+from crm.identities.throttle import IdentityThrottled
 from crm.ids import uuid7
 from crm.messaging import outbox, templates
 from crm.security import otp as otp_tools
@@ -42,13 +44,34 @@ class OtpSendLimit(RateLimited):
     message = "Too many codes were sent to this identity in the last hour."
 
 
-class IdentityThrottled(RateLimited):
-    code = "IDENTITY_THROTTLED"
-    message = "Too many failed attempts for this identity; wait before asking for a new code."
+__all__ = ["IdentityThrottled"]
+# What a decoy's code is checked against: not hex, so no code's HMAC can ever equal it.
+_NEVER = "-" * 64
 
 
 def _seconds_until(moment: datetime, now: datetime) -> int:
     return max(1, math.ceil((moment - now).total_seconds()))
+
+
+def check_send_limits(
+    sent: list[tuple[datetime, str | None]], policy: Policy, now: datetime, client: str
+) -> None:
+    """Refuse a send within the cooldown, past the identity's hourly cap, or past the share of
+    it that one client may use (so a stranger cannot use up the owner's codes).
+
+    `sent` is (created_at, client) of the codes sent to the identity in the last hour.
+    """
+    times = sorted(created for created, _ in sent)
+    if times and policy.otp_resend_cooldown_seconds:
+        allowed_at = times[-1] + timedelta(seconds=policy.otp_resend_cooldown_seconds)
+        if now < allowed_at:
+            raise OtpResendTooSoon(retry_after=_seconds_until(allowed_at, now))
+    # Sliding hour: the oldest send in the window frees a slot when it leaves it.
+    mine = sorted(created for created, by in sent if by == client)
+    if len(mine) >= policy.otp_hourly_send_limit_per_client:
+        raise OtpSendLimit(retry_after=_seconds_until(mine[0] + _HOUR, now))
+    if len(times) >= policy.otp_hourly_send_limit:
+        raise OtpSendLimit(retry_after=_seconds_until(times[0] + _HOUR, now))
 
 
 async def lock_identity(session: AsyncSession, identity_id: str) -> Identity:
@@ -83,35 +106,45 @@ async def send_code(
     language: str | None,
     application_id: str | None,
     sms_limits: sms_guard.Limits,
+    client: str | None = None,
 ) -> tuple[str, str]:
-    """Store a new code's HMAC and queue its message; return (auth_otp, obfuscated value)."""
+    """Store a new code's HMAC and queue its message; return (auth_otp, obfuscated value).
+
+    `client` is throttle.client_key of the caller. The new code supersedes the identity's
+    earlier ones: only the newest code sent can sign in.
+    """
     identity = await lock_identity(session, identity.id)
-    if identity.locked_at is not None:
-        raise IdentityLocked()
     now = clock.now()
-    delay = policy.failure_delay(identity.failed_attempts)
-    if delay and identity.last_failure_at is not None:
-        allowed_at = identity.last_failure_at + timedelta(seconds=delay)
-        if now < allowed_at:
-            raise IdentityThrottled(retry_after=_seconds_until(allowed_at, now))
-    recent = list(
-        await session.scalars(
-            select(OtpChallenge.created_at)
-            .where(
-                OtpChallenge.identity_id == identity.id,
-                OtpChallenge.purpose.in_(CODE_PURPOSES),
-                OtpChallenge.created_at > now - _HOUR,
-            )
-            .order_by(OtpChallenge.created_at)
+    client = client or throttle.client_key(secret, None, None)
+    guard = await throttle.guard(
+        session,
+        secret,
+        kind=throttle.Kind.CODE,
+        subject=identity,
+        subject_id=identity.id,
+        client=client,
+        policy=policy,
+    )
+    guard.check(now)
+    sent = await session.execute(
+        select(OtpChallenge.created_at, OtpChallenge.client_hash).where(
+            OtpChallenge.identity_id == identity.id,
+            OtpChallenge.purpose.in_(CODE_PURPOSES),
+            OtpChallenge.created_at > now - _HOUR,
         )
     )
-    if recent and policy.otp_resend_cooldown_seconds:
-        allowed_at = recent[-1] + timedelta(seconds=policy.otp_resend_cooldown_seconds)
-        if now < allowed_at:
-            raise OtpResendTooSoon(retry_after=_seconds_until(allowed_at, now))
-    if len(recent) >= policy.otp_hourly_send_limit:
-        # Sliding hour: the oldest send in the window frees a slot when it leaves it.
-        raise OtpSendLimit(retry_after=_seconds_until(recent[0] + _HOUR, now))
+    check_send_limits([(row[0], row[1]) for row in sent], policy, now, client)
+    await session.execute(
+        update(OtpChallenge)
+        .where(
+            OtpChallenge.identity_id == identity.id,
+            OtpChallenge.purpose.in_(CODE_PURPOSES),
+            OtpChallenge.consumed_at.is_(None),
+            OtpChallenge.expires_at > now,
+        )
+        .values(expires_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
     if identity.provider == "PHONE":
         # The one door every SMS code passes: the pumping defence (sms_guard) sees them all.
@@ -141,6 +174,7 @@ async def send_code(
             attempts=0,
             created_at=now,
             expires_at=expires_at,
+            client_hash=client,
         )
     )
     message = templates.render(
@@ -169,7 +203,7 @@ async def send_code(
 
 async def find_challenge(
     session: AsyncSession, tenant_id: str, mode: str, auth_otp: str
-) -> OtpChallenge:
+) -> OtpChallenge | OtpDecoy:
     if not isinstance(auth_otp, str) or len(auth_otp) > 36:
         raise OtpNotFound()
     challenge = await session.scalar(
@@ -180,9 +214,37 @@ async def find_challenge(
             OtpChallenge.purpose.in_(CODE_PURPOSES),
         )
     )
-    if challenge is None:
+    if challenge is not None:
+        return challenge
+    # A code asked for an unknown identifier is found like any other, and never validates.
+    decoy = await session.scalar(
+        select(OtpDecoy).where(
+            OtpDecoy.id == auth_otp,
+            OtpDecoy.tenant_id == tenant_id,
+            OtpDecoy.mode == mode,
+            OtpDecoy.purpose.in_(CODE_PURPOSES),
+        )
+    )
+    if decoy is None:
         raise OtpNotFound()
-    return challenge
+    return decoy
+
+
+async def newest_decoy(session: AsyncSession, subject: str) -> OtpDecoy:
+    """newest_challenge for an unknown identifier (its decoys are named by `subject`)."""
+    decoy = await session.scalar(
+        select(OtpDecoy)
+        .where(
+            OtpDecoy.subject == subject,
+            OtpDecoy.purpose.in_(CODE_PURPOSES),
+            OtpDecoy.consumed_at.is_(None),
+        )
+        .order_by(OtpDecoy.created_at.desc(), OtpDecoy.id.desc())
+        .limit(1)
+    )
+    if decoy is None:
+        raise OtpNotFound()
+    return decoy
 
 
 async def newest_challenge(session: AsyncSession, identity: Identity) -> OtpChallenge:
@@ -202,14 +264,6 @@ async def newest_challenge(session: AsyncSession, identity: Identity) -> OtpChal
     return challenge
 
 
-def record_failure(identity: Identity, policy: Policy, now: datetime) -> None:
-    """Count a failed sign-in attempt on the identity (NIST SP 800-63B-4 throttling)."""
-    identity.failed_attempts = (identity.failed_attempts or 0) + 1
-    identity.last_failure_at = now
-    if identity.failed_attempts >= policy.failure_lock_threshold and identity.locked_at is None:
-        identity.locked_at = now
-
-
 def record_success(identity: Identity, now: datetime) -> None:
     identity.failed_attempts = 0
     identity.last_failure_at = None
@@ -222,21 +276,39 @@ async def validate_code(
     clock: Clock,
     secret: str,
     *,
-    challenge: OtpChallenge,
+    challenge: OtpChallenge | OtpDecoy,
     code: str,
     policy: Policy,
+    client: str | None = None,
 ) -> Identity:
     """Consume `challenge` if `code` is right; raise (and count the failure) otherwise.
 
-    A wrong code raises OtpInvalid, a StatefulFailure: the request still commits, so the
-    per-code tries and the identity's failure counter survive the error answer.
+    `policy` is that of the application that issued the code. A wrong code raises OtpInvalid,
+    a StatefulFailure: the request still commits, so the per-code tries and the failure counters
+    survive the error answer. A decoy goes through the same checks and counters and always fails.
     """
-    identity = await lock_identity(session, challenge.identity_id)
-    # Re-read the challenge after the identity lock so a concurrent validation is seen.
+    identity: Identity | None = None
+    subject: throttle.Counted
+    if isinstance(challenge, OtpDecoy):
+        subject_id = challenge.subject
+        subject = await throttle.counter(session, subject_id)
+    else:
+        identity = await lock_identity(session, challenge.identity_id)
+        subject_id, subject = identity.id, identity
+    # Re-read the challenge after the lock so a concurrent validation is seen.
     await session.refresh(challenge)
     now = clock.now()
-    if identity.locked_at is not None:
-        raise IdentityLocked()
+    guard = await throttle.guard(
+        session,
+        secret,
+        kind=throttle.Kind.CODE,
+        subject=subject,
+        subject_id=subject_id,
+        client=client or throttle.client_key(secret, None, None),
+        policy=policy,
+    )
+    # Before anything about the code is told or counted: a throttled guess costs the code no try.
+    guard.check(now)
     if challenge.consumed_at is not None:
         raise OtpAlreadyUsed()
     if now >= challenge.expires_at:
@@ -244,10 +316,11 @@ async def validate_code(
     if challenge.attempts >= policy.otp_max_attempts:
         raise OtpAttemptsExceeded()
     challenge.attempts += 1
-    if otp_tools.verify_code(secret, challenge.id, code, challenge.code_hmac):
+    stored = challenge.code_hmac if isinstance(challenge, OtpChallenge) else _NEVER
+    if otp_tools.verify_code(secret, challenge.id, code, stored) and identity is not None:
         challenge.consumed_at = now
         record_success(identity, now)
-        if challenge.channel == "SMS":
+        if isinstance(challenge, OtpChallenge) and challenge.channel == "SMS":
             await sms_guard.record_proof(
                 session,
                 tenant_id=identity.tenant_id,
@@ -255,6 +328,7 @@ async def validate_code(
                 e164=identity.identifier,
                 sent_at=challenge.created_at,
             )
+        guard.success()
         return identity
-    record_failure(identity, policy, now)
+    guard.failure(now)
     raise OtpInvalid()

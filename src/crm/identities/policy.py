@@ -63,13 +63,25 @@ class Policy:
     otp_max_attempts: int = 5
     otp_resend_cooldown_seconds: int = 30
     otp_hourly_send_limit: int = 10
-    # NIST SP 800-63B-4 throttling: from this many consecutive failures new codes wait...
-    failure_delay_threshold: int = 10
+    # One client (API key and address) may use only this share of an identity's hourly sends,
+    # so a stranger asking for codes cannot use up the owner's.
+    otp_hourly_send_limit_per_client: int = 3
+    # NIST SP 800-63B-4 throttling, counted apart for codes (per identity) and passwords (per
+    # contact). From this many consecutive failures codes and passwords wait...
+    failure_delay_threshold: int = 50
     # ...a delay starting here and doubling per further failure, capped below...
     failure_base_delay_seconds: int = 30
     failure_max_delay_seconds: int = 3600
-    # ...and at this many the identity is locked until the back office unlocks it.
-    failure_lock_threshold: int = 100
+    # ...and at this many the identity is locked for failure_lock_seconds (or until the back
+    # office unlocks it). A count left alone for failure_reset_seconds starts again from zero.
+    failure_lock_threshold: int = 1000
+    failure_lock_seconds: int = 3600
+    failure_reset_seconds: int = 3600
+    # The guessing client (API key and address, per identity) is delayed from far fewer
+    # failures; only its first failures count against the identity, so one stranger can
+    # never delay or lock the owner.
+    client_failure_delay_threshold: int = 5
+    client_failure_base_delay_seconds: int = 5
     strict_phone_validation: bool = False
     password_reset_ttl_seconds: int = 3600
     email_verification_ttl_seconds: int = 86400
@@ -102,12 +114,25 @@ class Policy:
 
     def failure_delay(self, failures: int) -> int:
         """Seconds a new code must wait after the last failure, given the consecutive failures."""
-        if failures < self.failure_delay_threshold:
-            return 0
-        exponent = min(failures - self.failure_delay_threshold, 20)
-        return int(
-            min(self.failure_base_delay_seconds * 2**exponent, self.failure_max_delay_seconds)
+        return self._delay(failures, self.failure_delay_threshold, self.failure_base_delay_seconds)
+
+    def client_failure_delay(self, failures: int) -> int:
+        """Seconds one client must wait after its last failure at an identity.
+
+        Kept under half the reset period: a client that retries whenever it may is never quiet
+        long enough for its count to be forgotten, so it never earns new failures to count
+        against the identity.
+        """
+        delay = self._delay(
+            failures, self.client_failure_delay_threshold, self.client_failure_base_delay_seconds
         )
+        return min(delay, max(1, self.failure_reset_seconds // 2))
+
+    def _delay(self, failures: int, threshold: int, base: int) -> int:
+        if failures < threshold:
+            return 0
+        exponent = min(failures - threshold, 20)
+        return int(min(base * 2**exponent, self.failure_max_delay_seconds))
 
 
 def _int(raw: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
@@ -249,6 +274,13 @@ def from_settings(
         otp_hourly_send_limit=_int(
             raw, "otp_hourly_send_limit", defaults.otp_hourly_send_limit, 1, 100
         ),
+        otp_hourly_send_limit_per_client=_int(
+            raw,
+            "otp_hourly_send_limit_per_client",
+            defaults.otp_hourly_send_limit_per_client,
+            1,
+            100,
+        ),
         failure_delay_threshold=_int(
             raw, "failure_delay_threshold", defaults.failure_delay_threshold, 1, 1000
         ),
@@ -259,7 +291,23 @@ def from_settings(
             raw, "failure_max_delay_seconds", defaults.failure_max_delay_seconds, 1, 86400
         ),
         failure_lock_threshold=_int(
-            raw, "failure_lock_threshold", defaults.failure_lock_threshold, 2, 10000
+            raw, "failure_lock_threshold", defaults.failure_lock_threshold, 2, 100000
+        ),
+        failure_lock_seconds=_int(
+            raw, "failure_lock_seconds", defaults.failure_lock_seconds, 60, 7 * 86400
+        ),
+        failure_reset_seconds=_int(
+            raw, "failure_reset_seconds", defaults.failure_reset_seconds, 60, 30 * 86400
+        ),
+        client_failure_delay_threshold=_int(
+            raw, "client_failure_delay_threshold", defaults.client_failure_delay_threshold, 1, 100
+        ),
+        client_failure_base_delay_seconds=_int(
+            raw,
+            "client_failure_base_delay_seconds",
+            defaults.client_failure_base_delay_seconds,
+            1,
+            3600,
         ),
         strict_phone_validation=strict if isinstance(strict, bool) else False,
         password_reset_ttl_seconds=_int(

@@ -20,13 +20,12 @@ from crm.contacts import service as contacts
 from crm.contacts.models import Contact, ContactPhone
 from crm.db import UTCDateTime, read_connection, session_scope
 from crm.errors import AppError, InvalidEmail, InvalidPhone, InvalidRequest
-from crm.identities import otp, readpool, sessions
+from crm.identities import decoys, otp, readpool, sessions, throttle
 from crm.identities import policy as policies
 from crm.identities.errors import (
     CredentialsMismatch,
     IdentifierRequired,
     IdentityAlreadyExists,
-    IdentityLocked,
     IdentityNotFound,
     InvalidCredentials,
     NoPasswordIdentity,
@@ -54,7 +53,7 @@ from crm.identities.identities import (
     remove_identity,
     unlock_identity,
 )
-from crm.identities.models import Identity, OtpChallenge, Session
+from crm.identities.models import Identity, OtpChallenge, OtpDecoy, Session
 from crm.identities.schemas import (
     AuthenticateIn,
     CredentialIn,
@@ -512,6 +511,7 @@ async def _send_code(
     contact: Contact,
     policy: policies.Policy,
     purpose: str,
+    meta: RequestMeta | None = None,
 ) -> CodeSent:
     auth_otp, masked = await otp.send_code(
         db,
@@ -524,6 +524,46 @@ async def _send_code(
         language=contact.language_code,
         application_id=caller.application_id,
         sms_limits=sms_guard.Limits.from_settings(runtime.settings),
+        client=_client(runtime, caller, meta),
+    )
+    return CodeSent(auth_otp=auth_otp, obfuscated_value=masked)
+
+
+def _client(runtime: Runtime, caller: CallerKey, meta: RequestMeta | None) -> str:
+    return throttle.client_key(runtime.secret, caller.key_id, (meta or RequestMeta()).ip_address)
+
+
+def _named(
+    credentials: list[CredentialIn], method: str | None, mode: str
+) -> tuple[str, str] | None:
+    """The (provider, identifier) a code request names: the one of the asked channel, or the first."""
+    named = [_credential_identifier(c, mode) for c in credentials]
+    wanted = {"SMS": "PHONE", "EMAIL": "EMAIL"}.get(method or "")
+    return next((n for n in named if n[0] == wanted), named[0] if named else None)
+
+
+async def _send_decoy(
+    db: AsyncSession,
+    runtime: Runtime,
+    caller: CallerKey,
+    named: tuple[str, str],
+    meta: RequestMeta | None,
+) -> CodeSent:
+    """Answer a code request for an identifier nobody uses as for a known one (nothing is sent)."""
+    policy = await _policy(db, caller.application_id, caller.mode)
+    auth_otp, masked = await decoys.send_decoy(
+        db,
+        runtime.clock,
+        runtime.secret,
+        tenant_id=caller.tenant_id,
+        mode=caller.mode,
+        provider=named[0],
+        identifier=named[1],
+        policy=policy,
+        purpose="SIGN_IN",
+        tenant_name=caller.tenant_name,
+        application_id=caller.application_id,
+        client=_client(runtime, caller, meta),
     )
     return CodeSent(auth_otp=auth_otp, obfuscated_value=masked)
 
@@ -534,7 +574,13 @@ async def _send_sign_in_code(
     caller: CallerKey,
     found: list[Identity],
     method: str | None,
+    named: tuple[str, str] | None = None,
+    meta: RequestMeta | None = None,
 ) -> CodeSent:
+    if method is not None and method not in ("SMS", "EMAIL"):
+        raise InvalidRequest("method must be SMS or EMAIL.")
+    if not found and named is not None:
+        return await _send_decoy(db, runtime, caller, named, meta)
     if not found:
         raise IdentityNotFound()
     if len({i.contact_pk for i in found}) > 1:
@@ -553,7 +599,7 @@ async def _send_sign_in_code(
         raise IdentityNotFound(f"This contact has no {wanted} identity to send a code to.")
     contact = await contacts.get_by_pk(db, identity.contact_pk)
     policy = await _policy(db, caller.application_id, caller.mode)
-    return await _send_code(db, runtime, caller, identity, contact, policy, "SIGN_IN")
+    return await _send_code(db, runtime, caller, identity, contact, policy, "SIGN_IN", meta)
 
 
 async def request_code(
@@ -568,7 +614,8 @@ async def request_code(
         db, runtime, caller, meta or RequestMeta(), policies.ClientOperation.OTP_REQUEST
     )
     found = await _identities_for(db, caller, body.credentials)
-    return await _send_sign_in_code(db, runtime, caller, found, body.method)
+    named = _named(body.credentials, body.method, caller.mode)
+    return await _send_sign_in_code(db, runtime, caller, found, body.method, named, meta)
 
 
 async def validate(
@@ -581,23 +628,47 @@ async def validate(
         challenge = await otp.find_challenge(db, caller.tenant_id, caller.mode, body.auth_otp)
     elif body.credentials:
         found = await _identities_for(db, caller, body.credentials)
-        if not found:
+        named = _named(body.credentials, None, caller.mode)
+        if not found and named is not None:
+            subject = decoys.code_subject(runtime.secret, caller.tenant_id, caller.mode, *named)
+            challenge = await otp.newest_decoy(db, subject)
+        elif not found:
             raise OtpNotFound()
-        if len({i.id for i in found}) > 1:
+        elif len({i.id for i in found}) > 1:
             raise CredentialsMismatch("Give the one identity the code was sent to.")
-        challenge = await otp.newest_challenge(db, found[0])
+        else:
+            challenge = await otp.newest_challenge(db, found[0])
     else:
         raise InvalidRequest(
             "Give auth_otp, or the credentials the code was sent to.",
             details=[{"field": "auth_otp", "message": "Field required"}],
         )
-    policy = await _policy(db, caller.application_id, caller.mode)
+    # The policy (tries, delays) of the application that issued the code, not the caller's.
+    policy = await _policy(db, challenge.application_id, challenge.mode)
+    client = _client(runtime, caller, meta)
+    if isinstance(challenge, OtpDecoy):
+        await otp.validate_code(
+            db,
+            runtime.clock,
+            runtime.secret,
+            challenge=challenge,
+            code=body.code,
+            policy=policy,
+            client=client,
+        )
+        raise OtpNotFound()  # pragma: no cover - a decoy never validates
     owner_of = await db.scalar(
         select(Identity.contact_pk).where(Identity.id == challenge.identity_id)
     )
     proven_before = owner_of is not None and await _is_verified(db, owner_of)
     identity = await otp.validate_code(
-        db, runtime.clock, runtime.secret, challenge=challenge, code=body.code, policy=policy
+        db,
+        runtime.clock,
+        runtime.secret,
+        challenge=challenge,
+        code=body.code,
+        policy=policy,
+        client=client,
     )
     contact = await contacts.get_by_pk(db, identity.contact_pk)
     if not proven_before:
@@ -666,30 +737,40 @@ async def authenticate(
     identity = await find_identity(db, caller.tenant_id, caller.mode, provider, identifier)
     if body.password is None:
         return await _send_sign_in_code(
-            db, runtime, caller, [identity] if identity else [], body.method
+            db,
+            runtime,
+            caller,
+            [identity] if identity else [],
+            body.method,
+            (provider, identifier),
+            meta,
         )
-    if identity is None or identity.password_hash is None:
+    # Wrong passwords are counted per contact (one password per contact), apart from wrong
+    # codes, and for an unknown identifier exactly as for a known one.
+    policy = await _policy(db, caller.application_id, caller.mode)
+    guard = await throttle.password_guard(
+        db,
+        runtime.secret,
+        tenant_id=caller.tenant_id,
+        mode=caller.mode,
+        provider=provider,
+        identifier=identifier,
+        contact_pk=identity.contact_pk if identity is not None else None,
+        client=_client(runtime, caller, meta),
+        policy=policy,
+    )
+    now = runtime.clock.now()
+    guard.check(now)
+    stored_hash = identity.password_hash if identity is not None else None
+    if identity is None or stored_hash is None:
         # Same time as a real check, so response timing does not tell who is registered.
         await passwords.verify_against_dummy(body.password)
+        guard.failure(now)
         raise InvalidCredentials()
-    identity = await otp.lock_identity(db, identity.id)
-    stored_hash = identity.password_hash or ""
-    policy = await _policy(db, caller.application_id, caller.mode)
-    now = runtime.clock.now()
-    if identity.locked_at is not None:
-        raise IdentityLocked()
-    delay = policy.failure_delay(identity.failed_attempts)
-    if delay and identity.last_failure_at is not None:
-        allowed_at = identity.last_failure_at + timedelta(seconds=delay)
-        if now < allowed_at:
-            raise otp.IdentityThrottled(
-                retry_after=max(1, int((allowed_at - now).total_seconds()) + 1)
-            )
     if not await passwords.verify_password(stored_hash, body.password):
-        otp.record_failure(identity, policy, now)
+        guard.failure(now)
         raise InvalidCredentials()
-    identity.failed_attempts = 0
-    identity.last_failure_at = None
+    guard.success()
     if passwords.needs_rehash(stored_hash):
         identity.password_hash = await passwords.hash_password(body.password)
     contact = await contacts.get_by_pk(db, identity.contact_pk)
@@ -1080,6 +1161,19 @@ async def forgot_password(
     )
     identity = await _email_identity_for_username(db, caller, username)
     if identity is None:
+        # The same work as for a known name (nothing is sent), so timing tells nothing either.
+        await decoys.reset_decoy(
+            db,
+            runtime.clock,
+            runtime.secret,
+            tenant_id=caller.tenant_id,
+            mode=caller.mode,
+            username=username,
+            policy=await _policy(db, caller.application_id, caller.mode),
+            tenant_name=caller.tenant_name,
+            application_id=caller.application_id,
+            hourly_cap=_MAIL_HOURLY_CAP,
+        )
         return
     await _email_token(db, runtime, caller, identity, "PASSWORD_RESET")
 
