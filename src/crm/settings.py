@@ -91,6 +91,19 @@ class Settings(BaseSettings):
         description="Registrations one client address may make per public key and hour "
         "(each sends an SMS or email to an unproven identifier).",
     )
+    unproven_identity_hours: int = Field(
+        24,
+        ge=1,
+        le=24 * 30,
+        description="Unproven Self-Service claims on an email or phone are deleted after this.",
+    )
+    reauth_max_age_seconds: int = Field(
+        300,
+        ge=30,
+        le=86400,
+        description="Adding an identity, changing a password or the email needs a sign-in this "
+        "recent, or the current password.",
+    )
     # --- end self-service ---
     # --- messaging ---
     outbox_max_attempts: int = Field(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,6 +13,13 @@ from crm.tenants.models import Application
 
 # API.md section 3: codes live 5 minutes by default and never more than 10.
 MAX_OTP_TTL_SECONDS = 600
+
+
+class EmailPasswordRegistration(StrEnum):
+    """What an email + password registration answers (see the README's security notes)."""
+
+    PROOF_FIRST = "proof_first"  # a code to the address; the password signs in once proven
+    TOKENS_FIRST = "tokens_first"  # CRM.COM's: tokens at once, ended by an outside first proof
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +43,9 @@ class Policy:
     # Optional portal pages; "{token}" is replaced. Without them the bare token is emailed.
     password_reset_url: str | None = None
     email_verification_url: str | None = None
+    # Kept as the enum's plain string: `crm applications settings` checks a value's type
+    # against the default's.
+    email_password_registration: str = EmailPasswordRegistration.PROOF_FIRST.value
 
     def failure_delay(self, failures: int) -> int:
         """Seconds a new code must wait after the last failure, given the consecutive failures."""
@@ -110,7 +121,17 @@ def from_settings(raw: Mapping[str, Any] | None, mode: str) -> Policy:
         ),
         password_reset_url=_url(raw, "password_reset_url"),
         email_verification_url=_url(raw, "email_verification_url"),
+        email_password_registration=_registration(raw),
     )
+
+
+def _registration(raw: Mapping[str, Any]) -> str:
+    value = raw.get("email_password_registration")
+    try:
+        return EmailPasswordRegistration(str(value)).value
+    except ValueError:
+        # Anything else is the safe default: an unproven address gives no power.
+        return EmailPasswordRegistration.PROOF_FIRST.value
 
 
 async def load(session: AsyncSession, application_id: str | None, mode: str) -> Policy:
