@@ -47,3 +47,12 @@ def test_failure_delay_starts_at_ten_and_grows_to_a_cap() -> None:
     assert policy.failure_delay(10) == 30
     assert policy.failure_delay(11) == 60
     assert policy.failure_delay(99) == 3600
+
+
+def test_email_password_registration_defaults_to_proof_first() -> None:
+    assert from_settings(None, "live").email_password_registration == "proof_first"
+    chosen = from_settings({"email_password_registration": "tokens_first"}, "live")
+    assert chosen.email_password_registration == "tokens_first"
+    for bad in ("TOKENS_FIRST", "", 1, None, ["tokens_first"]):
+        policy = from_settings({"email_password_registration": bad}, "live")
+        assert policy.email_password_registration == "proof_first"

@@ -76,7 +76,8 @@ def has_power(identity: Identity) -> bool:
 
 
 def _expired(runtime: Runtime, identity: Identity) -> bool:
-    if has_power(identity):
+    """Whether a claim is past CRM_UNPROVEN_IDENTITY_HOURS (callers know it was unproven)."""
+    if identity.origin == IdentityOrigin.BACK_OFFICE:
         return False
     horizon = timedelta(hours=runtime.settings.unproven_identity_hours)
     return identity.created_at < runtime.clock.now() - horizon
