@@ -455,3 +455,26 @@ async def test_request_email_verification_is_limited_per_client(
         statuses.append(response.status_code)
     assert statuses[:20] == [204] * 20
     assert statuses[20:] == [429, 429]
+
+
+async def test_a_reset_link_never_goes_to_an_unproven_added_email(
+    client: Any, runtime: Any, tenant: Any
+) -> None:
+    await set_policy(runtime, tenant, **PROOF_FIRST)
+    stranger = await sign_in_by_phone(client, runtime, tenant)
+    profile = await client.get(
+        f"{V2}/contacts/{stranger['contact']['id']}", headers=bearer(stranger["access_token"])
+    )
+    address = unique_email()
+    added = await _add(client, stranger, {"provider": "EMAIL", "email": address})
+    assert added.status_code == 201
+    # Its own pending claim is not added twice.
+    again = await _add(client, stranger, {"provider": "EMAIL", "email": address.upper()})
+    assert again.status_code == 409
+    forgot = await client.post(
+        f"{V2}/contacts/forgot_password",
+        json={"username": profile.json()["phone"]["number"]},
+        headers=key(tenant),
+    )
+    assert forgot.status_code == 204
+    assert await messages(runtime, tenant.id, "PASSWORD_RESET") == []

@@ -138,6 +138,14 @@ async def add_identity(
     # Checked before hashing: a taken identifier should not cost 55 ms of argon2.
     if await find_identity(session, contact.tenant_id, contact.mode, provider, identifier):
         raise IdentityAlreadyExists()
+    if await session.scalar(
+        select(Identity.id).where(
+            Identity.contact_pk == contact.pk,
+            Identity.provider == provider,
+            Identity.identifier == identifier,
+        )
+    ):
+        raise IdentityAlreadyExists()  # this contact's own claim on it, not yet proven
     if password is not None:
         password_hash = await passwords.hash_password(password)
     now = clock.now()

@@ -1030,7 +1030,12 @@ async def _email_identity_for_username(
     if phone is None:
         return None
     return next(
-        (i for i in await list_identities(db, phone.contact_pk) if i.provider == "EMAIL"), None
+        (
+            i
+            for i in await list_identities(db, phone.contact_pk)
+            if i.provider == "EMAIL" and proof.has_power(i)
+        ),
+        None,
     )
 
 
