@@ -478,3 +478,41 @@ async def test_a_reset_link_never_goes_to_an_unproven_added_email(
     )
     assert forgot.status_code == 204
     assert await messages(runtime, tenant.id, "PASSWORD_RESET") == []
+
+
+async def test_a_back_office_identity_keeps_todays_rule_the_first_code_proves_it(
+    client: Any, runtime: Any, tenant: Any
+) -> None:
+    await set_policy(runtime, tenant, **PROOF_FIRST)
+    secret = {"api_key": tenant.keys["secret_test"]}
+    address = unique_email()
+    ref = f"bo-{address.split('@')[0][5:]}"
+    created = await client.post(
+        "/backoffice/v1/contacts", json={"id": ref, "first_name": "Maria"}, headers=secret
+    )
+    assert created.status_code == 201, created.text
+    added = await client.post(
+        f"/backoffice/v1/contacts/{ref}/identities",
+        json={"provider": "EMAIL", "email": address, "password": PASSWORD},
+        headers=secret,
+    )
+    assert added.status_code == 201, added.text
+    # The business's claim holds at once: it blocks a registration and its password signs in.
+    taken = await client.post(
+        f"{V2}/contacts/register",
+        json={"identification": {"provider": "EMAIL", "email": address}},
+        headers=key(tenant),
+    )
+    assert taken.status_code == 409
+    early = await _authenticate(client, tenant, address, PASSWORD)
+    assert early.status_code == 200, early.text
+    # The first code proves it and ends what came before, as it always did.
+    owner = await _sign_in_by_code(client, runtime, tenant, "EMAIL", address)
+    assert owner.status_code == 200, owner.text
+    assert owner.json()["contact"]["id"] == ref
+    refreshed = await client.post(
+        f"{V2}/contacts/refresh", headers=bearer(early.json()["refresh_token"])
+    )
+    assert refreshed.status_code == 401
+    assert (await _authenticate(client, tenant, address, PASSWORD)).status_code == 401
+    assert ("UNPROVEN_ACCESS_ENDED", ["password", "sessions"]) in await _audit(runtime, ref)
