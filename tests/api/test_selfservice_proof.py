@@ -516,3 +516,20 @@ async def test_a_back_office_identity_keeps_todays_rule_the_first_code_proves_it
     assert refreshed.status_code == 401
     assert (await _authenticate(client, tenant, address, PASSWORD)).status_code == 401
     assert ("UNPROVEN_ACCESS_ENDED", ["password", "sessions"]) in await _audit(runtime, ref)
+
+
+async def test_adding_identities_is_limited_per_client(
+    client: Any, runtime: Any, tenant: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crm.identities import proof
+
+    # Three contacts signed in from one address share the client's allowance.
+    monkeypatch.setattr(proof, "ADD_LIMIT_PER_CLIENT_HOUR", 4)
+    await set_policy(runtime, tenant, **PROOF_FIRST)
+    statuses = []
+    for _ in range(3):
+        tokens = await sign_in_by_phone(client, runtime, tenant)
+        for _ in range(2):
+            added = await _add(client, tokens, {"provider": "EMAIL", "email": unique_email()})
+            statuses.append(added.status_code)
+    assert statuses == [201, 201, 201, 201, 429, 429]

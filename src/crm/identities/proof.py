@@ -258,10 +258,15 @@ async def end_unproven_access(
 # --- identities a signed-in customer adds -------------------------------------------------
 
 
-async def limit_adding(db: AsyncSession, runtime: Runtime, contact_id: str, client: str) -> None:
-    """Per-contact and per-client caps on adding identities (each sends a message)."""
-    await count(db, runtime, f"identity-add:contact:{contact_id}", limit=ADD_LIMIT_PER_CONTACT_HOUR)
-    await count(db, runtime, f"identity-add:client:{client[:64]}", limit=ADD_LIMIT_PER_CLIENT_HOUR)
+async def limit_adding(db: AsyncSession, runtime: Runtime, signed: Caller, client: str) -> None:
+    """Per-contact and per-client caps on adding identities (each sends a message).
+
+    The client is counted per application, as the other per-client limits are per key.
+    """
+    contact_bucket = f"identity-add:contact:{signed.claims.contact_id}"
+    await count(db, runtime, contact_bucket, limit=ADD_LIMIT_PER_CONTACT_HOUR)
+    client_bucket = f"identity-add:client:{signed.claims.application_id}:{client[:64]}"
+    await count(db, runtime, client_bucket, limit=ADD_LIMIT_PER_CLIENT_HOUR)
 
 
 async def _own_unproven(db: AsyncSession, contact_pk: int, identity_id: str) -> Identity:

@@ -951,9 +951,7 @@ async def add_own_identity(
     meta: RequestMeta | None = None,
 ) -> str:
     """Add an unproven identity and send it a code, to be entered in this session (proof)."""
-    await proof.limit_adding(
-        db, runtime, signed.claims.contact_id, (meta or RequestMeta()).ip_address or "unknown"
-    )
+    await proof.limit_adding(db, runtime, signed, (meta or RequestMeta()).ip_address or "unknown")
     await proof.reauthenticate(db, runtime, signed, body.current_password)
     contact = await contacts.get_by_pk(db, signed.contact_pk)
     policy = await _policy(db, signed.claims.application_id, signed.claims.mode)
