@@ -117,6 +117,26 @@ class Settings(BaseSettings):
         le=100_000,
         description="`GET /contacts` lookups per client address, key and minute.",
     )
+    email_verification_limit_per_client_hour: int = Field(
+        20,
+        ge=1,
+        le=100_000,
+        description="Verification emails one client address may ask for per key and hour "
+        "(each goes to an address the caller names).",
+    )
+    unproven_identity_hours: int = Field(
+        24,
+        ge=1,
+        le=24 * 30,
+        description="Unproven Self-Service claims on an email or phone are deleted after this.",
+    )
+    reauth_max_age_seconds: int = Field(
+        300,
+        ge=30,
+        le=86400,
+        description="Adding an identity, changing a password or the email needs a sign-in this "
+        "recent, or the current password.",
+    )
     # --- end self-service ---
     # --- SMS pumping defence ---
     sms_daily_limit: int = Field(

@@ -215,7 +215,8 @@ async def test_another_contacts_id_is_403(client: Any, runtime: Any, tenant: Any
 
 async def test_register_existing_identity_is_409(client: Any, runtime: Any, tenant: Any) -> None:
     number = unique_phone()
-    await register_phone(client, tenant, number)
+    # Only a proven identity holds its number: an unproven registration blocks nobody.
+    await sign_in_by_phone(client, runtime, tenant, number)
     body = {
         **SEED_REGISTER,
         "identity": {"provider": "PHONE", "phone_number": number, "country_code": "CYP"},

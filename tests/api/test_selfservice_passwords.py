@@ -12,8 +12,10 @@ from tests.support.selfservice import (
     last_token,
     messages,
     register_email_password,
+    register_email_password_proven,
     set_policy,
     sign_in_by_phone,
+    verify_added_identity,
 )
 
 V1 = "/self-service/v1"
@@ -27,9 +29,33 @@ async def _authenticate(client: Any, tenant: Any, username: str, password: str |
     return await client.post(f"{V2}/contacts/authenticate", json=body, headers=key(tenant))
 
 
-async def test_email_password_register_returns_tokens_and_sends_verification(
+async def test_email_password_register_proof_first_sends_a_code_and_password_waits(
     client: Any, runtime: Any, tenant: Any
 ) -> None:
+    address, sent = await register_email_password(client, tenant)
+    assert set(sent) == {"auth_otp", "obfuscated_value"}
+    assert await messages(runtime, tenant.id, "EMAIL_VERIFICATION") == []
+    [otp] = await messages(runtime, tenant.id, "OTP")
+    assert otp.recipient == address and otp.channel == "EMAIL"
+    # Until the address is proven the password signs nobody in.
+    assert (await _authenticate(client, tenant, address, PASSWORD)).status_code == 401
+    code = await last_code(runtime, tenant.id)
+    validated = await client.post(
+        f"{V2}/contacts/validate_otp",
+        json={"auth_otp": sent["auth_otp"], "code": code},
+        headers=key(tenant),
+    )
+    assert validated.status_code == 200, validated.text
+    assert validated.json()["contact"]["is_verified"] is True
+    # The registration's own code keeps the password chosen in that registration.
+    signed = await _authenticate(client, tenant, address.upper(), PASSWORD)
+    assert signed.status_code == 200, signed.text
+
+
+async def test_email_password_register_tokens_first_returns_tokens_and_sends_verification(
+    client: Any, runtime: Any, tenant: Any
+) -> None:
+    await set_policy(runtime, tenant, email_password_registration="tokens_first")
     address, tokens = await register_email_password(client, tenant)
     assert tokens["contact"]["is_verified"] is False
     assert tokens["access_token"] and tokens["refresh_token"]
@@ -44,7 +70,12 @@ async def test_email_password_register_returns_tokens_and_sends_verification(
         f"{V2}/contacts/verify_email", params={"token": token}, headers=key(tenant)
     )
     assert again.status_code == 400
-    signed = await _authenticate(client, tenant, address.upper(), PASSWORD)
+    # The link was followed outside the registrant's session: the session and the password
+    # chosen before the proof end (README, tokens_first trade-off); a code signs in.
+    refreshed = await client.post(f"{V2}/contacts/refresh", headers=bearer(tokens["refresh_token"]))
+    assert refreshed.status_code == 401
+    assert (await _authenticate(client, tenant, address, PASSWORD)).status_code == 401
+    signed = await _sign_in_by_emailed_code(client, runtime, tenant, address)
     assert signed.status_code == 200, signed.text
     assert signed.json()["contact"]["is_verified"] is True
 
@@ -52,7 +83,7 @@ async def test_email_password_register_returns_tokens_and_sends_verification(
 async def test_authenticate_wrong_password_and_unknown_user_look_the_same(
     client: Any, runtime: Any, tenant: Any
 ) -> None:
-    address, _ = await register_email_password(client, tenant)
+    address, _ = await register_email_password_proven(client, runtime, tenant)
     wrong = await _authenticate(client, tenant, address, "not the password at all")
     unknown = await _authenticate(client, tenant, "nobody@example.com", "not the password at all")
     assert wrong.status_code == unknown.status_code == 401
@@ -62,16 +93,17 @@ async def test_authenticate_wrong_password_and_unknown_user_look_the_same(
 async def test_authenticate_without_password_sends_code(
     client: Any, runtime: Any, tenant: Any
 ) -> None:
-    address, _ = await register_email_password(client, tenant)
+    address, _ = await register_email_password_proven(client, runtime, tenant)
+    await set_policy(runtime, tenant, otp_resend_cooldown_seconds=0)
     response = await _authenticate(client, tenant, address, None)
     assert response.status_code == 200, response.text
     assert response.json()["obfuscated_value"].endswith("@Example.com")
-    [otp] = await messages(runtime, tenant.id, "OTP")
+    [_registration, otp] = await messages(runtime, tenant.id, "OTP")
     assert otp.channel == "EMAIL"
 
 
 async def test_forgot_and_reset_password(client: Any, runtime: Any, tenant: Any) -> None:
-    address, tokens = await register_email_password(client, tenant)
+    address, tokens = await register_email_password_proven(client, runtime, tenant)
     response = await client.post(
         f"{V2}/contacts/forgot_password", json={"username": address}, headers=key(tenant)
     )
@@ -101,7 +133,7 @@ async def test_forgot_and_reset_password(client: Any, runtime: Any, tenant: Any)
 async def test_reset_ends_every_other_outstanding_reset_token(
     client: Any, runtime: Any, tenant: Any
 ) -> None:
-    address, _tokens = await register_email_password(client, tenant)
+    address, _tokens = await register_email_password_proven(client, runtime, tenant)
     tokens = []
     for _ in range(2):
         response = await client.post(
@@ -161,7 +193,7 @@ async def test_weak_password_is_refused_at_register(client: Any, tenant: Any) ->
 async def test_change_password_with_token_ends_other_sessions(
     client: Any, runtime: Any, tenant: Any
 ) -> None:
-    address, first = await register_email_password(client, tenant)
+    address, first = await register_email_password_proven(client, runtime, tenant)
     second = (await _authenticate(client, tenant, address, PASSWORD)).json()
     contact_id = second["contact"]["id"]
     response = await client.post(
@@ -188,6 +220,12 @@ async def test_add_identity_v2_and_v1_credentials(client: Any, runtime: Any, ten
     )
     assert response.status_code == 201, response.text
     assert set(response.json()) == {"id"}
+    # Unproven until the code sent to it is entered in this session.
+    assert (
+        await _authenticate(client, tenant, "ahmed.v1@example.com", PASSWORD)
+    ).status_code == 401
+    verified = await verify_added_identity(client, runtime, tenant, tokens, response.json()["id"])
+    assert verified.status_code == 204, verified.text
     assert (
         await _authenticate(client, tenant, "ahmed.v1@example.com", PASSWORD)
     ).status_code == 200
@@ -211,7 +249,7 @@ async def test_one_reset_token_used_twice_at_once_sets_the_password_once(
 ) -> None:
     import asyncio
 
-    address, _tokens = await register_email_password(client, tenant)
+    address, _tokens = await register_email_password_proven(client, runtime, tenant)
     await client.post(
         f"{V2}/contacts/forgot_password", json={"username": address}, headers=key(tenant)
     )
@@ -253,6 +291,7 @@ async def test_first_proof_by_code_ends_a_strangers_pre_registered_access(
     client: Any, runtime: Any, tenant: Any
 ) -> None:
     # A stranger registers the owner's address with a password and keeps the tokens.
+    await set_policy(runtime, tenant, email_password_registration="tokens_first")
     address, stranger = await register_email_password(client, tenant)
     # The owner, who never registered, signs in by a code sent to their mailbox.
     owner = await _sign_in_by_emailed_code(client, runtime, tenant, address)
@@ -277,10 +316,13 @@ async def test_first_proof_by_code_ends_a_strangers_pre_registered_access(
 async def test_later_code_sign_ins_keep_the_owners_other_sessions(
     client: Any, runtime: Any, tenant: Any
 ) -> None:
+    await set_policy(runtime, tenant, email_password_registration="tokens_first")
     address, _stranger = await register_email_password(client, tenant)
     first = await _sign_in_by_emailed_code(client, runtime, tenant, address)
     assert first.status_code == 200
-    await set_policy(runtime, tenant, otp_resend_cooldown_seconds=0)
+    await set_policy(
+        runtime, tenant, otp_resend_cooldown_seconds=0, email_password_registration="tokens_first"
+    )
     second = await _sign_in_by_emailed_code(client, runtime, tenant, address)
     assert second.status_code == 200
     # The identity was proven already: the first device stays signed in.

@@ -18,6 +18,7 @@ from tests.support.selfservice import (
     last_code,
     register_email_password,
     unique_phone,
+    verify_added_identity,
 )
 
 REFERENCE = Path("/work/shared/reference/crm-self-service-v2-contacts.openapi.yaml")
@@ -115,6 +116,8 @@ async def test_responses_validate_against_reference(client: Any, runtime: Any, t
     )
     assert added.status_code == 201
     _check(added.json(), f"{base}/{{id}}/identities", "post", "201")
+    proven = await verify_added_identity(client, runtime, tenant, tokens, added.json()["id"])
+    assert proven.status_code == 204, proven.text
 
     exists = await client.get(
         f"{V2}/contacts", params={"email_address": f"a{number}@example.com"}, headers=key(tenant)

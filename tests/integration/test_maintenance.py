@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from crm.clock import FrozenClock
 from crm.idempotency.models import IdempotencyRecord
@@ -109,3 +109,64 @@ async def test_periodic_housekeeping_stops_promptly(runtime: Runtime) -> None:
     stop.set()
     await asyncio.wait_for(task, timeout=2)
     assert task.done() and task.exception() is None
+
+
+async def test_purge_expires_unproven_claims_and_the_contacts_only_they_made(
+    runtime: Runtime, tenant: CreatedTenant
+) -> None:
+    from crm.contacts import service as contacts
+    from crm.contacts.models import Contact
+    from crm.identities.identities import add_identity
+    from crm.identities.models import Identity, IdentityOrigin
+
+    clock = FrozenClock()
+    past = FrozenClock(clock.now() - timedelta(hours=25))
+    made: dict[str, str] = {}
+    async with runtime.sessions() as session:
+        for name, origin, verified, at in (
+            ("old claim", IdentityOrigin.REGISTRATION, False, past),
+            ("old proven", IdentityOrigin.REGISTRATION, True, past),
+            ("old business", IdentityOrigin.BACK_OFFICE, False, past),
+            ("new claim", IdentityOrigin.REGISTRATION, False, clock),
+        ):
+            contact = await contacts.create(
+                session,
+                at,
+                tenant_id=tenant.id,
+                mode="test",
+                fields={"first_name": name},
+                source="SELF_SERVICE",
+                actor="test",
+            )
+            await add_identity(
+                session,
+                at,
+                runtime.secret,
+                contact=contact,
+                provider="EMAIL",
+                email=f"{name.replace(' ', '.')}.{tenant.id[:8]}@example.com",
+                verified=verified,
+                origin=origin,
+                actor="test",
+            )
+            made[name] = contact.id
+        await session.commit()
+
+    async with runtime.sessions() as session:
+        purged = await purge(session, clock, outbox_retention_days=30, unproven_identity_hours=24)
+        await session.commit()
+    assert purged.unproven_identities >= 1
+
+    async with runtime.sessions() as session:
+        left = set(await session.scalars(select(Contact.id).where(Contact.id.in_(made.values()))))
+        identities = await session.scalar(
+            select(func.count(Identity.id))
+            .join(Contact, Contact.pk == Identity.contact_pk)
+            .where(Contact.id.in_(made.values()))
+        )
+    assert {name for name, cid in made.items() if cid in left} == {
+        "old proven",
+        "old business",
+        "new claim",
+    }
+    assert identities == 3

@@ -131,3 +131,35 @@ async def register_email_password(
     )
     assert response.status_code == 201, response.text
     return address, response.json()
+
+
+async def register_email_password_proven(
+    client: httpx.AsyncClient, runtime: Runtime, tenant: CreatedTenant, email: str | None = None
+) -> tuple[str, dict[str, Any]]:
+    """Register by email and password (proof_first) and enter the registration's code: tokens."""
+    address, sent = await register_email_password(client, tenant, email)
+    assert set(sent) == {"auth_otp", "obfuscated_value"}, sent
+    code = await last_code(runtime, tenant.id)
+    response = await client.post(
+        "/self-service/v2/contacts/validate_otp",
+        json={"auth_otp": sent["auth_otp"], "code": code},
+        headers=key(tenant),
+    )
+    assert response.status_code == 200, response.text
+    return address, response.json()
+
+
+async def verify_added_identity(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    tenant: CreatedTenant,
+    tokens: dict[str, Any],
+    identity_id: str,
+) -> httpx.Response:
+    """Enter, in the session of `tokens`, the code last sent (to the identity just added)."""
+    code = await last_code(runtime, tenant.id)
+    return await client.post(
+        f"/self-service/v2/contacts/{tokens['contact']['id']}/identities/{identity_id}/verify",
+        json={"code": code},
+        headers=bearer(tokens["access_token"]),
+    )

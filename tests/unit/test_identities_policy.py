@@ -70,3 +70,12 @@ def test_client_share_of_sends_is_a_setting() -> None:
     assert Policy().otp_hourly_send_limit_per_client == 3
     raw = {"otp_hourly_send_limit_per_client": 0}
     assert from_settings(raw, "live").otp_hourly_send_limit_per_client == 1
+
+
+def test_email_password_registration_defaults_to_proof_first() -> None:
+    assert from_settings(None, "live").email_password_registration == "proof_first"
+    chosen = from_settings({"email_password_registration": "tokens_first"}, "live")
+    assert chosen.email_password_registration == "tokens_first"
+    for bad in ("TOKENS_FIRST", "", 1, None, ["tokens_first"]):
+        policy = from_settings({"email_password_registration": bad}, "live")
+        assert policy.email_password_registration == "proof_first"

@@ -111,3 +111,23 @@ class NoPasswordIdentity(InvalidRequest):
 class IdentifierRequired(InvalidRequest):
     code = "IDENTIFIER_REQUIRED"
     message = "Give an email_address, or a phone with its country_code."
+
+
+class ReauthenticationRequired(Forbidden):
+    code = "REAUTHENTICATION_REQUIRED"
+    message = "This change needs a recent sign-in: sign in again, or give current_password."
+
+
+class CurrentPasswordInvalid(Forbidden):
+    code = "CURRENT_PASSWORD_INVALID"
+    message = "current_password is wrong."
+
+
+class IdentityAlreadyVerified(Conflict):
+    code = "IDENTITY_ALREADY_VERIFIED"
+    message = "This identity is already verified."
+
+
+class IdentityClaimExpired(InvalidRequest):
+    code = "IDENTITY_CLAIM_EXPIRED"
+    message = "This unproven email or phone has expired; register or add it again."

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,7 +12,7 @@ from crm.contacts.service import record_audit
 from crm.errors import InvalidEmail, InvalidPhone
 from crm.identities.errors import IdentityAlreadyExists, IdentityNotFound, ProviderNotSupported
 from crm.identities.identifiers import normalize_email, normalize_phone
-from crm.identities.models import Identity, OtpChallenge
+from crm.identities.models import Identity, IdentityOrigin, OtpChallenge
 from crm.identities.throttle import forget_password_failures
 from crm.ids import uuid7
 from crm.security import passwords
@@ -50,18 +50,61 @@ def canonical_identifier(
     raise ProviderNotSupported()
 
 
+def holds() -> ColumnElement[bool]:
+    """Proven, or the business's own claim: the identities that have power (models.HOLDS_SQL)."""
+    return or_(Identity.verified_at.is_not(None), Identity.origin == IdentityOrigin.BACK_OFFICE)
+
+
 async def find_identity(
     session: AsyncSession, tenant_id: str, mode: str, provider: str, identifier: str
 ) -> Identity | None:
+    """The identity that holds the identifier; unproven Self-Service claims are not found."""
     result: Identity | None = await session.scalar(
         select(Identity).where(
             Identity.tenant_id == tenant_id,
             Identity.mode == mode,
             Identity.provider == provider,
             Identity.identifier == identifier,
+            holds(),
         )
     )
     return result
+
+
+async def drop_claims(session: AsyncSession, clock: Clock, *, holder: Identity, actor: str) -> int:
+    """Drop every other unproven Self-Service claim on `holder`'s identifier; return how many.
+
+    A contact that the dropped claim created and that is left with no identity is deleted (its
+    sessions go with it); any other contact keeps its record and gets an audit entry.
+    """
+    rivals = list(
+        await session.scalars(
+            select(Identity).where(
+                Identity.tenant_id == holder.tenant_id,
+                Identity.mode == holder.mode,
+                Identity.provider == holder.provider,
+                Identity.identifier == holder.identifier,
+                Identity.id != holder.id,
+                Identity.verified_at.is_(None),
+                Identity.origin != IdentityOrigin.BACK_OFFICE,
+            )
+        )
+    )
+    for rival in rivals:
+        contact = await session.get(Contact, rival.contact_pk)
+        await session.execute(delete(OtpChallenge).where(OtpChallenge.identity_id == rival.id))
+        await session.delete(rival)
+        await session.flush()
+        if contact is None:
+            continue
+        record_audit(session, clock, contact, "UNPROVEN_ACCESS_ENDED", actor, ["identities"])
+        left = await session.scalar(
+            select(func.count(Identity.id)).where(Identity.contact_pk == contact.pk)
+        )
+        if rival.origin == IdentityOrigin.REGISTRATION and not left:
+            await session.delete(contact)
+            await session.flush()
+    return len(rivals)
 
 
 async def add_identity(
@@ -78,8 +121,12 @@ async def add_identity(
     verified: bool = False,
     actor: str,
     strict_phone: bool = False,
+    origin: IdentityOrigin = IdentityOrigin.BACK_OFFICE,
 ) -> Identity:
-    """Give `contact` a new EMAIL or PHONE identity; 409 if the value is taken in tenant and mode.
+    """Give `contact` a new EMAIL or PHONE identity; 409 if an identity holds the value.
+
+    Unproven Self-Service claims on the value do not block; a business's identity (it holds at
+    once) drops them.
 
     `secret` is the server secret, accepted for symmetry with the other identity services.
     """
@@ -102,6 +149,14 @@ async def add_identity(
     # Checked before hashing: a taken identifier should not cost 55 ms of argon2.
     if await find_identity(session, contact.tenant_id, contact.mode, provider, identifier):
         raise IdentityAlreadyExists()
+    if await session.scalar(
+        select(Identity.id).where(
+            Identity.contact_pk == contact.pk,
+            Identity.provider == provider,
+            Identity.identifier == identifier,
+        )
+    ):
+        raise IdentityAlreadyExists()  # this contact's own claim on it, not yet proven
     if password is not None:
         password_hash = await passwords.hash_password(password)
     now = clock.now()
@@ -115,6 +170,7 @@ async def add_identity(
         display=display,
         country_code=country,
         password_hash=password_hash,
+        origin=origin,
         verified_at=now if verified else None,
         failed_attempts=0,
         created_at=now,
@@ -125,6 +181,8 @@ async def add_identity(
             session.add(identity)
     except IntegrityError as exc:
         raise IdentityAlreadyExists() from exc
+    if origin == IdentityOrigin.BACK_OFFICE or verified:
+        await drop_claims(session, clock, holder=identity, actor=actor)
     fields = ["provider", *(["password"] if password is not None else [])]
     record_audit(session, clock, contact, "IDENTITY_ADDED", actor, fields)
     return identity

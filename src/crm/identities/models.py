@@ -3,18 +3,45 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crm.db import Base, PortableJSON, UTCDateTime
+
+
+class IdentityOrigin(StrEnum):
+    """Who put an identity on its contact; it decides what the identity's first proof ends."""
+
+    REGISTRATION = "REGISTRATION"  # created its contact through Self-Service register
+    SELF_SERVICE = "SELF_SERVICE"  # added by a signed-in customer to their own contact
+    BACK_OFFICE = "BACK_OFFICE"  # the business's own claim (Back-Office API, console, CLI)
+
+
+# An identity "holds" its identifier once proven, or at once when the business created it: only
+# holders block others, sign in and bring anyone into their contact. Unproven Self-Service claims
+# may be many per identifier; whoever proves one first owns the identifier (identities.proof).
+HOLDS_SQL = "verified_at IS NOT NULL OR origin = 'BACK_OFFICE'"
 
 
 class Identity(Base):
     """An email or phone a contact signs in with; `identifier` is the canonical matching form."""
 
     __tablename__ = "identities"
-    __table_args__ = (UniqueConstraint("tenant_id", "mode", "provider", "identifier"),)
+    __table_args__ = (
+        Index("ix_identities_lookup", "tenant_id", "mode", "provider", "identifier"),
+        Index(
+            "uq_identities_holder",
+            "tenant_id",
+            "mode",
+            "provider",
+            "identifier",
+            unique=True,
+            sqlite_where=text(HOLDS_SQL),
+            postgresql_where=text(HOLDS_SQL),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(String(36))
@@ -27,6 +54,10 @@ class Identity(Base):
     display: Mapped[str] = mapped_column(String(254))
     country_code: Mapped[str | None] = mapped_column(String(3), nullable=True)
     password_hash: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Rows from before this column existed are the conservative BACK_OFFICE (they hold).
+    origin: Mapped[str] = mapped_column(
+        String(20), default=IdentityOrigin.BACK_OFFICE, server_default="BACK_OFFICE"
+    )
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # NIST SP 800-63B throttling: consecutive failures across codes; a resend does not reset it.
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)

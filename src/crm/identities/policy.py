@@ -32,6 +32,7 @@ class ClientOperation(StrEnum):
     OTP_VALIDATE = "otp-validate"
     PASSWORD_RESET = "forgot-password"
     CONTACT_EXISTS = "contact-exists"
+    EMAIL_VERIFICATION = "email-verification"
 
 
 # The limit of each operation per client address and public key: the Policy field (and CRM_*
@@ -46,6 +47,7 @@ CLIENT_LIMITS: dict[ClientOperation, tuple[str, int]] = {
     ClientOperation.OTP_VALIDATE: ("otp_validate_limit_per_client_minute", 60),
     ClientOperation.PASSWORD_RESET: ("password_reset_limit_per_client_minute", 60),
     ClientOperation.CONTACT_EXISTS: ("contact_exists_limit_per_client_minute", 60),
+    ClientOperation.EMAIL_VERIFICATION: ("email_verification_limit_per_client_hour", 3600),
 }
 MAX_CLIENT_LIMIT = 100_000
 
@@ -53,6 +55,13 @@ MAX_CLIENT_LIMIT = 100_000
 def client_limit_defaults(settings: Any) -> dict[str, int]:
     """The deployment's defaults of the per-client limits, from its CRM_* settings."""
     return {name: int(getattr(settings, name)) for name, _ in CLIENT_LIMITS.values()}
+
+
+class EmailPasswordRegistration(StrEnum):
+    """What an email + password registration answers (see the README's security notes)."""
+
+    PROOF_FIRST = "proof_first"  # a code to the address; the password signs in once proven
+    TOKENS_FIRST = "tokens_first"  # CRM.COM's: tokens at once, ended by an outside first proof
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +107,7 @@ class Policy:
     otp_validate_limit_per_client_minute: int = 60
     password_reset_limit_per_client_minute: int = 60
     contact_exists_limit_per_client_minute: int = 30
+    email_verification_limit_per_client_hour: int = 20
     # Browser origins allowed to call the Self-Service API with this application's keys and
     # tokens (CORS), comma-separated: `https://portal.example.com,http://localhost:3000` or `*`.
     allowed_origins: str | None = None
@@ -111,6 +121,10 @@ class Policy:
     @property
     def origins(self) -> frozenset[str]:
         return parse_origins(self.allowed_origins)
+
+    # Kept as the enum's plain string: `crm applications settings` checks a value's type
+    # against the default's.
+    email_password_registration: str = EmailPasswordRegistration.PROOF_FIRST.value
 
     def failure_delay(self, failures: int) -> int:
         """Seconds a new code must wait after the last failure, given the consecutive failures."""
@@ -324,8 +338,18 @@ def from_settings(
         email_verification_url=_url(raw, "email_verification_url"),
         sms_countries=_countries(raw),
         allowed_origins=",".join(sorted(origins)) or None,
+        email_password_registration=_registration(raw),
         **limits,
     )
+
+
+def _registration(raw: Mapping[str, Any]) -> str:
+    value = raw.get("email_password_registration")
+    try:
+        return EmailPasswordRegistration(str(value)).value
+    except ValueError:
+        # Anything else is the safe default: an unproven address gives no power.
+        return EmailPasswordRegistration.PROOF_FIRST.value
 
 
 async def load(

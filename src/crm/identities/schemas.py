@@ -159,6 +159,14 @@ class IdentityAddIn(_In):
     phone: PhoneIn | None = None
     phone_number: PhoneText = None
     country_code: Country = None
+    # Re-authentication: needed unless the session signed in within the last few minutes.
+    current_password: PasswordText = None
+
+
+class IdentityCodeIn(_In):
+    """The code sent to an identity the signed-in contact added."""
+
+    code: Annotated[str, StringConstraints(strip_whitespace=True, max_length=16)]
 
 
 class DateOfBirth(_In):
@@ -191,10 +199,14 @@ class ProfileUpdateIn(_In):
     )
     email_opt_out: StrBool | None = None
     sms_opt_out: StrBool | None = None
+    # Re-authentication for a new email: unless the session signed in within a few minutes.
+    current_password: PasswordText = None
 
 
 class PasswordIn(_In):
     password: Annotated[str, StringConstraints(max_length=4096)]
+    # Re-authentication: needed unless the session signed in within the last few minutes.
+    current_password: PasswordText = None
 
 
 class ResetPasswordIn(_In):

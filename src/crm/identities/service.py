@@ -20,7 +20,7 @@ from crm.contacts import service as contacts
 from crm.contacts.models import Contact, ContactPhone
 from crm.db import UTCDateTime, read_connection, session_scope
 from crm.errors import AppError, InvalidEmail, InvalidPhone, InvalidRequest
-from crm.identities import decoys, otp, readpool, sessions, throttle
+from crm.identities import decoys, otp, proof, readpool, sessions, throttle
 from crm.identities import policy as policies
 from crm.identities.errors import (
     CredentialsMismatch,
@@ -49,11 +49,12 @@ from crm.identities.identities import (
     add_identity,
     canonical_identifier,
     find_identity,
+    holds,
     list_identities,
     remove_identity,
     unlock_identity,
 )
-from crm.identities.models import Identity, OtpChallenge, OtpDecoy, Session
+from crm.identities.models import Identity, IdentityOrigin, OtpChallenge, OtpDecoy, Session
 from crm.identities.schemas import (
     AuthenticateIn,
     CredentialIn,
@@ -253,12 +254,16 @@ def _credential_identifier(credential: CredentialIn, mode: str) -> tuple[str, st
 
 
 async def _identities_for(
-    db: AsyncSession, caller: CallerKey, credentials: list[CredentialIn]
+    db: AsyncSession, runtime: Runtime, caller: CallerKey, credentials: list[CredentialIn]
 ) -> list[Identity]:
     found: list[Identity] = []
     for credential in credentials:
         provider, identifier = _credential_identifier(credential, caller.mode)
-        identity = await find_identity(db, caller.tenant_id, caller.mode, provider, identifier)
+        identity = await find_identity(
+            db, caller.tenant_id, caller.mode, provider, identifier
+        ) or await proof.registration_claim(
+            db, runtime, caller.tenant_id, caller.mode, provider, identifier
+        )
         if identity is not None:
             found.append(identity)
     return found
@@ -463,6 +468,7 @@ async def register(
         password=password,
         actor=_actor(caller),
         strict_phone=policy.strict_phone_validation,
+        origin=IdentityOrigin.REGISTRATION,
     )
     if provider == "PHONE" and number is not None:
         parsed = normalize_phone(number, country, strict=policy.strict_phone_validation)
@@ -480,7 +486,9 @@ async def register(
                 is_primary=True,
             )
         )
-    if password is not None:
+    # proof_first (the default) answers like a code registration: the password signs in once
+    # the address is proven. tokens_first is CRM.COM's (see proof.end_unproven_access).
+    if password is not None and policy.email_password_registration == "tokens_first":
         await _queue_token_email(
             db,
             runtime,
@@ -592,7 +600,11 @@ async def _send_sign_in_code(
     if identity is None:
         # The person named one identity and asked for the other channel: use the contact's own.
         identity = next(
-            (i for i in await list_identities(db, found[0].contact_pk) if i.provider == wanted),
+            (
+                i
+                for i in await list_identities(db, found[0].contact_pk)
+                if i.provider == wanted and proof.has_power(i)
+            ),
             None,
         )
     if identity is None:
@@ -613,7 +625,7 @@ async def request_code(
     await _client_limit(
         db, runtime, caller, meta or RequestMeta(), policies.ClientOperation.OTP_REQUEST
     )
-    found = await _identities_for(db, caller, body.credentials)
+    found = await _identities_for(db, runtime, caller, body.credentials)
     named = _named(body.credentials, body.method, caller.mode)
     return await _send_sign_in_code(db, runtime, caller, found, body.method, named, meta)
 
@@ -627,7 +639,7 @@ async def validate(
     if body.auth_otp:
         challenge = await otp.find_challenge(db, caller.tenant_id, caller.mode, body.auth_otp)
     elif body.credentials:
-        found = await _identities_for(db, caller, body.credentials)
+        found = await _identities_for(db, runtime, caller, body.credentials)
         named = _named(body.credentials, None, caller.mode)
         if not found and named is not None:
             subject = decoys.code_subject(runtime.secret, caller.tenant_id, caller.mode, *named)
@@ -657,10 +669,7 @@ async def validate(
             client=client,
         )
         raise OtpNotFound()  # pragma: no cover - a decoy never validates
-    owner_of = await db.scalar(
-        select(Identity.contact_pk).where(Identity.id == challenge.identity_id)
-    )
-    proven_before = owner_of is not None and await _is_verified(db, owner_of)
+    was_unproven = await proof.is_unproven(db, challenge.identity_id)
     identity = await otp.validate_code(
         db,
         runtime.clock,
@@ -670,9 +679,9 @@ async def validate(
         policy=policy,
         client=client,
     )
-    contact = await contacts.get_by_pk(db, identity.contact_pk)
-    if not proven_before:
-        await _end_unproven_access(db, runtime, contact)
+    contact = await proof.after_code(
+        db, runtime, identity, was_unproven=was_unproven, challenge_purpose=challenge.purpose
+    )
     return await _grant(
         db,
         runtime,
@@ -681,31 +690,6 @@ async def validate(
         application_id=caller.application_id,
         meta=meta,
     )
-
-
-async def _end_unproven_access(db: AsyncSession, runtime: Runtime, contact: Contact) -> None:
-    """The first proof of possession of any of a contact's identities ends what came before it.
-
-    Until then, whoever registered the identifier may not be its owner: a stranger can register
-    someone else's email with a password (tokens are issued at once) and wait for the owner to
-    sign in by code into the stranger's contact. So the first code that proves an identity ends
-    the contact's other sessions and clears a password set before the proof; the owner can set
-    one again. A registration by code has neither, so its normal flow is unaffected.
-    """
-    cleared = await db.execute(
-        update(Identity)
-        .where(Identity.contact_pk == contact.pk, Identity.password_hash.is_not(None))
-        .values(password_hash=None)
-        .execution_options(synchronize_session="fetch")
-    )
-    ended = await revoke_all_sessions(db, runtime.clock, contact.pk, "UNPROVEN_ACCESS_ENDED")
-    changed = (["password"] if getattr(cleared, "rowcount", 0) else []) + (
-        ["sessions"] if ended else []
-    )
-    if changed:
-        contacts.record_audit(
-            db, runtime.clock, contact, "UNPROVEN_ACCESS_ENDED", "self-service", changed
-        )
 
 
 async def authenticate(
@@ -736,6 +720,9 @@ async def authenticate(
         identifier = normalize_email(body.username, test_mode=caller.mode == "test").canonical
     identity = await find_identity(db, caller.tenant_id, caller.mode, provider, identifier)
     if body.password is None:
+        identity = identity or await proof.registration_claim(
+            db, runtime, caller.tenant_id, caller.mode, provider, identifier
+        )
         return await _send_sign_in_code(
             db,
             runtime,
@@ -986,6 +973,10 @@ def profile(row: dict[str, Any]) -> dict[str, Any]:
 async def update_profile(
     db: AsyncSession, runtime: Runtime, signed: SignedIn, body: ProfileUpdateIn
 ) -> str:
+    if "email" in body.model_fields_set:
+        new_email = normalize_email(body.email).display if body.email else None
+        if new_email != signed.profile.get("email_address"):
+            await proof.reauthenticate(db, runtime, signed, body.current_password)
     contact = await contacts.get_by_pk(db, signed.contact_pk)
     present = body.model_fields_set
     changes: dict[str, Any] = {}
@@ -1041,8 +1032,15 @@ async def unregister(db: AsyncSession, runtime: Runtime, signed: SignedIn) -> No
 
 
 async def add_own_identity(
-    db: AsyncSession, runtime: Runtime, signed: SignedIn, body: IdentityAddIn
+    db: AsyncSession,
+    runtime: Runtime,
+    signed: SignedIn,
+    body: IdentityAddIn,
+    meta: RequestMeta | None = None,
 ) -> str:
+    """Add an unproven identity and send it a code, to be entered in this session (proof)."""
+    await proof.limit_adding(db, runtime, signed, (meta or RequestMeta()).ip_address or "unknown")
+    await proof.reauthenticate(db, runtime, signed, body.current_password)
     contact = await contacts.get_by_pk(db, signed.contact_pk)
     policy = await _policy(db, signed.claims.application_id, signed.claims.mode)
     email = body.email or body.username
@@ -1065,26 +1063,29 @@ async def add_own_identity(
         password=body.password,
         actor=signed.actor,
         strict_phone=policy.strict_phone_validation,
+        origin=IdentityOrigin.SELF_SERVICE,
     )
-    if provider == "EMAIL":
-        await _queue_token_email(
-            db,
-            runtime,
-            identity=identity,
-            purpose="EMAIL_VERIFICATION",
-            ttl_seconds=policy.email_verification_ttl_seconds,
-            url_template=policy.email_verification_url,
-            tenant_name=signed.tenant_name,
-            language=contact.language_code,
-            application_id=signed.claims.application_id,
-        )
+    await proof.send_proof_code(
+        db,
+        runtime,
+        identity=identity,
+        policy=policy,
+        tenant_name=signed.tenant_name,
+        language=contact.language_code,
+        application_id=signed.claims.application_id,
+    )
     return identity.id
 
 
 async def change_password(
-    db: AsyncSession, runtime: Runtime, signed: SignedIn, password: str
+    db: AsyncSession,
+    runtime: Runtime,
+    signed: SignedIn,
+    password: str,
+    current_password: str | None = None,
 ) -> None:
-    """Set a new password; every other session of the contact ends."""
+    """Set a new password (after re-authentication); every other session of the contact ends."""
+    await proof.reauthenticate(db, runtime, signed, current_password)
     contact = await contacts.get_by_pk(db, signed.contact_pk)
     await _set_password(db, runtime, contact, password, signed.actor)
     await revoke_all_sessions(
@@ -1119,7 +1120,12 @@ async def _email_identity_for_username(
     if phone is None:
         return None
     return next(
-        (i for i in await list_identities(db, phone.contact_pk) if i.provider == "EMAIL"), None
+        (
+            i
+            for i in await list_identities(db, phone.contact_pk)
+            if i.provider == "EMAIL" and proof.has_power(i)
+        ),
+        None,
     )
 
 
@@ -1195,14 +1201,31 @@ async def reset_password(
 
 
 async def request_email_verification(
-    db: AsyncSession, runtime: Runtime, caller: CallerKey, email_address: str
+    db: AsyncSession,
+    runtime: Runtime,
+    caller: CallerKey,
+    email_address: str,
+    meta: RequestMeta | None = None,
 ) -> None:
+    await _client_limit(
+        db,
+        runtime,
+        caller,
+        meta or RequestMeta(),
+        policies.ClientOperation.EMAIL_VERIFICATION,
+    )
     try:
         canonical = normalize_email(email_address, test_mode=caller.mode == "test").canonical
     except AppError:
         return
-    identity = await find_identity(db, caller.tenant_id, caller.mode, "EMAIL", canonical)
+    identity = await find_identity(
+        db, caller.tenant_id, caller.mode, "EMAIL", canonical
+    ) or await proof.registration_claim(
+        db, runtime, caller.tenant_id, caller.mode, "EMAIL", canonical
+    )
     if identity is None or identity.verified_at is not None:
+        return
+    if not await proof.limit_verification_mail(db, runtime, identity):
         return
     await _email_token(db, runtime, caller, identity, "EMAIL_VERIFICATION")
 
@@ -1211,8 +1234,7 @@ async def verify_email(db: AsyncSession, runtime: Runtime, caller: CallerKey, to
     identity = await _consume_token(db, runtime, caller, "EMAIL_VERIFICATION", token)
     if identity is None:
         raise VerificationTokenInvalid()
-    if identity.verified_at is None:
-        identity.verified_at = runtime.clock.now()
+    await proof.prove_by_link(db, runtime, identity)
 
 
 async def contact_exists(
@@ -1236,14 +1258,22 @@ async def contact_exists(
         policies.ClientOperation.CONTACT_EXISTS,
     )
     scope = (Contact.tenant_id == caller.tenant_id, Contact.mode == caller.mode)
+    # Unproven claims answer as no identity at all (they give no power, and no oracle).
+    _claim_only = (
+        Identity.contact_pk == Contact.pk,
+        Identity.origin == IdentityOrigin.REGISTRATION,
+        Identity.verified_at.is_(None),
+    )
     if email_address:
         canonical = normalize_email(email_address, test_mode=caller.mode == "test").canonical
         condition = or_(
-            Contact.email_canonical == canonical,
+            # A profile email of a contact that only an unproven registration made tells nothing.
+            and_(Contact.email_canonical == canonical, ~exists().where(*_claim_only)),
             exists().where(
                 Identity.contact_pk == Contact.pk,
                 Identity.provider == "EMAIL",
                 Identity.identifier == canonical,
+                holds(),
             ),
         )
     else:
@@ -1258,8 +1288,12 @@ async def contact_exists(
                 Identity.contact_pk == Contact.pk,
                 Identity.provider == "PHONE",
                 Identity.identifier == e164,
+                holds(),
             ),
-            exists().where(ContactPhone.contact_pk == Contact.pk, ContactPhone.e164 == e164),
+            and_(
+                exists().where(ContactPhone.contact_pk == Contact.pk, ContactPhone.e164 == e164),
+                ~exists().where(*_claim_only),
+            ),
         )
     found = await db.scalar(
         select(Contact.pk).where(and_(*scope), Contact.erased_at.is_(None), condition).limit(1)
