@@ -15,7 +15,7 @@ from crm.tenants.schemas import CreatedTenant
 from tests.support.selfservice import (
     key,
     messages,
-    register_email_password,
+    register_email_password_proven,
     unique_phone,
 )
 
@@ -90,7 +90,8 @@ async def test_concurrent_code_requests_with_one_key_send_one_code(
 async def test_concurrent_reset_requests_with_one_key_send_one_email(
     client: httpx.AsyncClient, runtime: Any, tenant: CreatedTenant
 ) -> None:
-    address, _ = await register_email_password(client, tenant)
+    # A reset link goes only to a proven address: prove the registration first.
+    address, _ = await register_email_password_proven(client, runtime, tenant)
     headers = {**key(tenant), "Idempotency-Key": "race-reset"}
 
     async def send() -> httpx.Response:

@@ -19,7 +19,7 @@ from tests.support.selfservice import (
     key,
     last_code,
     messages,
-    register_email_password,
+    register_email_password_proven,
     unique_phone,
 )
 
@@ -250,9 +250,10 @@ async def test_a_replay_after_the_refresh_token_was_used_gives_no_tokens(
 
 
 async def test_password_sign_in_replays_are_no_password_oracle(
-    client: Any, stranger: httpx.AsyncClient, tenant: Any
+    client: Any, runtime: Any, stranger: httpx.AsyncClient, tenant: Any
 ) -> None:
-    address, _ = await register_email_password(client, tenant)
+    # A password signs in once its address is proven.
+    address, _ = await register_email_password_proven(client, runtime, tenant)
     body = {"username": address, "password": PASSWORD}
     headers = {**key(tenant), "Idempotency-Key": "password-key"}
     first = await client.post(f"{V2}/contacts/authenticate", json=body, headers=headers)
