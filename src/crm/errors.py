@@ -87,6 +87,12 @@ class Conflict(AppError):
     message = "The resource already exists."
 
 
+class ConcurrentChange(AppError):
+    status_code = 409
+    code = "CONCURRENT_CHANGE"
+    message = "Another request changed the same record at the same moment; try again."
+
+
 class PayloadTooLarge(AppError):
     status_code = 413
     code = "PAYLOAD_TOO_LARGE"

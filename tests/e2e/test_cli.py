@@ -167,6 +167,18 @@ def test_applications_have_own_keys_and_policy_settings(tmp_path: Path) -> None:
         tmp_path, "applications", "settings", portal["id"], "otp_ttl_seconds=soon", check=False
     )
     assert bad.returncode != 0
+    assert "otp_ttl_seconds needs a whole number" in bad.stderr + bad.stdout
+    # A mode that does not exist is refused rather than stored and read as the default.
+    odd = crm(
+        tmp_path,
+        "applications",
+        "settings",
+        portal["id"],
+        "email_password_registration=tokens_later",
+        check=False,
+    )
+    assert odd.returncode != 0
+    assert "proof_first or tokens_first" in odd.stderr + odd.stdout
     unknown = crm(tmp_path, "applications", "settings", portal["id"], "nope=1", check=False)
     assert unknown.returncode != 0
     assert "unknown setting" in unknown.stderr + unknown.stdout

@@ -7,12 +7,18 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 from crm.api.responses import JsonResponse, error_body
-from crm.errors import AppError, MethodNotAllowed, RouteNotFound, ServiceUnavailable
+from crm.errors import (
+    AppError,
+    ConcurrentChange,
+    MethodNotAllowed,
+    RouteNotFound,
+    ServiceUnavailable,
+)
 
 log = logging.getLogger("crm.errors")
 
@@ -83,11 +89,37 @@ async def _on_database_unavailable(request: Request, exc: Exception) -> JsonResp
     return app_error_response(request, ServiceUnavailable())
 
 
+async def _on_integrity_error(request: Request, exc: Exception) -> JsonResponse:
+    # A unique constraint or lock that a concurrent request won (two people proving one address at the
+    # same instant, two writers of one counter row): the services check first, so this is only
+    # the loser of a race. The transaction was rolled back; the client may simply retry.
+    log.warning(
+        "lost a race to a concurrent request (%s); rolled back",
+        type(getattr(exc, "orig", exc)).__name__,
+        extra={"request_id": request_id(request)},
+    )
+    return app_error_response(request, ConcurrentChange())
+
+
+# PostgreSQL's "deadlock detected" and "could not serialize": the database chose this request
+# as the loser of a race and rolled it back, so retrying is safe.
+_LOST_RACE_STATES = frozenset({"40P01", "40001"})
+
+
+async def _on_database_error(request: Request, exc: Exception) -> JsonResponse:
+    state = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    if state in _LOST_RACE_STATES:
+        return await _on_integrity_error(request, exc)
+    raise exc
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _on_app_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(HTTPException, _on_http_error)
     app.add_exception_handler(OperationalError, _on_database_unavailable)
+    app.add_exception_handler(IntegrityError, _on_integrity_error)
+    app.add_exception_handler(DBAPIError, _on_database_error)
     app.add_exception_handler(PoolTimeout, _on_database_unavailable)
     app.add_exception_handler(ConnectionError, _on_database_unavailable)
     app.add_exception_handler(OSError, _on_database_unavailable)

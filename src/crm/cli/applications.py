@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm.cli.common import JsonOption, console, print_json, run_in_session, when
 from crm.errors import InvalidCountry
 from crm.identities.policy import (
+    EmailPasswordRegistration,
     Policy,
     client_limit_defaults,
     from_settings,
@@ -127,6 +128,11 @@ def settings_(
     console.print(table)
 
 
+# What an operator typed wrong, in words rather than Python type names.
+_KIND_WORDS = {int: "a whole number", bool: "true or false", str: "text", float: "a number"}
+_REGISTRATION_CHOICES = tuple(choice.value for choice in EmailPasswordRegistration)
+
+
 def _parse(assignment: str) -> tuple[str, Any]:
     name, sep, raw = assignment.partition("=")
     name = name.strip()
@@ -139,7 +145,11 @@ def _parse(assignment: str) -> tuple[str, Any]:
     default = _POLICY_FIELDS[name].default
     expected: tuple[type, ...] = (str, type(None)) if default is None else (type(default),)
     if (isinstance(value, bool) and bool not in expected) or not isinstance(value, expected):
-        raise typer.BadParameter(f"{name} needs a {' or '.join(t.__name__ for t in expected)}")
+        wanted = " or ".join(_KIND_WORDS.get(t, t.__name__) for t in expected if t is not type(None))
+        raise typer.BadParameter(f"{name} needs {wanted}")
+    if name == "email_password_registration" and value not in _REGISTRATION_CHOICES:
+        choices = " or ".join(_REGISTRATION_CHOICES)
+        raise typer.BadParameter(f"email_password_registration needs {choices}")
     if name == "sms_countries" and isinstance(value, str):
         try:
             value = ",".join(parse_sms_countries(value))
