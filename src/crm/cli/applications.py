@@ -145,7 +145,9 @@ def _parse(assignment: str) -> tuple[str, Any]:
     default = _POLICY_FIELDS[name].default
     expected: tuple[type, ...] = (str, type(None)) if default is None else (type(default),)
     if (isinstance(value, bool) and bool not in expected) or not isinstance(value, expected):
-        wanted = " or ".join(_KIND_WORDS.get(t, t.__name__) for t in expected if t is not type(None))
+        wanted = " or ".join(
+            _KIND_WORDS.get(t, t.__name__) for t in expected if t is not type(None)
+        )
         raise typer.BadParameter(f"{name} needs {wanted}")
     if name == "email_password_registration" and value not in _REGISTRATION_CHOICES:
         choices = " or ".join(_REGISTRATION_CHOICES)
