@@ -128,6 +128,14 @@ async def test_sms_countries_also_bind_sign_in_codes_to_existing_numbers(
     assert response.status_code == 400
     assert response.json()["code"] == "COUNTRY_NOT_ALLOWED"
     assert await _outbox(runtime, tenant.id) == 1
+    # A number nobody registered is answered the same way, or the refusal would tell who is a
+    # customer.
+    unknown = await client.post(
+        f"{V2}/contacts/otp",
+        json={"method": "SMS", "credentials": [{"name": "PHONE", "value": "+35799200002"}]},
+        headers=sandbox(tenant),
+    )
+    assert (unknown.status_code, unknown.json()["code"]) == (400, "COUNTRY_NOT_ALLOWED")
 
 
 async def test_sweep_is_stopped_by_the_daily_budget(

@@ -22,6 +22,7 @@ from crm.messaging import templates
 from crm.security import otp as otp_tools
 from crm.security.crypto import hmac_sha256
 from crm.security.secrets import new_token
+from crm.smsguard import service as sms_guard
 
 
 def code_subject(secret: str, tenant_id: str, mode: str, provider: str, identifier: str) -> str:
@@ -73,6 +74,10 @@ async def send_decoy(
         )
     )
     otp.check_send_limits([(row[0], row[1]) for row in sent], policy, now, client)
+    if provider == "PHONE":
+        # A known number in a country the application does not text is refused at this point of
+        # otp.send_code; an unknown one must be too, or the refusal tells who is a customer.
+        sms_guard.check_country(policy.sms_countries, sms_guard.destination(identifier).country)
     await session.execute(
         update(OtpDecoy)
         .where(
