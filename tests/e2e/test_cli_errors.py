@@ -22,6 +22,7 @@ INVOCATIONS: dict[str, list[str]] = {
     "tenants create": ["tenants", "create", "--name", "Acme"],
     "tenants list": ["tenants", "list"],
     "tenants demo": ["tenants", "demo"],
+    "tenants settings": ["tenants", "settings", "t"],
     "applications create": ["applications", "create", "--tenant", "t", "--name", "App"],
     "applications list": ["applications", "list", "--tenant", "t"],
     "applications settings": ["applications", "settings", "app"],

@@ -307,17 +307,15 @@ async def send_test(settings: Settings, channel: str, recipient: str) -> Check:
 
 
 def trusted_proxies(settings: Settings) -> Check | None:
-    """The trusted proxies setting, when this version has one (None otherwise)."""
-    if "trusted_proxies" not in type(settings).model_fields:
-        return None
-    value = getattr(settings, "trusted_proxies", None)
-    if value is None or value == "" or value == []:
+    """What CRM_TRUSTED_PROXIES trusts (a malformed value already fails the settings check)."""
+    value = settings.trusted_proxies
+    if not value.strip():
         return Check(
             "trusted proxies",
             Status.OK,
             "none: the connecting peer is the client and forwarded headers are ignored",
         )
-    entries = value.split(",") if isinstance(value, str) else list(value)
+    entries = value.split(",")
     networks = []
     for entry in entries:
         text = str(entry).strip()
