@@ -13,6 +13,8 @@ from crm.api import backoffice, errors, health, openapi, selfservice, wellknown
 from crm.api import integrations as integrations_api
 from crm.api import metrics as metrics_api
 from crm.api import outbox as outbox_api
+from crm.api import templates as templates_api
+from crm.api import unlock as unlock_api
 from crm.api.browsers import AllowedOrigins
 from crm.api.clientaddress import TrustedProxies
 from crm.api.middleware import RequestContextMiddleware
@@ -86,6 +88,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(backoffice.router, prefix="/backoffice/v1")
     app.include_router(integrations_api.router, prefix="/backoffice/v1")
     app.include_router(outbox_api.router, prefix="/backoffice/v1")
+    app.include_router(unlock_api.router, prefix="/backoffice/v1")
+    app.include_router(templates_api.router, prefix="/backoffice/v1")
     app.include_router(metrics_api.router)
     app.add_middleware(
         RequestContextMiddleware,

@@ -11,7 +11,7 @@ from crm.identities.models import (
     Session,
     SigningKey,
 )
-from crm.messaging.models import OutboxMessage
+from crm.messaging.models import MessageTemplate, OutboxMessage
 from crm.ratelimits.models import RateCounter
 from crm.smsguard.models import SmsDailyCount
 from crm.tenants.models import ApiKey, Application, Integration, Tenant
@@ -27,6 +27,7 @@ __all__ = [
     "IdempotencyRecord",
     "Identity",
     "Integration",
+    "MessageTemplate",
     "OtpChallenge",
     "OutboxMessage",
     "RateCounter",

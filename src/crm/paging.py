@@ -9,6 +9,8 @@ class Paging(BaseModel):
     page: int = Field(description="1-based page number.")
     size: int = Field(description="Items per page.")
     total: int | None = Field(
-        None, description="All matching items; some lists count only when asked (include_total)."
+        None,
+        description="All matching items, or null: contact and audit lists count only when "
+        "asked (include_total=true); the outbox always counts.",
     )
     has_more: bool = Field(description="Whether a next page has items.")

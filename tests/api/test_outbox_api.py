@@ -160,10 +160,12 @@ async def drop(runtime: Runtime, message_id: str) -> None:
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:
-    rendered = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    series = f"{name}{{{rendered}}}" if labels else name
-    match = re.search(rf"^{re.escape(series)} (\S+)$", text, re.MULTILINE)
-    return None if match is None else float(match.group(1))
+    """The value of the series `name` with exactly these labels, in whatever order printed."""
+    for match in re.finditer(rf"^{re.escape(name)}(?:{{(.*)}})? (\S+)$", text, re.MULTILINE):
+        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(1) or ""))
+        if found == labels:
+            return float(match.group(2))
+    return None
 
 
 async def test_metrics_count_outbox_from_the_database_and_http_requests(

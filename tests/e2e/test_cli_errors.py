@@ -34,6 +34,23 @@ INVOCATIONS: dict[str, list[str]] = {
     "contacts export": ["contacts", "export", "--tenant", "t"],
     "outbox list": ["outbox", "list"],
     "outbox retry": ["outbox", "retry", "message"],
+    "tenants settings": ["tenants", "settings", "t"],
+    "identities unlock": ["identities", "unlock", "i", "--tenant", "t", "--mode", "test"],
+    "templates list": ["templates", "list", "--tenant", "t", "--mode", "test"],
+    "templates set": [
+        "templates",
+        "set",
+        "OTP",
+        "en",
+        "--tenant",
+        "t",
+        "--mode",
+        "test",
+        "--sms",
+        "{code}",
+    ],
+    "templates delete": ["templates", "delete", "OTP", "en", "--tenant", "t", "--mode", "test"],
+    "templates preview": ["templates", "preview", "OTP", "en", "--tenant", "t", "--mode", "test"],
 }
 # Commands that need no schema (they create it or only report on it) are left out of the
 # unmigrated sweep but still must not crash on an unreachable database.

@@ -60,11 +60,11 @@ class CrmProcess:
 
     @classmethod
     def serve(
-        cls, tmp_path: Path, database_url: str, name: str = "serve", **env: str
+        cls, tmp_path: Path, database_url: str, name: str = "serve", workers: int = 1, **env: str
     ) -> CrmProcess:
         port = free_port()
         return cls(
-            ["serve", "--host", "127.0.0.1", "--port", str(port)],
+            ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
             crm_env(database_url, **env),
             tmp_path / f"{name}.log",
             port=port,

@@ -1,4 +1,5 @@
-"""GET /metrics: this process's HTTP and delivery metrics, and outbox gauges counted in the DB."""
+"""GET /metrics: the server's HTTP and delivery metrics (every worker's, summed), process and
+runtime metrics, and outbox gauges counted in the database."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from starlette.responses import PlainTextResponse
 from crm.api.deps import RuntimeDep
 from crm.errors import RouteNotFound, Unauthenticated
 from crm.messaging.service import outbox_gauges
-from crm.metrics import REGISTRY, Gauge
+from crm.metrics import REGISTRY, ComputedGauge
 from crm.settings import Settings
 
 router = APIRouter(tags=["Operations"])
@@ -19,16 +20,18 @@ log = logging.getLogger("crm.metrics")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-_OUTBOX = Gauge(
+_OUTBOX = ComputedGauge(
     "crm_outbox_messages",
     "Live-mode outbox messages by channel and status (counted in the database).",
     ("channel", "status"),
 )
-_OLDEST = Gauge(
+_OLDEST = ComputedGauge(
     "crm_outbox_oldest_unsent_age_seconds",
     "Age of the oldest live message still queued or sending (0 when none).",
 )
-_UP = Gauge("crm_outbox_gauges_up", "1 when the outbox gauges could be read from the database.")
+_UP = ComputedGauge(
+    "crm_outbox_gauges_up", "1 when the outbox gauges could be read from the database."
+)
 
 
 @router.get(
@@ -41,7 +44,7 @@ async def metrics(request: Request, runtime: RuntimeDep) -> PlainTextResponse:
     """With CRM_METRICS_TOKEN set, only `Authorization: Bearer <token>` may read; in production
     without one, there is no /metrics at all (route counts and outbox sizes are not public)."""
     _authorize(runtime.settings, request.headers.get("authorization"))
-    lines = REGISTRY.render()
+    lines = [REGISTRY.render().rstrip("\n")]
     try:
         gauges = await outbox_gauges(runtime.engine, runtime.clock)
     except Exception as exc:

@@ -7,6 +7,8 @@ from importlib.metadata import PackageNotFoundError, version
 import typer
 
 from crm.cli import applications, contacts, db, doctor, keys, outbox, serve, tenants, worker
+from crm.cli import identities as identities_cli
+from crm.cli import templates as templates_cli
 from crm.cli.failures import run_plainly
 
 app = typer.Typer(
@@ -51,6 +53,8 @@ app.add_typer(applications.app, name="applications")
 app.add_typer(keys.app, name="keys")
 app.add_typer(contacts.app, name="contacts")
 app.add_typer(outbox.app, name="outbox")
+app.add_typer(identities_cli.app, name="identities")
+app.add_typer(templates_cli.app, name="templates")
 serve.register(app)
 worker.register(app)
 doctor.register(app)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import tempfile
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -10,6 +14,7 @@ from rich.markup import escape
 from crm.cli.common import err_console, settings
 from crm.db import create_engine
 from crm.deployment.preflight import secret_problem, settings_problem
+from crm.metrics import MULTIPROC_ENV
 from crm.migrate import current_revision, head_revision
 from crm.settings import Settings
 
@@ -57,6 +62,27 @@ def serve(
             await engine.dispose()
 
     refuse(asyncio.run(secret_check()))
+    private_metrics = _share_metrics(workers)
+    try:
+        _run(uvicorn, host, port, workers)
+    finally:
+        if private_metrics is not None:
+            shutil.rmtree(private_metrics, ignore_errors=True)
+
+
+def _share_metrics(workers: int) -> str | None:
+    """Give several workers one fresh, private metrics directory (see crm.metrics), unless the
+    operator named one (shared with `crm worker` processes; the operator empties it before a
+    start). Returns the directory to remove on exit."""
+    if workers < 2 or os.environ.get(MULTIPROC_ENV):
+        return None
+    # mkdtemp: a new empty directory readable by this user only, so no stale files are summed.
+    path = tempfile.mkdtemp(prefix="crm-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    return path
+
+
+def _run(uvicorn: Any, host: str, port: int, workers: int) -> None:
     uvicorn.run(
         "crm.app:app_from_env",
         factory=True,

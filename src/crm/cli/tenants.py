@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.cli import demo_data
 from crm.cli.common import JsonOption, console, print_json, run_in_session, when
 from crm.runtime import Runtime
 from crm.smsguard import service as sms_guard
@@ -136,13 +137,24 @@ def demo(
         Path("var/demo-keys.json"), "--keys-file", help="Where the demo keys are kept (0600)."
     ),
     base_url: str = typer.Option(
-        "http://127.0.0.1:8000", "--base-url", help="For the sample curl."
+        "http://127.0.0.1:8000",
+        "--base-url",
+        help="Where the server answers: for the sample curl, and kept in the keys file.",
+    ),
+    with_contacts: int = typer.Option(
+        0,
+        "--with-contacts",
+        min=0,
+        max=demo_data.MAX_CONTACTS,
+        help="Also create this many sample test-mode contacts (ids demo-00001...; existing "
+        "ones are kept, so a re-run adds none twice).",
     ),
 ) -> None:
     """Create the development tenant if there is none, and print its keys and a first curl.
 
     Keys are shown once at creation, so the demo keeps its own in a 0600 file for the next
-    run; when that file is gone, fresh keys are issued for the existing tenant.
+    run (with the base URL, so scripts can read both); when that file is gone, fresh keys are
+    issued for the existing tenant.
     """
 
     async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
@@ -158,9 +170,18 @@ def demo(
         keys = await service.issue_key_set(session, runtime.clock, tenant_id, application_id)
         return {"id": tenant_id, "name": name, "application_id": application_id, "keys": keys}
 
-    data = run_in_session(work)
+    data = {**run_in_session(work), "base_url": base_url.rstrip("/")}
     _write_keys(keys_file, data)
     console.print(f"[bold]Tenant[/bold] {data['name']} ({data['id']}); keys kept in {keys_file}")
+    if with_contacts:
+
+        async def populate(runtime: Runtime, session: AsyncSession) -> int:
+            return await demo_data.create_contacts(
+                session, runtime.clock, tenant_id=data["id"], count=with_contacts
+            )
+
+        added = run_in_session(populate)
+        console.print(f"Sample contacts (test mode): {added} created, {with_contacts} wanted.")
     for label, key in data["keys"].items():
         console.print(f"  {label:<12} {key}")
     body = (

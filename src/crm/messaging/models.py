@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crm.db import Base, UTCDateTime
@@ -61,3 +61,24 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class MessageTemplate(Base):
+    """A tenant's own words for one message purpose in one language (and mode), replacing the
+    built-in ones: the SMS text (one-time codes only) and the email's subject, text and HTML."""
+
+    __tablename__ = "message_templates"
+    __table_args__ = (UniqueConstraint("tenant_id", "mode", "purpose", "language"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    mode: Mapped[str] = mapped_column(String(10))
+    purpose: Mapped[str] = mapped_column(String(30))
+    # A lower-case language tag: "en", "el", "pt-br".
+    language: Mapped[str] = mapped_column(String(20))
+    sms_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    email_subject: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    email_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    email_html: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

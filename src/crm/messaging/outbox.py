@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.clock import Clock
 from crm.ids import uuid7
+from crm.messaging import tenant_templates
 from crm.messaging.models import OutboxMessage
 from crm.messaging.templates import RenderedMessage
 from crm.security.crypto import SecretBox
@@ -55,6 +56,8 @@ async def enqueue(
     sent: a test-mode code opens only test-mode contacts, and reading it is what the test outbox
     is for.
     """
+    # The tenant's own words replace the built-in ones here, the one place every message passes.
+    message = await tenant_templates.apply(session, tenant_id=tenant_id, mode=mode, message=message)
     now = clock.now()
     test_mode = mode == "test"
     row = OutboxMessage(

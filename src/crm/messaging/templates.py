@@ -23,10 +23,33 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
 
 @dataclass(frozen=True, slots=True)
+class RenderInputs:
+    """What a message was rendered from, so a tenant's own words can be put in its place
+    (messaging.tenant_templates) with the same values."""
+
+    purpose: str
+    channel: str
+    language: str
+    tenant: str
+    code: str | None
+    token: str | None
+    duration: str | None
+
+    def values(self) -> dict[str, str]:
+        return {
+            "tenant": self.tenant,
+            "code": self.code or "",
+            "token": self.token or "",
+            "duration": self.duration or "",
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class RenderedMessage:
     subject: str | None
     body_text: str
     body_html: str | None
+    inputs: RenderInputs | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,10 +190,26 @@ def render(
         raise ValueError("tenant_name is required")
     duration = words.duration(ttl_minutes) if ttl_minutes is not None else None
 
+    inputs = RenderInputs(
+        purpose=purpose,
+        channel=channel,
+        language=language_tag(language),
+        tenant=tenant,
+        code=code if purpose == "OTP" else None,
+        token=link_or_token if purpose != "OTP" else None,
+        duration=duration,
+    )
+    message = _builtin(words, inputs)
+    return RenderedMessage(message.subject, message.body_text, message.body_html, inputs)
+
+
+def _builtin(words: Language, inputs: RenderInputs) -> RenderedMessage:
+    purpose, channel, tenant = inputs.purpose, inputs.channel, inputs.tenant
+    code, link_or_token, duration = inputs.code, inputs.token, inputs.duration
     if purpose == "OTP":
         if not code:
             raise ValueError("an OTP message needs the code")
-        if ttl_minutes is None:
+        if duration is None:
             raise ValueError("an OTP message needs its lifetime")
         if channel == "SMS":
             return RenderedMessage(None, _otp_sms(words.otp_sms, tenant, code, duration), None)
@@ -189,14 +228,68 @@ def render(
 
 
 def _otp_sms(template: str, tenant: str, code: str, duration: str | None) -> str:
-    text = template.format(tenant=tenant, code=code, duration=duration)
-    # A long tenant name is shortened until the text fits one segment; the code and its
-    # lifetime matter more than the full name. Bounded by the name's length.
-    shortened = tenant
+    return sms_text(template, {"tenant": tenant, "code": code, "duration": duration or ""})
+
+
+def sms_text(template: str, values: Mapping[str, str]) -> str:
+    """An SMS from `template`. A long tenant name is shortened until the text fits one segment;
+    the code and its lifetime matter more than the full name. Bounded by the name's length."""
+    shortened = values["tenant"]
+    text = fill(template, values)
     while sms_segments(text) > 1 and len(shortened) > 8:
         shortened = shortened[: len(shortened) - max(1, (len(shortened) // 8))].rstrip()
-        text = template.format(tenant=shortened, code=code, duration=duration)
+        text = fill(template, {**values, "tenant": shortened})
     return text
+
+
+def fill(template: str, values: Mapping[str, str]) -> str:
+    """str.format for named placeholders only: no attribute, index, conversion or format spec
+    is ever evaluated, whoever wrote the template."""
+    out: list[str] = []
+    for literal, name, _spec, _conversion in string.Formatter().parse(template):
+        out.append(literal)
+        if name is not None:
+            out.append(values[name])
+    return "".join(out)
+
+
+def language_tag(language: str | None) -> str:
+    """A language as stored and looked up: lower case, hyphenated ("en_US" -> "en-us")."""
+    return (language or "").strip().lower().replace("_", "-")
+
+
+def builtin_language_code(language: str | None) -> str:
+    """The key of the built-in language `language` falls back to ("en" for unknown ones)."""
+    resolved = resolve_language(language)
+    return next(code for code, entry in LANGUAGES.items() if entry is resolved)
+
+
+def email_from_text(subject: str, text: str, values: Mapping[str, str]) -> RenderedMessage:
+    """An email from a subject and a plain text (paragraphs split by blank lines), with the HTML
+    made from the text as for the built-in words."""
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
+    rich = _rich(values)
+    filled_subject = fill(subject, values)
+    body_html = _layout(
+        html.escape(filled_subject),
+        [_format_html(p, rich).replace("\n", "<br>\n") for p in paragraphs],
+        values["tenant"],
+    )
+    return RenderedMessage(filled_subject, fill(text, values).rstrip("\n") + "\n", body_html)
+
+
+def html_values(values: Mapping[str, str]) -> dict[str, str]:
+    """Values for a tenant's own HTML: escaped (quotes too, so a link may sit in href="{token}")."""
+    return {name: html.escape(value, quote=True) for name, value in values.items()}
+
+
+def _rich(values: Mapping[str, str]) -> dict[str, str]:
+    return {
+        "tenant": html.escape(values["tenant"]),
+        "code": f"<strong>{html.escape(values['code'])}</strong>",
+        "token": _html_token(values["token"]),
+        "duration": html.escape(values["duration"]),
+    }
 
 
 def _email(
@@ -215,12 +308,7 @@ def _email(
     plain = {"tenant": tenant, "code": code or "", "token": token or "", "duration": duration or ""}
     # Every value is escaped before it meets the HTML: the tenant name is chosen by whoever
     # signs up a tenant and must not be able to inject markup into other people's mail.
-    rich = {
-        "tenant": html.escape(tenant),
-        "code": f"<strong>{html.escape(code or '')}</strong>",
-        "token": _html_token(token or ""),
-        "duration": html.escape(duration or ""),
-    }
+    rich = _rich(plain)
     subject = words.subject.format(**plain)
     body_text = "\n\n".join(p.format(**plain) for p in paragraphs) + "\n"
     body_html = _layout(html.escape(subject), [_format_html(p, rich) for p in paragraphs], tenant)

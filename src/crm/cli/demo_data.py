@@ -1,0 +1,74 @@
+"""Sample contacts for the demo tenant (`crm tenants demo --with-contacts N`)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.clock import Clock
+from crm.contacts import service as contacts
+from crm.contacts.models import Contact
+from crm.contacts.schemas import ContactCreate
+
+MAX_CONTACTS = 10_000
+MODE = "test"
+ACTOR = "cli:demo"
+_FIRST = ("Maria", "Andreas", "Eleni", "Nikos", "Sofia", "Yiannis", "Anna", "Kostas", "Zoe")
+_LAST = ("Georgiou", "Ioannou", "Christou", "Pavlou", "Demetriou", "Savva", "Nicolaou")
+
+
+def demo_id(number: int) -> str:
+    return f"demo-{number:05d}"
+
+
+async def create_contacts(
+    session: AsyncSession, clock: Clock, *, tenant_id: str, count: int
+) -> int:
+    """Create the sample contacts 1..count that do not exist yet; returns how many were made.
+
+    Each has a name, an email address and a Cyprus mobile number, all fictional (example.com,
+    99xxxxxx), made through the same rules as the Back-Office API's create."""
+    wanted = [demo_id(n) for n in range(1, count + 1)]
+    existing = set(
+        await session.scalars(
+            select(Contact.id).where(
+                Contact.tenant_id == tenant_id, Contact.mode == MODE, Contact.id.in_(wanted)
+            )
+        )
+    )
+    made = 0
+    for number, contact_id in enumerate(wanted, start=1):
+        if contact_id in existing:
+            continue
+        first = _FIRST[number % len(_FIRST)]
+        last = _LAST[(number // len(_FIRST)) % len(_LAST)]
+        body = ContactCreate.model_validate(
+            {
+                "id": contact_id,
+                "code": f"DEMO-{number:05d}",
+                "first_name": first,
+                "last_name": last,
+                "email_address": f"{first.lower()}.{last.lower()}.{number}@example.com",
+                "phones": [
+                    {
+                        "phone_type": "MOBILE",
+                        "country_code": "CYP",
+                        "number": f"99{number:06d}",
+                        "is_primary": True,
+                    }
+                ],
+            }
+        )
+        await contacts.create(
+            session,
+            clock,
+            tenant_id=tenant_id,
+            mode=MODE,
+            fields=body.service_fields(only_set=False),
+            source="BACK_OFFICE",
+            actor=ACTOR,
+            contact_id=body.id,
+            code=body.code,
+        )
+        made += 1
+    return made
