@@ -34,7 +34,6 @@ INVOCATIONS: dict[str, list[str]] = {
     "contacts export": ["contacts", "export", "--tenant", "t"],
     "outbox list": ["outbox", "list"],
     "outbox retry": ["outbox", "retry", "message"],
-    "tenants settings": ["tenants", "settings", "t"],
     "identities unlock": ["identities", "unlock", "i", "--tenant", "t", "--mode", "test"],
     "templates list": ["templates", "list", "--tenant", "t", "--mode", "test"],
     "templates set": [

@@ -1,6 +1,6 @@
 """message templates: a tenant's own words for each message purpose and language
 
-Revision ID: 0002_ops2
+Revision ID: 0009_ops2
 Revises: 0008_proof
 Create Date: 2026-11-29
 """
@@ -12,7 +12,7 @@ from alembic import op
 
 import crm.db
 
-revision: str = "0002_ops2"
+revision: str = "0009_ops2"
 down_revision: str | None = "0008_proof"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
