@@ -149,3 +149,65 @@ def _snake(name: str) -> str:
             out += "_"
         out += char.lower()
     return out
+
+
+def test_generated_client_example_signs_in(tmp_path: Path) -> None:
+    """examples/generated_client_signin.py, with a client generated from a running server's
+    /openapi.json, registers, reads the code from the test outbox and validates it."""
+    from tests.e2e.test_examples import run_example, start_deployment
+
+    deployment = start_deployment(tmp_path)
+    try:
+        client_dir = tmp_path / "crm_client"
+        config = tmp_path / "config.json"
+        config.write_text(json.dumps({"post_hooks": []}))
+        done = subprocess.run(
+            [
+                *generator(),
+                "generate",
+                "--url",
+                f"{deployment.server.base_url}/openapi.json",
+                "--meta",
+                "none",
+                "--config",
+                str(config),
+                "--output-path",
+                str(client_dir),
+                "--fail-on-warning",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=GENERATE_TIMEOUT,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        keys = deployment.tenant["keys"]
+        ran = run_example(
+            "generated_client_signin.py",
+            "--client",
+            str(client_dir),
+            CRM_URL=deployment.server.base_url,
+            CRM_PUBLIC_KEY=keys["public_test"],
+            CRM_SECRET_KEY_API=keys["secret_test"],
+        )
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        out = ran.stdout
+        assert re.search(r"^1\. registerContact \+35799\d{6}: 201", out, re.M), out
+        assert re.search(r"^2\. listOutbox: read code \d{6}", out, re.M), out
+        assert "3. validateOtp: signed in as contact " in out
+        assert "4. getProfile with the bearer token: Ahmed Samir" in out
+        assert "done: every step answered" in out
+
+        # Without a generated client: a usage message, exit 2, no traceback.
+        missing = run_example(
+            "generated_client_signin.py",
+            "--client",
+            str(tmp_path / "nowhere"),
+            CRM_URL=deployment.server.base_url,
+            CRM_PUBLIC_KEY=keys["public_test"],
+            CRM_SECRET_KEY_API=keys["secret_test"],
+        )
+        assert missing.returncode == 2, missing
+        assert "no generated client" in missing.stderr and "Traceback" not in missing.stderr
+    finally:
+        deployment.server.stop()

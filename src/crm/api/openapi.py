@@ -135,6 +135,18 @@ def _describe(method: str, path: str, operation: dict[str, Any]) -> None:
         operation["description"] = summary if summary.endswith(".") else summary + "."
 
 
+def _untyped_answers(responses: dict[str, Any]) -> None:
+    """A handler that builds its own JSON answer (no response_model) is documented by FastAPI as
+    a JSON *string*, which generated clients then parse as one; it is any JSON value."""
+    for status, response in responses.items():
+        content = response.get("content", {}).get("application/json")
+        if status.startswith("2") and content is not None and content.get("schema") == _STRING:
+            content["schema"] = {}
+
+
+_STRING = {"type": "string"}
+
+
 def install(app: FastAPI) -> None:
     """Replace app.openapi with a generator that names each operation's credentials.
 
@@ -172,6 +184,7 @@ def install(app: FastAPI) -> None:
                 _describe(method, path, operation)
                 responses = operation.setdefault("responses", {})
                 responses.pop("422", None)
+                _untyped_answers(responses)
                 for status, text in _ALWAYS.items():
                     responses.setdefault(status, {"description": text, "content": _ERROR_CONTENT})
                 headers = {
