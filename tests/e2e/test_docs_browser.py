@@ -1,8 +1,9 @@
 """The browser tier: /docs and /redoc, opened in Debian's Chromium against a real `crm serve`,
 render the operations with every request to a host other than loopback aborted.
 
-Skips with the reason when Chromium (/usr/bin/chromium, `apt-get install chromium`) or the
-Playwright package is missing; Playwright's own browser downloads are never used.
+Skips with the reason when Chromium (/usr/bin/chromium, `apt-get install chromium`; another path
+in CRM_TEST_CHROMIUM) or the Playwright package is missing; Playwright's own browser downloads
+are never used.
 """
 
 from __future__ import annotations
