@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from crm import __version__
-from crm.api import backoffice, errors, health, openapi, selfservice, wellknown
+from crm.api import backoffice, docs, errors, health, openapi, selfservice, wellknown
 from crm.api import integrations as integrations_api
 from crm.api import metrics as metrics_api
 from crm.api import outbox as outbox_api
@@ -73,8 +73,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         description=DESCRIPTION,
         lifespan=lifespan,
         default_response_class=JsonResponse,
-        # CRM_DOCS_ENABLED=false: a deployment that publishes no API reference serves neither.
-        docs_url="/docs" if settings.docs_enabled else None,
+        # /docs and /redoc come from crm.api.docs (offline); CRM_DOCS_ENABLED=false: a
+        # deployment that publishes no API reference serves none of them.
+        docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
@@ -99,6 +100,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         origins=AllowedOrigins(ttl=settings.api_key_cache_seconds),
     )
     openapi.install(app)
+    if settings.docs_enabled:
+        docs.install(app)
     return app
 
 
