@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
 from typing import Any
 
 
@@ -29,6 +31,13 @@ class InvalidRequest(AppError):
     status_code = 400
     code = "INVALID_REQUEST"
     message = "The request is not valid."
+
+
+class ProviderNotSupported(InvalidRequest):
+    """An unknown provider: of sign-in identities or of messages (one code for both surfaces)."""
+
+    code = "PROVIDER_NOT_SUPPORTED"
+    message = "The provider is not supported."
 
 
 class MalformedJson(AppError):
@@ -113,6 +122,12 @@ class RateLimited(AppError):
     def __init__(self, message: str | None = None, *, retry_after: int) -> None:
         super().__init__(message, headers={"Retry-After": str(max(1, int(retry_after)))})
         self.retry_after = retry_after
+
+
+def retry_after(moment: datetime, now: datetime) -> int:
+    """Whole seconds from `now` until `moment`, rounded up and at least one: a client that
+    waits exactly this long is never refused again for the same reason."""
+    return max(1, math.ceil((moment - now).total_seconds()))
 
 
 class ServiceUnavailable(AppError):

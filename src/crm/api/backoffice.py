@@ -37,6 +37,7 @@ from crm.contacts.schemas import (
 from crm.identities import service as identities
 from crm.paging import Paging
 from crm.tenants.schemas import CallerKey
+from crm.vocabulary import RevokeReason
 
 router = APIRouter(tags=["Back-Office"])
 
@@ -387,7 +388,7 @@ async def revoke_sessions(
     refused at once."""
     contact = await contacts.get_by_ref(session, caller.tenant_id, caller.mode, ref)
     revoked = await identities.revoke_all_sessions(
-        session, runtime.clock, contact.pk, "back_office"
+        session, runtime.clock, contact.pk, RevokeReason.BACK_OFFICE
     )
     contacts.record_audit(session, runtime.clock, contact, "SESSIONS_REVOKED", actor_of(caller), [])
     return SessionsRevoked(revoked=revoked)

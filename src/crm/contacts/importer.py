@@ -25,7 +25,8 @@ from crm.clock import Clock
 from crm.contacts import service
 from crm.contacts.models import Contact, ContactPhone
 from crm.contacts.schemas import ContactCreate, ContactRead, contact_read
-from crm.errors import AppError, NotFound
+from crm.errors import AppError
+from crm.tenants.errors import TenantNotFound
 from crm.tenants.models import Tenant
 
 SOURCE = "IMPORT"
@@ -54,11 +55,6 @@ MAX_CELL = 64 * 1024
 # A cell starting with one of these is run as a formula by spreadsheets (CSV injection: a name
 # like `=HYPERLINK(...)` exfiltrates data or runs commands when an agent opens the export).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-class TenantNotFound(NotFound):
-    code = "TENANT_NOT_FOUND"
-    message = "No such tenant."
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -20,6 +19,7 @@ from crm.clock import epoch
 from crm.contacts.models import ConsentEvent, Contact, ContactPhone
 from crm.identities.models import Identity, Session
 from crm.paging import Paging
+from crm.text import clean_text, parse_bool
 
 MAX_PHONES = 10
 MAX_ADDRESSES = 10
@@ -27,37 +27,14 @@ MAX_CUSTOM_FIELDS = 50
 MAX_CUSTOM_VALUE_BYTES = 1024
 MAX_TAGS = 50
 
-# Characters that make two strings look the same on screen while differing (zero-width,
-# bidi overrides, controls): refused in every free-text field rather than stored.
-_FORBIDDEN = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-
-
-def _parse_bool(value: Any) -> Any:
-    # The seed sends "true"/"false" strings; other truthy spellings ("yes", 1) are refused so
-    # that a typo cannot flip a consent flag.
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
-        return value.strip().lower() == "true"
-    raise ValueError("must be true or false")
-
-
-WireBool = Annotated[bool, BeforeValidator(_parse_bool)]
-
-
-def _clean(value: str) -> str | None:
-    text = unicodedata.normalize("NFC", value).strip()
-    for ch in text:
-        if unicodedata.category(ch) in _FORBIDDEN:
-            raise ValueError(f"contains a forbidden character U+{ord(ch):04X}")
-    return text or None
+WireBool = Annotated[bool, BeforeValidator(parse_bool)]
 
 
 # Free-text fields: NFC, trimmed, no invisible characters; an empty string means absent.
-Text20 = Annotated[str, StringConstraints(max_length=20), AfterValidator(_clean)]
-Text40 = Annotated[str, StringConstraints(max_length=40), AfterValidator(_clean)]
-Text100 = Annotated[str, StringConstraints(max_length=100), AfterValidator(_clean)]
-Text200 = Annotated[str, StringConstraints(max_length=200), AfterValidator(_clean)]
+Text20 = Annotated[str, StringConstraints(max_length=20), AfterValidator(clean_text)]
+Text40 = Annotated[str, StringConstraints(max_length=40), AfterValidator(clean_text)]
+Text100 = Annotated[str, StringConstraints(max_length=100), AfterValidator(clean_text)]
+Text200 = Annotated[str, StringConstraints(max_length=200), AfterValidator(clean_text)]
 # Shape-only limits here; the service checks the value (pattern, E.164, alpha-3, syntax).
 RefText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 CountryText = Annotated[str, StringConstraints(max_length=8)]
@@ -110,10 +87,10 @@ class CustomField(BaseModel):
     def _value_bytes(cls, value: str) -> str:
         if len(value.encode()) > MAX_CUSTOM_VALUE_BYTES:
             raise ValueError(f"a custom field value is at most {MAX_CUSTOM_VALUE_BYTES} bytes")
-        return _clean(value) or ""
+        return clean_text(value) or ""
 
 
-Tag = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_clean)]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(clean_text)]
 LanguageCode = Annotated[
     str, StringConstraints(max_length=10, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$")
 ]

@@ -23,6 +23,7 @@ from crm.security import otp as otp_tools
 from crm.security.crypto import hmac_sha256
 from crm.security.secrets import new_token
 from crm.smsguard import service as sms_guard
+from crm.vocabulary import ChallengePurpose
 
 
 def code_subject(secret: str, tenant_id: str, mode: str, provider: str, identifier: str) -> str:
@@ -138,7 +139,7 @@ async def reset_decoy(
     sent = await session.scalar(
         select(func.count(OtpDecoy.id)).where(
             OtpDecoy.subject == subject_id,
-            OtpDecoy.purpose == "PASSWORD_RESET",
+            OtpDecoy.purpose == ChallengePurpose.PASSWORD_RESET,
             OtpDecoy.created_at > now - timedelta(hours=1),
         )
     )
@@ -164,7 +165,7 @@ async def reset_decoy(
             mode=mode,
             application_id=application_id,
             subject=subject_id,
-            purpose="PASSWORD_RESET",
+            purpose=ChallengePurpose.PASSWORD_RESET,
             client_hash=None,
             attempts=0,
             created_at=now,

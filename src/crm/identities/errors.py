@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from crm.errors import AppError, Conflict, Forbidden, InvalidRequest, NotFound, Unauthenticated
+from crm.errors import ProviderNotSupported as SharedProviderNotSupported
 
 
 class StatefulFailure(AppError):
@@ -28,8 +29,8 @@ class IdentityLocked(Forbidden):
     message = "This identity is locked after too many failed attempts; contact support."
 
 
-class ProviderNotSupported(InvalidRequest):
-    code = "PROVIDER_NOT_SUPPORTED"
+class ProviderNotSupported(SharedProviderNotSupported):
+    # Same code as a messaging provider refused; only the hint differs.
     message = "This identity provider is not supported; use EMAIL or PHONE."
 
 

@@ -3,14 +3,13 @@ under the policy of the application that issued the code."""
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.clock import Clock
-from crm.errors import RateLimited
+from crm.errors import RateLimited, retry_after
 from crm.identities import throttle
 from crm.identities.errors import (
     OtpAlreadyUsed,
@@ -27,10 +26,11 @@ from crm.ids import uuid7
 from crm.messaging import outbox, templates
 from crm.security import otp as otp_tools
 from crm.smsguard import service as sms_guard
+from crm.vocabulary import ChallengePurpose, Channel
 
 # Challenges that carry a typed code; reset and verification tokens share the table but not
 # these rules.
-CODE_PURPOSES = ("REGISTER", "SIGN_IN")
+CODE_PURPOSES = (ChallengePurpose.REGISTER, ChallengePurpose.SIGN_IN)
 _HOUR = timedelta(hours=1)
 
 
@@ -49,10 +49,6 @@ __all__ = ["IdentityThrottled"]
 _NEVER = "-" * 64
 
 
-def _seconds_until(moment: datetime, now: datetime) -> int:
-    return max(1, math.ceil((moment - now).total_seconds()))
-
-
 def check_send_limits(
     sent: list[tuple[datetime, str | None]], policy: Policy, now: datetime, client: str
 ) -> None:
@@ -65,13 +61,13 @@ def check_send_limits(
     if times and policy.otp_resend_cooldown_seconds:
         allowed_at = times[-1] + timedelta(seconds=policy.otp_resend_cooldown_seconds)
         if now < allowed_at:
-            raise OtpResendTooSoon(retry_after=_seconds_until(allowed_at, now))
+            raise OtpResendTooSoon(retry_after=retry_after(allowed_at, now))
     # Sliding hour: the oldest send in the window frees a slot when it leaves it.
     mine = sorted(created for created, by in sent if by == client)
     if len(mine) >= policy.otp_hourly_send_limit_per_client:
-        raise OtpSendLimit(retry_after=_seconds_until(mine[0] + _HOUR, now))
+        raise OtpSendLimit(retry_after=retry_after(mine[0] + _HOUR, now))
     if len(times) >= policy.otp_hourly_send_limit:
-        raise OtpSendLimit(retry_after=_seconds_until(times[0] + _HOUR, now))
+        raise OtpSendLimit(retry_after=retry_after(times[0] + _HOUR, now))
 
 
 async def lock_identity(session: AsyncSession, identity_id: str) -> Identity:
@@ -192,7 +188,7 @@ async def send_code(
         tenant_id=identity.tenant_id,
         mode=identity.mode,
         channel=channel,
-        recipient=identity.identifier if channel == "SMS" else identity.display,
+        recipient=identity.identifier if channel == Channel.SMS else identity.display,
         purpose="OTP",
         message=message,
         contact_pk=identity.contact_pk,
@@ -320,7 +316,7 @@ async def validate_code(
     if otp_tools.verify_code(secret, challenge.id, code, stored) and identity is not None:
         challenge.consumed_at = now
         record_success(identity, now)
-        if isinstance(challenge, OtpChallenge) and challenge.channel == "SMS":
+        if isinstance(challenge, OtpChallenge) and challenge.channel == Channel.SMS:
             await sms_guard.record_proof(
                 session,
                 tenant_id=identity.tenant_id,

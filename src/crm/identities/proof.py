@@ -38,6 +38,7 @@ from crm.ratelimits import service as ratelimits
 from crm.runtime import Runtime
 from crm.security import passwords
 from crm.smsguard import service as sms_guard
+from crm.vocabulary import ChallengePurpose, RevokeReason
 
 # The code that proves an identity a signed-in customer added: entered in that customer's
 # session only, never accepted by validate_otp (otp.CODE_PURPOSES leaves it out).
@@ -150,7 +151,7 @@ async def after_code(
         runtime,
         identity,
         was_unproven=was_unproven,
-        keep_password=challenge_purpose == "REGISTER",
+        keep_password=challenge_purpose == ChallengePurpose.REGISTER,
     )
 
 
@@ -249,7 +250,7 @@ async def end_unproven_access(
         )
         if getattr(cleared, "rowcount", 0):
             changed.append("password")
-    if await revoke_all_sessions(db, runtime.clock, contact.pk, "UNPROVEN_ACCESS_ENDED"):
+    if await revoke_all_sessions(db, runtime.clock, contact.pk, RevokeReason.UNPROVEN_ACCESS_ENDED):
         changed.append("sessions")
     if changed:
         contacts.record_audit(db, runtime.clock, contact, "UNPROVEN_ACCESS_ENDED", _ACTOR, changed)

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
-
-def _str_bool(value: Any) -> Any:
-    # The seed sends "true"/"false" as strings; nothing looser ("yes", 1) is accepted.
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in ("true", "false"):
-            return lowered == "true"
-        raise ValueError("must be true or false")
-    if isinstance(value, bool):
-        return value
-    raise ValueError("must be true or false")
+from crm.text import clean_text, parse_bool
 
 
 def _blank_to_none(value: Any) -> Any:
@@ -25,15 +23,22 @@ def _blank_to_none(value: Any) -> Any:
     return value
 
 
-StrBool = Annotated[bool, BeforeValidator(_str_bool)]
+StrBool = Annotated[bool, BeforeValidator(parse_bool)]
 
 
+# Names and titles follow the free-text rule of every surface (NFC, no invisible characters).
 Name = Annotated[
-    Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None,
+    Annotated[
+        str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(clean_text)
+    ]
+    | None,
     BeforeValidator(_blank_to_none),
 ]
 Short = Annotated[
-    Annotated[str, StringConstraints(strip_whitespace=True, max_length=40)] | None,
+    Annotated[
+        str, StringConstraints(strip_whitespace=True, max_length=40), AfterValidator(clean_text)
+    ]
+    | None,
     BeforeValidator(_blank_to_none),
 ]
 Country = Annotated[

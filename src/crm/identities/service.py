@@ -77,6 +77,7 @@ from crm.security.secrets import new_token
 from crm.smsguard import service as sms_guard
 from crm.tenants.models import Tenant
 from crm.tenants.schemas import CallerKey
+from crm.vocabulary import ChallengePurpose, Channel, RevokeReason
 
 __all__ = [
     "add_identity",
@@ -302,7 +303,7 @@ async def _queue_token_email(
             application_id=application_id,
             identity_id=identity.id,
             purpose=purpose,
-            channel="EMAIL",
+            channel=Channel.EMAIL,
             code_hmac=hmac_sha256(runtime.secret, _TOKEN_PURPOSE[purpose], token.encode()),
             attempts=0,
             created_at=now,
@@ -324,7 +325,7 @@ async def _queue_token_email(
         secret=runtime.secret,
         tenant_id=identity.tenant_id,
         mode=identity.mode,
-        channel="EMAIL",
+        channel=Channel.EMAIL,
         recipient=identity.display,
         purpose=purpose,
         message=message,
@@ -381,7 +382,7 @@ async def _set_password(
         update(OtpChallenge)
         .where(
             OtpChallenge.identity_id.in_([i.id for i in identities]),
-            OtpChallenge.purpose == "PASSWORD_RESET",
+            OtpChallenge.purpose == ChallengePurpose.PASSWORD_RESET,
             OtpChallenge.consumed_at.is_(None),
         )
         .values(consumed_at=runtime.clock.now())
@@ -493,7 +494,7 @@ async def register(
             db,
             runtime,
             identity=identity,
-            purpose="EMAIL_VERIFICATION",
+            purpose=ChallengePurpose.EMAIL_VERIFICATION,
             ttl_seconds=policy.email_verification_ttl_seconds,
             url_template=policy.email_verification_url,
             tenant_name=caller.tenant_name,
@@ -508,7 +509,9 @@ async def register(
             application_id=caller.application_id,
             meta=meta,
         )
-    return await _send_code(db, runtime, caller, identity, contact, policy, "REGISTER")
+    return await _send_code(
+        db, runtime, caller, identity, contact, policy, ChallengePurpose.REGISTER
+    )
 
 
 async def _send_code(
@@ -568,7 +571,7 @@ async def _send_decoy(
         provider=named[0],
         identifier=named[1],
         policy=policy,
-        purpose="SIGN_IN",
+        purpose=ChallengePurpose.SIGN_IN,
         tenant_name=caller.tenant_name,
         application_id=caller.application_id,
         client=_client(runtime, caller, meta),
@@ -611,7 +614,9 @@ async def _send_sign_in_code(
         raise IdentityNotFound(f"This contact has no {wanted} identity to send a code to.")
     contact = await contacts.get_by_pk(db, identity.contact_pk)
     policy = await _policy(db, caller.application_id, caller.mode)
-    return await _send_code(db, runtime, caller, identity, contact, policy, "SIGN_IN", meta)
+    return await _send_code(
+        db, runtime, caller, identity, contact, policy, ChallengePurpose.SIGN_IN, meta
+    )
 
 
 async def request_code(
@@ -810,7 +815,9 @@ async def refresh(
 
 
 async def sign_out(db: AsyncSession, runtime: Runtime, signed: SignedIn) -> None:
-    await sessions.revoke_session(db, runtime.clock, signed.claims.session_id, "SIGNED_OUT")
+    await sessions.revoke_session(
+        db, runtime.clock, signed.claims.session_id, RevokeReason.SIGNED_OUT
+    )
 
 
 def _phone_subquery(column: Any) -> Any:
@@ -1092,7 +1099,7 @@ async def change_password(
         db,
         runtime.clock,
         contact.pk,
-        "PASSWORD_CHANGED",
+        RevokeReason.PASSWORD_CHANGED,
         except_session_id=signed.claims.session_id,
     )
 
@@ -1135,7 +1142,7 @@ async def _email_token(
     """Queue a reset or verification token email under the calling application's policy."""
     contact = await db.get(Contact, identity.contact_pk)
     policy = await _policy(db, caller.application_id, caller.mode)
-    reset = purpose == "PASSWORD_RESET"
+    reset = purpose == ChallengePurpose.PASSWORD_RESET
     await _queue_token_email(
         db,
         runtime,
@@ -1197,7 +1204,7 @@ async def reset_password(
         identity.verified_at = runtime.clock.now()
     identity.failed_attempts = 0
     identity.last_failure_at = None
-    await revoke_all_sessions(db, runtime.clock, contact.pk, "PASSWORD_RESET")
+    await revoke_all_sessions(db, runtime.clock, contact.pk, RevokeReason.PASSWORD_RESET)
 
 
 async def request_email_verification(

@@ -16,6 +16,7 @@ from crm.identities.tokens import MAX_REFRESH_TOKEN_LENGTH, new_refresh_token, r
 from crm.ids import uuid7
 from crm.security.crypto import SecretBox
 from crm.settings import Settings
+from crm.vocabulary import RevokeReason
 
 _BOX_PURPOSE = "refresh-successor"
 
@@ -102,7 +103,7 @@ async def rotate_refresh(
             raise RefreshTokenInvalid()
         family = await db.get(Session, retired.session_id, with_for_update=_pg(db))
         if family is not None:
-            _revoke(family, now, "REFRESH_TOKEN_REUSED")
+            _revoke(family, now, RevokeReason.REFRESH_TOKEN_REUSED)
         raise RefreshTokenReused()
     if not _live(row, now):
         raise RefreshTokenInvalid()
@@ -112,7 +113,7 @@ async def rotate_refresh(
         if rotated_at is not None and now - rotated_at <= grace and row.current_refresh_encrypted:
             successor = _box(secret).decrypt(row.current_refresh_encrypted).decode("utf-8")
             return Started(session=row, refresh_token=successor)
-        _revoke(row, now, "REFRESH_TOKEN_REUSED")
+        _revoke(row, now, RevokeReason.REFRESH_TOKEN_REUSED)
         raise RefreshTokenReused()
 
     successor = new_refresh_token()

@@ -9,7 +9,6 @@ subject's lock (far higher) ends by itself.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -19,7 +18,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.errors import RateLimited
+from crm.errors import RateLimited, retry_after
 from crm.identities.errors import IdentityLocked
 from crm.identities.models import FailureCounter
 from crm.identities.policy import Policy
@@ -151,7 +150,7 @@ def _wait(counted: Counted, delay: int, now: datetime, error: type[RateLimited])
         return
     allowed_at = counted.last_failure_at + timedelta(seconds=delay)
     if now < allowed_at:
-        raise error(retry_after=max(1, math.ceil((allowed_at - now).total_seconds())))
+        raise error(retry_after=retry_after(allowed_at, now))
 
 
 async def guard(

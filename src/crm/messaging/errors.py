@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 from crm.errors import InvalidRequest, NotFound
-
-
-class ProviderNotSupported(InvalidRequest):
-    code = "PROVIDER_NOT_SUPPORTED"
-    message = "The provider is not supported."
+from crm.errors import ProviderNotSupported as ProviderNotSupported
 
 
 class ProviderConfigInvalid(InvalidRequest):

@@ -1,0 +1,42 @@
+"""The words shared by the domains and the wire: channels, identity providers, code purposes and
+why a session ended. Each is a StrEnum, so its members are the very strings stored and sent."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+# The outbox's statuses are messaging's own: crm.messaging.models.OutboxStatus.
+
+
+class Channel(StrEnum):
+    """How a message reaches a person."""
+
+    SMS = "SMS"
+    EMAIL = "EMAIL"
+
+
+class Provider(StrEnum):
+    """The sign-in identities crm keeps (CRM.COM's other providers are refused)."""
+
+    EMAIL = "EMAIL"
+    PHONE = "PHONE"
+
+
+class ChallengePurpose(StrEnum):
+    """What a one-time code or emailed token proves when it is spent."""
+
+    REGISTER = "REGISTER"
+    SIGN_IN = "SIGN_IN"
+    PASSWORD_RESET = "PASSWORD_RESET"
+    EMAIL_VERIFICATION = "EMAIL_VERIFICATION"
+
+
+class RevokeReason(StrEnum):
+    """Why a session ended, kept on the session row (at most 40 characters)."""
+
+    SIGNED_OUT = "SIGNED_OUT"
+    REFRESH_TOKEN_REUSED = "REFRESH_TOKEN_REUSED"
+    PASSWORD_RESET = "PASSWORD_RESET"
+    PASSWORD_CHANGED = "PASSWORD_CHANGED"
+    UNPROVEN_ACCESS_ENDED = "UNPROVEN_ACCESS_ENDED"
+    BACK_OFFICE = "back_office"  # stored lower-case since the first release

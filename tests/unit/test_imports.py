@@ -1,0 +1,136 @@
+"""The layering of src/crm, read from the imports: domains never import the API, contacts and
+identities do not import each other, and only composition roots build on `crm.runtime`."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import crm
+
+SRC = Path(crm.__file__).parent
+
+# The composition roots: they wire settings, database, clock and providers into a running
+# process (the app, its HTTP surfaces, the CLI, and the background loops). Only they may import
+# `crm.runtime`; domain code receives what it needs as arguments.
+COMPOSITION_ROOTS = (
+    "crm.__main__",
+    "crm.app",
+    "crm.api",
+    "crm.cli",
+    "crm.background",
+    "crm.maintenance",
+    "crm.messaging.worker",
+    "crm.runtime",
+)
+# The domains: business rules over their own tables, below every surface.
+DOMAINS = (
+    "crm.contacts",
+    "crm.identities",
+    "crm.tenants",
+    "crm.messaging",
+    "crm.idempotency",
+    "crm.ratelimits",
+    "crm.smsguard",
+    "crm.security",
+    "crm.deployment",
+)
+# Imports that break the rules today, each removed as its code moves to its own room. The test
+# fails when one disappears too, so this list only shrinks.
+KNOWN_RUNTIME = {
+    "crm.identities.proof",
+    "crm.identities.service",
+    "crm.messaging.delivery",
+}
+KNOWN_CROSSING = {
+    ("crm.contacts.schemas", "crm.identities.models"),
+    ("crm.contacts.search", "crm.identities.identifiers"),
+    ("crm.contacts.search", "crm.identities.models"),
+    ("crm.contacts.service", "crm.identities.identifiers"),
+    ("crm.contacts.service", "crm.identities.models"),
+    ("crm.identities.identities", "crm.contacts.models"),
+    ("crm.identities.identities", "crm.contacts.service"),
+    ("crm.identities.proof", "crm.contacts.models"),
+    ("crm.identities.proof", "crm.contacts.service"),
+    ("crm.identities.service", "crm.contacts.models"),
+    ("crm.identities.service", "crm.contacts.service"),
+    ("crm.identities.sessions", "crm.contacts.models"),
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _is_module(name: str) -> bool:
+    if not _within(name, "crm"):
+        return False
+    path = SRC.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def _imports() -> Iterator[tuple[str, str]]:
+    """(importing module, imported module) for every import in src/crm, however nested."""
+    for path in sorted(SRC.rglob("*.py")):
+        if "migrations" in path.parts:
+            continue
+        module = _module_name(path)
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    yield module, alias.name
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*anchor, base]) if base else ".".join(anchor)
+                for alias in node.names:
+                    # `from crm.contacts import service` imports the module crm.contacts.service;
+                    # `from crm.contacts.models import Contact` imports crm.contacts.models.
+                    full = f"{base}.{alias.name}"
+                    yield module, full if _is_module(full) else base
+
+
+def _within(module: str, packages: tuple[str, ...] | str) -> bool:
+    if isinstance(packages, str):
+        packages = (packages,)
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def test_the_walk_sees_the_code() -> None:
+    modules = {importer for importer, _ in _imports()}
+    assert {"crm.app", "crm.identities.service", "crm.contacts.service"} <= modules
+
+
+def test_no_domain_imports_a_surface() -> None:
+    bad = sorted(
+        (importer, imported)
+        for importer, imported in _imports()
+        if _within(importer, DOMAINS) and _within(imported, ("crm.api", "crm.cli", "crm.app"))
+    )
+    assert bad == []
+
+
+def test_contacts_and_identities_do_not_import_each_other() -> None:
+    crossings = set()
+    for importer, imported in _imports():
+        for here, there in (("crm.contacts", "crm.identities"), ("crm.identities", "crm.contacts")):
+            if _within(importer, here) and _within(imported, there):
+                crossings.add((importer, imported))
+    assert crossings - KNOWN_CROSSING == set()
+    assert KNOWN_CROSSING - crossings == set()  # a crossing removed: drop it from the list
+
+
+def test_runtime_only_in_composition_roots() -> None:
+    users = {
+        importer
+        for importer, imported in _imports()
+        if _within(imported, "crm.runtime") and not _within(importer, COMPOSITION_ROOTS)
+    }
+    assert users - KNOWN_RUNTIME == set()
+    assert KNOWN_RUNTIME - users == set()  # a use removed: drop it from the list
