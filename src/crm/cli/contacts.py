@@ -132,33 +132,55 @@ def import_(
                 )
             with _Meter("imported", size, unit_total=False) as meter:
                 batch: list[tuple[int, dict[str, str | None]]] = []
+                writing: asyncio.Task[None] | None = None
 
-                async def flush() -> None:
+                async def write(
+                    result: importer.BatchResult, prepared: importer.PreparedBatch
+                ) -> None:
                     async with session_scope(runtime.sessions) as session:
-                        result = await importer.import_batch(
+                        await importer.write_batch(
                             session,
                             runtime.clock,
+                            prepared,
                             tenant_id=tenant,
                             mode=mode,
-                            rows=batch,
                             actor=ACTOR,
+                            result=result,
                         )
                     summary.created += result.created
                     summary.skipped += result.skipped
                     summary.rejected.extend(result.rejected)
+
+                async def flush() -> None:
+                    nonlocal writing
+                    # Validate this batch in a thread while the previous one is being written.
+                    result, prepared = await asyncio.to_thread(
+                        importer.prepare_batch,
+                        list(batch),
+                        tenant_id=tenant,
+                        mode=mode,
+                        now=runtime.clock.now(),
+                    )
                     batch.clear()
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.create_task(write(result, prepared))
                     meter.update(seen, reader.bytes_read)
 
-                for row in reader:
-                    seen += 1
-                    if isinstance(row, import_reader.BadRow):
-                        summary.rejected.append(importer.Rejected(row.line, row.reason))
-                        continue
-                    batch.append((row.line, row.cells))
-                    if len(batch) >= batch_size:
+                try:
+                    for row in reader:
+                        seen += 1
+                        if isinstance(row, import_reader.BadRow):
+                            summary.rejected.append(importer.Rejected(row.line, row.reason))
+                            continue
+                        batch.append((row.line, row.cells))
+                        if len(batch) >= batch_size:
+                            await flush()
+                    if batch:
                         await flush()
-                if batch:
-                    await flush()
+                finally:
+                    if writing is not None:
+                        await writing
                 meter.update(seen, size)
         finally:
             await runtime.close()

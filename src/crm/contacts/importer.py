@@ -219,8 +219,24 @@ async def import_batch(
     (another writer won a race), the batch falls back to one savepoint per row, so a bad row
     never takes its neighbours with it. The caller commits.
     """
+    result, prepared = prepare_batch(rows, tenant_id=tenant_id, mode=mode, now=clock.now())
+    await write_batch(
+        session, clock, prepared, tenant_id=tenant_id, mode=mode, actor=actor, result=result
+    )
+    return result
+
+
+@dataclass
+class PreparedBatch:
+    now: Any
+    rows: list[_Prepared]
+
+
+def prepare_batch(
+    rows: Sequence[tuple[int, Mapping[str, str | None]]], *, tenant_id: str, mode: str, now: Any
+) -> tuple[BatchResult, PreparedBatch]:
+    """Validate a batch (no database: it may run in a thread while the last batch is written)."""
     result = BatchResult()
-    now = clock.now()
     prepared: list[_Prepared] = []
     seen_ids: dict[str, int] = {}
     seen_codes: dict[str, int] = {}
@@ -235,21 +251,34 @@ async def import_batch(
             result.rejected.append(Rejected(line, duplicate))
             continue
         prepared.append(item)
+    return result, PreparedBatch(now, prepared)
+
+
+async def write_batch(
+    session: AsyncSession,
+    clock: Clock,
+    batch: PreparedBatch,
+    *,
+    tenant_id: str,
+    mode: str,
+    actor: str,
+    result: BatchResult,
+) -> None:
+    """Skip the rows whose id or code exists and write the rest; counts go into `result`."""
     prepared = await _drop_existing(
-        session, prepared, tenant_id=tenant_id, mode=mode, result=result
+        session, batch.rows, tenant_id=tenant_id, mode=mode, result=result
     )
     if not prepared:
-        return result
+        return
     try:
         async with session.begin_nested():
-            await _write(session, prepared, now=now, actor=actor)
+            await _write(session, prepared, now=batch.now, actor=actor)
     except IntegrityError:
         await _write_one_by_one(
             session, clock, prepared, tenant_id=tenant_id, mode=mode, actor=actor, result=result
         )
-        return result
+        return
     result.created += len(prepared)
-    return result
 
 
 def _duplicate(item: _Prepared, seen_ids: dict[str, int], seen_codes: dict[str, int]) -> str:

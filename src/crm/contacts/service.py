@@ -10,6 +10,7 @@ consent history, audit) consistent with them.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
@@ -122,9 +123,7 @@ def normalise_fields(fields: Mapping[str, Any], *, test_mode: bool = False) -> d
             raise _with_field(exc, "country_of_agreement") from None
     if out.get("email_address") is not None:
         try:
-            out["email_address"] = normalize_email(
-                out["email_address"], test_mode=test_mode
-            ).display
+            out["email_address"] = _email(out["email_address"], test_mode)[0]
         except AppError as exc:
             raise _with_field(exc, "email_address") from None
     if out.get(PHONES) is not None:
@@ -340,10 +339,15 @@ def _assign(contact: Contact, fields: Mapping[str, Any]) -> None:
                 setattr(contact, _NORMALISED[name], search_form(value))
             if name == "email_address":
                 contact.email_canonical = (
-                    normalize_email(value, test_mode=contact.mode == "test").canonical
-                    if value
-                    else None
+                    _email(value, contact.mode == "test")[1] if value else None
                 )
+
+
+@functools.lru_cache(maxsize=64)
+def _email(value: str, test_mode: bool) -> tuple[str, str]:
+    """An address's display form and matching key (a bulk import checks each once, not twice)."""
+    email = normalize_email(value, test_mode=test_mode)
+    return email.display, email.canonical
 
 
 def _add_phones(
