@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import Table, func, insert, or_, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -310,17 +310,12 @@ async def _drop_existing(
     codes = [p.contact.code for p in prepared]
     if not prepared:
         return prepared
-    taken = (
-        await session.execute(
-            select(Contact.id, Contact.code).where(
-                Contact.tenant_id == tenant_id,
-                Contact.mode == mode,
-                or_(Contact.id.in_(ids), Contact.code.in_(codes)),
-            )
-        )
-    ).all()
-    taken_ids = {t.id for t in taken}
-    taken_codes = {t.code for t in taken}
+    # One query per unique index (an OR of the two lists can make PostgreSQL scan the table).
+    scope = (Contact.tenant_id == tenant_id, Contact.mode == mode)
+    taken_ids = set(await session.scalars(select(Contact.id).where(*scope, Contact.id.in_(ids))))
+    taken_codes = set(
+        await session.scalars(select(Contact.code).where(*scope, Contact.code.in_(codes)))
+    )
     kept: list[_Prepared] = []
     for item in prepared:
         if item.given_id in taken_ids or item.given_code in taken_codes:
