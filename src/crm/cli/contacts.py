@@ -19,6 +19,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from sqlalchemy import text
 
 from crm.cli.common import err_console, settings
 from crm.contacts import import_reader, importer
@@ -138,6 +139,10 @@ def import_(
                     result: importer.BatchResult, prepared: importer.PreparedBatch
                 ) -> None:
                     async with session_scope(runtime.sessions) as session:
+                        if session.get_bind().dialect.name == "postgresql":
+                            # CRM_DB_STATEMENT_TIMEOUT_MS is sized for one API request; a
+                            # batch statement writes up to --batch-size rows on a busy server.
+                            await session.execute(text("SET LOCAL statement_timeout = '300s'"))
                         await importer.write_batch(
                             session,
                             runtime.clock,
