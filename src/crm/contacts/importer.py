@@ -15,17 +15,21 @@ import io
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import or_, select
+from sqlalchemy import Table, func, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.clock import Clock
 from crm.contacts import service
-from crm.contacts.models import Contact, ContactPhone
+from crm.contacts.errors import ContactCodeAlreadyExists, ContactIdAlreadyExists
+from crm.contacts.models import AuditEvent, ConsentEvent, Contact, ContactPhone
 from crm.contacts.schemas import ContactCreate, ContactRead, contact_read
+from crm.db import Base
 from crm.errors import AppError
+from crm.ids import short_code
 from crm.tenants.errors import TenantNotFound
 from crm.tenants.models import Tenant
 
@@ -150,6 +154,51 @@ def _reason(exc: Exception) -> str:
     return f"INVALID_REQUEST: {exc}"
 
 
+@dataclass
+class _Prepared:
+    line: int
+    contact: Contact
+    fields: dict[str, Any]
+    given_id: str | None
+    given_code: str | None
+
+
+def _prepare(
+    line: int, row: Mapping[str, str | None], *, tenant_id: str, mode: str, now: Any
+) -> _Prepared:
+    """A row checked by the API's schema and the service's rules, as the contact row to write."""
+    body = ContactCreate.model_validate(row_to_body(row))
+    fields = service.prepare_new(
+        mode=mode,
+        fields=body.service_fields(only_set=False),
+        contact_id=body.id,
+        code=body.code,
+        contact_type=body.contact_type,
+    )
+    contact = service.build_contact(
+        tenant_id=tenant_id,
+        mode=mode,
+        fields=fields,
+        contact_id=body.id,
+        code=body.code,
+        contact_type=body.contact_type,
+        now=now,
+    )
+    return _Prepared(line, contact, fields, body.id, body.code)
+
+
+def _table(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)
+
+
+_CONTACT_COLUMNS = [c.key for c in Contact.__table__.columns if c.key != "pk"]
+
+
+def _contact_row(contact: Contact) -> dict[str, Any]:
+    # Columns the builder left unset are NULL, as the ORM would write them.
+    return {name: contact.__dict__.get(name) for name in _CONTACT_COLUMNS}
+
+
 async def import_batch(
     session: AsyncSession,
     clock: Clock,
@@ -161,33 +210,158 @@ async def import_batch(
 ) -> BatchResult:
     """Create each valid row; skip rows whose id or code exists; reject the rest with a reason.
 
-    Each row runs in a savepoint, so a rejected row leaves nothing behind while the batch's
-    good rows are committed together by the caller.
+    The batch is validated row by row, checked against existing ids and codes in one query and
+    written with one multi-row INSERT per table. If that write still meets a taken id or code
+    (another writer won a race), the batch falls back to one savepoint per row, so a bad row
+    never takes its neighbours with it. The caller commits.
     """
+    result, prepared = prepare_batch(rows, tenant_id=tenant_id, mode=mode, now=clock.now())
+    await write_batch(
+        session, clock, prepared, tenant_id=tenant_id, mode=mode, actor=actor, result=result
+    )
+    return result
+
+
+@dataclass
+class PreparedBatch:
+    now: Any
+    rows: list[_Prepared]
+
+
+def prepare_batch(
+    rows: Sequence[tuple[int, Mapping[str, str | None]]], *, tenant_id: str, mode: str, now: Any
+) -> tuple[BatchResult, PreparedBatch]:
+    """Validate a batch (no database: it may run in a thread while the last batch is written)."""
     result = BatchResult()
+    prepared: list[_Prepared] = []
+    seen_ids: dict[str, int] = {}
+    seen_codes: dict[str, int] = {}
     for line, row in rows:
         try:
-            body = ContactCreate.model_validate(row_to_body(row))
-        except (ValidationError, ValueError) as exc:
+            item = _prepare(line, row, tenant_id=tenant_id, mode=mode, now=now)
+        except (ValidationError, ValueError, AppError) as exc:
             result.rejected.append(Rejected(line, _reason(exc)))
             continue
-        refs = [
-            c
-            for c in (
-                Contact.id == body.id if body.id else None,
-                Contact.code == body.code if body.code else None,
+        duplicate = _duplicate(item, seen_ids, seen_codes)
+        if duplicate:
+            result.rejected.append(Rejected(line, duplicate))
+            continue
+        prepared.append(item)
+    return result, PreparedBatch(now, prepared)
+
+
+async def write_batch(
+    session: AsyncSession,
+    clock: Clock,
+    batch: PreparedBatch,
+    *,
+    tenant_id: str,
+    mode: str,
+    actor: str,
+    result: BatchResult,
+) -> None:
+    """Skip the rows whose id or code exists and write the rest; counts go into `result`."""
+    prepared = await _drop_existing(
+        session, batch.rows, tenant_id=tenant_id, mode=mode, result=result
+    )
+    if not prepared:
+        return
+    try:
+        async with session.begin_nested():
+            await _write(session, prepared, now=batch.now, actor=actor)
+    except IntegrityError:
+        await _write_one_by_one(
+            session, clock, prepared, tenant_id=tenant_id, mode=mode, actor=actor, result=result
+        )
+        return
+    result.created += len(prepared)
+
+
+def _duplicate(item: _Prepared, seen_ids: dict[str, int], seen_codes: dict[str, int]) -> str:
+    """Why a row repeats an earlier row of its batch, or "" when it does not."""
+    if item.given_id is not None:
+        if item.given_id in seen_ids:
+            return (
+                f"DUPLICATE_IN_FILE: id {item.given_id} is also on line {seen_ids[item.given_id]}"
             )
-            if c is not None
-        ]
-        if refs:
-            found = await session.scalar(
-                select(Contact.pk)
-                .where(Contact.tenant_id == tenant_id, Contact.mode == mode, or_(*refs))
-                .limit(1)
-            )
-            if found is not None:
-                result.skipped += 1
-                continue
+        seen_ids[item.given_id] = item.line
+    if item.given_code is not None:
+        if item.given_code in seen_codes:
+            where = seen_codes[item.given_code]
+            return f"DUPLICATE_IN_FILE: code {item.given_code} is also on line {where}"
+        seen_codes[item.given_code] = item.line
+    return ""
+
+
+async def _drop_existing(
+    session: AsyncSession,
+    prepared: list[_Prepared],
+    *,
+    tenant_id: str,
+    mode: str,
+    result: BatchResult,
+) -> list[_Prepared]:
+    """The rows whose id and code are free; rows whose given id or code exists are skipped."""
+    ids = [p.contact.id for p in prepared]
+    codes = [p.contact.code for p in prepared]
+    if not prepared:
+        return prepared
+    # One query per unique index (an OR of the two lists can make PostgreSQL scan the table).
+    scope = (Contact.tenant_id == tenant_id, Contact.mode == mode)
+    taken_ids = set(await session.scalars(select(Contact.id).where(*scope, Contact.id.in_(ids))))
+    taken_codes = set(
+        await session.scalars(select(Contact.code).where(*scope, Contact.code.in_(codes)))
+    )
+    kept: list[_Prepared] = []
+    for item in prepared:
+        if item.given_id in taken_ids or item.given_code in taken_codes:
+            result.skipped += 1
+            continue
+        if item.contact.code in taken_codes or item.contact.id in taken_ids:
+            # A generated id or code met an existing one (rare): the per-row fallback retries it.
+            item.contact.code = short_code()
+            item.contact.code_norm = item.contact.code.casefold()
+        kept.append(item)
+    return kept
+
+
+async def _write(
+    session: AsyncSession, prepared: Sequence[_Prepared], *, now: Any, actor: str
+) -> None:
+    table = _table(Contact)
+    pks = (
+        await session.execute(
+            insert(table).returning(table.c.pk, sort_by_parameter_order=True),
+            [_contact_row(p.contact) for p in prepared],
+        )
+    ).scalars()
+    phones: list[dict[str, Any]] = []
+    consents: list[dict[str, Any]] = []
+    audits: list[dict[str, Any]] = []
+    for item, pk in zip(prepared, pks, strict=True):
+        contact, fields = item.contact, item.fields
+        contact.pk = pk
+        phones.extend(service.phone_rows(contact, fields.get(service.PHONES) or []))
+        consents.extend(service.consent_rows(contact, service.created_consent(fields), SOURCE, now))
+        audits.append(
+            service.audit_row(contact, "CREATED", actor, service.created_audit_fields(fields), now)
+        )
+    for model, rows in ((ContactPhone, phones), (ConsentEvent, consents), (AuditEvent, audits)):
+        if rows:
+            await session.execute(insert(_table(model)), rows)
+
+
+async def _write_one_by_one(
+    session: AsyncSession,
+    clock: Clock,
+    prepared: Sequence[_Prepared],
+    *,
+    tenant_id: str,
+    mode: str,
+    actor: str,
+    result: BatchResult,
+) -> None:
+    for item in prepared:
         try:
             async with session.begin_nested():
                 await service.create(
@@ -195,18 +369,30 @@ async def import_batch(
                     clock,
                     tenant_id=tenant_id,
                     mode=mode,
-                    fields=body.service_fields(only_set=False),
+                    fields=item.fields,
                     source=SOURCE,
                     actor=actor,
-                    contact_id=body.id,
-                    code=body.code,
-                    contact_type=body.contact_type,
+                    contact_id=item.given_id,
+                    code=item.given_code,
+                    contact_type=item.contact.contact_type,
                 )
+        except (ContactIdAlreadyExists, ContactCodeAlreadyExists):
+            result.skipped += 1
+            continue
         except AppError as exc:
-            result.rejected.append(Rejected(line, _reason(exc)))
+            result.rejected.append(Rejected(item.line, _reason(exc)))
             continue
         result.created += 1
-    return result
+
+
+async def count_contacts(session: AsyncSession, *, tenant_id: str, mode: str) -> int:
+    """How many contacts `export_contacts` yields (for the progress display)."""
+    count = await session.scalar(
+        select(func.count())
+        .select_from(Contact)
+        .where(Contact.tenant_id == tenant_id, Contact.mode == mode, Contact.erased_at.is_(None))
+    )
+    return int(count or 0)
 
 
 async def export_contacts(

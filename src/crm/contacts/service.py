@@ -10,6 +10,7 @@ consent history, audit) consistent with them.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
@@ -122,9 +123,7 @@ def normalise_fields(fields: Mapping[str, Any], *, test_mode: bool = False) -> d
             raise _with_field(exc, "country_of_agreement") from None
     if out.get("email_address") is not None:
         try:
-            out["email_address"] = normalize_email(
-                out["email_address"], test_mode=test_mode
-            ).display
+            out["email_address"] = _email(out["email_address"], test_mode)[0]
         except AppError as exc:
             raise _with_field(exc, "email_address") from None
     if out.get(PHONES) is not None:
@@ -215,40 +214,24 @@ async def create(
     contact_type: str = "PERSON",
 ) -> Contact:
     """Insert a contact; 409 on a taken id or code (erased contacts keep theirs as tombstones)."""
-    if contact_id is not None:
-        check_contact_id(contact_id)
-    if code is not None:
-        check_contact_code(code)
-    if contact_type not in CONTACT_TYPES:
-        raise AppError("contact_type must be PERSON or COMPANY.")
-    fields = normalise_fields(fields, test_mode=mode == "test")
-    if contact_type == "COMPANY" and not fields.get("company_name"):
-        raise CompanyNameRequired(details=[{"field": "company_name", "message": "required"}])
+    fields = prepare_new(
+        mode=mode, fields=fields, contact_id=contact_id, code=code, contact_type=contact_type
+    )
     now = clock.now()
     if contact_id is not None and await _exists(session, tenant_id, mode, Contact.id == contact_id):
         raise ContactIdAlreadyExists()
     if code is not None and await _exists(session, tenant_id, mode, Contact.code == code):
         raise ContactCodeAlreadyExists()
     for attempt in range(_CODE_ATTEMPTS):
-        contact_code = code or short_code()
-        contact = Contact(
+        contact = build_contact(
             tenant_id=tenant_id,
             mode=mode,
-            id=contact_id or uuid7(),
-            code=contact_code,
-            code_norm=contact_code.casefold(),
+            fields=fields,
+            contact_id=contact_id,
+            code=code,
             contact_type=contact_type,
-            created_at=now,
-            updated_at=now,
-            addresses=[],
-            custom_fields=[],
-            tags=[],
-            service_acceptance=False,
-            email_opt_out=False,
-            sms_opt_out=False,
+            now=now,
         )
-        _assign(contact, fields)
-        _check_birth_date(contact)
         try:
             async with session.begin_nested():
                 session.add(contact)
@@ -262,19 +245,76 @@ async def create(
                 raise ContactCodeAlreadyExists() from exc
             continue
         break
-    if fields.get(PHONES):
-        _add_phones(session, contact, fields[PHONES])
-    changed = [f for f in CONSENT_FLAGS if f in fields]
-    _record_consent(session, contact, {f: bool(fields[f]) for f in changed}, source, now)
-    record_audit(
-        session,
-        clock,
-        contact,
-        "CREATED",
-        actor,
-        sorted(k for k in fields if fields[k] not in (None, [], "")),
-    )
+    for row in phone_rows(contact, fields.get(PHONES) or []):
+        session.add(ContactPhone(**row))
+    for row in consent_rows(contact, created_consent(fields), source, now):
+        session.add(ConsentEvent(**row))
+    record_audit(session, clock, contact, "CREATED", actor, created_audit_fields(fields))
     return contact
+
+
+def prepare_new(
+    *,
+    mode: str,
+    fields: Mapping[str, Any],
+    contact_id: str | None,
+    code: str | None,
+    contact_type: str,
+) -> dict[str, Any]:
+    """A new contact's fields checked and normalised (the rules `create` and bulk import share)."""
+    if contact_id is not None:
+        check_contact_id(contact_id)
+    if code is not None:
+        check_contact_code(code)
+    if contact_type not in CONTACT_TYPES:
+        raise AppError("contact_type must be PERSON or COMPANY.")
+    fields = normalise_fields(fields, test_mode=mode == "test")
+    if contact_type == "COMPANY" and not fields.get("company_name"):
+        raise CompanyNameRequired(details=[{"field": "company_name", "message": "required"}])
+    return fields
+
+
+def build_contact(
+    *,
+    tenant_id: str,
+    mode: str,
+    fields: Mapping[str, Any],
+    contact_id: str | None,
+    code: str | None,
+    contact_type: str,
+    now: dt.datetime,
+) -> Contact:
+    """The contact row for fields from `prepare_new`: an id and code generated when not given."""
+    contact_code = code or short_code()
+    contact = Contact(
+        tenant_id=tenant_id,
+        mode=mode,
+        id=contact_id or uuid7(),
+        code=contact_code,
+        code_norm=contact_code.casefold(),
+        contact_type=contact_type,
+        created_at=now,
+        updated_at=now,
+        addresses=[],
+        custom_fields=[],
+        tags=[],
+        service_acceptance=False,
+        email_opt_out=False,
+        sms_opt_out=False,
+    )
+    _assign(contact, fields)
+    _check_birth_date(contact)
+    return contact
+
+
+def created_consent(fields: Mapping[str, Any]) -> dict[str, bool]:
+    """The consent flags a new contact's fields set, each a first entry of its history."""
+    return {f: bool(fields[f]) for f in CONSENT_FLAGS if f in fields}
+
+
+def created_audit_fields(fields: Mapping[str, Any]) -> list[str]:
+    """The field names the CREATED audit entry lists: those given a value."""
+    return sorted(k for k in fields if fields[k] not in (None, [], ""))
 
 
 async def _exists(session: AsyncSession, tenant_id: str, mode: str, condition: Any) -> bool:
@@ -299,29 +339,40 @@ def _assign(contact: Contact, fields: Mapping[str, Any]) -> None:
                 setattr(contact, _NORMALISED[name], search_form(value))
             if name == "email_address":
                 contact.email_canonical = (
-                    normalize_email(value, test_mode=contact.mode == "test").canonical
-                    if value
-                    else None
+                    _email(value, contact.mode == "test")[1] if value else None
                 )
+
+
+@functools.lru_cache(maxsize=64)
+def _email(value: str, test_mode: bool) -> tuple[str, str]:
+    """An address's display form and matching key (a bulk import checks each once, not twice)."""
+    email = normalize_email(value, test_mode=test_mode)
+    return email.display, email.canonical
 
 
 def _add_phones(
     session: AsyncSession, contact: Contact, phones: Sequence[Mapping[str, Any]]
 ) -> None:
-    for phone in phones:
-        session.add(
-            ContactPhone(
-                id=uuid7(),
-                contact_pk=contact.pk,
-                tenant_id=contact.tenant_id,
-                mode=contact.mode,
-                phone_type=phone["phone_type"],
-                country_code=phone["country_code"],
-                number=phone["number"],
-                e164=phone["number"],
-                is_primary=phone["is_primary"],
-            )
-        )
+    for row in phone_rows(contact, phones):
+        session.add(ContactPhone(**row))
+
+
+def phone_rows(contact: Contact, phones: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The `contact_phones` rows of a contact's normalised phones (`contact.pk` set by then)."""
+    return [
+        {
+            "id": uuid7(),
+            "contact_pk": contact.pk,
+            "tenant_id": contact.tenant_id,
+            "mode": contact.mode,
+            "phone_type": phone["phone_type"],
+            "country_code": phone["country_code"],
+            "number": phone["number"],
+            "e164": phone["number"],
+            "is_primary": phone["is_primary"],
+        }
+        for phone in phones
+    ]
 
 
 async def phones_of(
@@ -447,17 +498,25 @@ async def update_fields(
 def _record_consent(
     session: AsyncSession, contact: Contact, values: Mapping[str, bool], source: str, now: Any
 ) -> None:
-    for flag, value in values.items():
-        session.add(
-            ConsentEvent(
-                id=uuid7(),
-                contact_pk=contact.pk,
-                flag=flag,
-                value=value,
-                source=source,
-                changed_at=now,
-            )
-        )
+    for row in consent_rows(contact, values, source, now):
+        session.add(ConsentEvent(**row))
+
+
+def consent_rows(
+    contact: Contact, values: Mapping[str, bool], source: str, now: Any
+) -> list[dict[str, Any]]:
+    """The `consent_events` rows recording each flag's new value."""
+    return [
+        {
+            "id": uuid7(),
+            "contact_pk": contact.pk,
+            "flag": flag,
+            "value": value,
+            "source": source,
+            "changed_at": now,
+        }
+        for flag, value in values.items()
+    ]
 
 
 async def consent_history(session: AsyncSession, contact: Contact) -> list[ConsentEvent]:
@@ -479,18 +538,23 @@ def record_audit(
     fields: Iterable[str],
 ) -> None:
     """Who did what to which fields of a contact (names only: values of secrets never land here)."""
-    session.add(
-        AuditEvent(
-            id=uuid7(),
-            tenant_id=contact.tenant_id,
-            mode=contact.mode,
-            contact_id=contact.id,
-            action=action,
-            actor=actor[:80],
-            fields=list(fields),
-            created_at=clock.now(),
-        )
-    )
+    session.add(AuditEvent(**audit_row(contact, action, actor, fields, clock.now())))
+
+
+def audit_row(
+    contact: Contact, action: str, actor: str, fields: Iterable[str], now: dt.datetime
+) -> dict[str, Any]:
+    """The `audit_events` row of one action on a contact."""
+    return {
+        "id": uuid7(),
+        "tenant_id": contact.tenant_id,
+        "mode": contact.mode,
+        "contact_id": contact.id,
+        "action": action,
+        "actor": actor[:80],
+        "fields": list(fields),
+        "created_at": now,
+    }
 
 
 @dataclass(frozen=True, slots=True)

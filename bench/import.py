@@ -1,0 +1,204 @@
+"""Contact import at scale: `crm contacts import` beside a bare parse-validate-COPY program.
+
+Usage (PostgreSQL on loopback, trust or password in the URL):
+
+    python bench/import.py --rows 100000
+    python bench/import.py --rows 1000000
+    python bench/import.py --rows 100000 --sqlite     # also time crm into a SQLite file
+
+It writes a CSV of N generated contacts (id, code, names, an email and a mobile phone each),
+creates its own database (`crm_bench_<random>`), migrates it and creates a tenant, then in the
+same run times (1) a bare program that parses the same file, validates each email and phone with
+the same libraries crm uses (email-validator, phonenumbers) and COPYs the rows into a plain table,
+and (2) `crm contacts import` as an operator runs it (a subprocess). It prints rows/s of each and
+their ratio. The database is dropped at the end, also on failure or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import os
+import random
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+from crm.migrate import upgrade
+from crm.runtime import Runtime
+from crm.settings import Settings
+from crm.tenants import service as tenants
+
+_SYLLABLES = ["an", "be", "ca", "do", "el", "fi", "ga", "ho", "is", "ja", "ko", "lu", "ma", "ni"]
+HEADER = ["id", "code", "first_name", "last_name", "email_address", "phone", "phone_country_code"]
+_BARE_BATCH = 10_000
+# A run that takes longer than this is stopped (every step is bounded in time).
+_TIMEOUT = 3600
+
+
+def _name(rng: random.Random) -> str:
+    return "".join(rng.choice(_SYLLABLES) for _ in range(3)).capitalize()
+
+
+def write_csv(path: Path, rows: int) -> None:
+    rng = random.Random(1)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER)
+        for n in range(rows):
+            first, last = _name(rng), _name(rng)
+            writer.writerow(
+                [
+                    f"b-{n}",
+                    f"B{n}",
+                    first,
+                    last,
+                    f"{first.lower()}.{last.lower()}{n}@example.com",
+                    f"99{n % 1_000_000:06d}",
+                    "CYP",
+                ]
+            )
+
+
+async def bare(dsn: str, path: Path) -> int:
+    """Parse, validate each email and phone, COPY: the floor an importer cannot beat by much."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "CREATE TABLE bare_contacts (id text, code text, first_name text, last_name text,"
+            " email text, phone text)"
+        )
+        count = 0
+        batch: list[tuple[str, ...]] = []
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            next(reader)
+            for cid, code, first, last, email, phone, country in reader:
+                try:
+                    email = validate_email(email, check_deliverability=False).normalized
+                except EmailNotValidError:
+                    continue
+                region = "CY" if country == "CYP" else None
+                parsed = phonenumbers.parse(phone, region)
+                if not phonenumbers.is_valid_number(parsed):
+                    continue
+                e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+                batch.append((cid, code, first, last, email, e164))
+                if len(batch) >= _BARE_BATCH:
+                    await conn.copy_records_to_table("bare_contacts", records=batch)
+                    count += len(batch)
+                    batch.clear()
+            if batch:
+                await conn.copy_records_to_table("bare_contacts", records=batch)
+                count += len(batch)
+        return count
+    finally:
+        await conn.close()
+
+
+def _where(tenant_id: str) -> list[str]:
+    return ["--tenant", tenant_id, "--mode", "live"]
+
+
+def crm_import(url: str, tenant_id: str, path: Path, cwd: Path) -> tuple[float, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
+    env["CRM_DATABASE_URL"] = url
+    env["CRM_SECRET_KEY"] = "bench-" + "x" * 40
+    began = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "crm", "contacts", "import", str(path), *_where(tenant_id)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=_TIMEOUT,
+        check=False,
+    )
+    seconds = time.perf_counter() - began
+    if result.returncode != 0:
+        raise SystemExit(f"crm contacts import failed:\n{result.stdout}\n{result.stderr[-2000:]}")
+    return seconds, result.stdout.strip()
+
+
+async def _prepare(url: str) -> str:
+    settings = Settings(database_url=url, secret_key="bench-" + "x" * 40, _env_file=None)  # type: ignore[call-arg]
+    await asyncio.to_thread(upgrade, settings)
+    runtime = Runtime.build(settings)
+    try:
+        async with runtime.sessions() as session:
+            tenant = await tenants.create_tenant(session, runtime.clock, "Bench")
+            await session.commit()
+    finally:
+        await runtime.close()
+    return tenant.id
+
+
+async def _admin(admin_url: str, sql: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--sqlite", action="store_true", help="also time crm into SQLite")
+    args = parser.parse_args(argv)
+    if not 1 <= args.rows <= 5_000_000:
+        parser.error("--rows must be 1..5,000,000")
+    host = args.admin_url.rsplit("@", 1)[-1].split("/", 1)[0].split(":")[0]
+    if host not in {"127.0.0.1", "localhost", "::1"}:
+        parser.error("the benchmark runs against a loopback database only")
+
+    with tempfile.TemporaryDirectory(prefix="crm-bench-import-") as tmp:
+        work = Path(tmp)
+        source = work / "contacts.csv"
+        write_csv(source, args.rows)
+        size = source.stat().st_size / 1e6
+        print(f"{args.rows:,} contacts, {size:.1f} MB of CSV")
+
+        name = f"crm_bench_{secrets.token_hex(4)}"
+        url = args.admin_url.rsplit("/", 1)[0] + "/" + name
+        await _admin(args.admin_url, f'CREATE DATABASE "{name}"')
+        print(f"database {name}")
+        try:
+            tenant_id = await _prepare(url)
+            began = time.perf_counter()
+            copied = await bare(url, source)
+            bare_seconds = time.perf_counter() - began
+            bare_rate = copied / bare_seconds
+            print(f"bare parse+validate+COPY  {copied:>9,} rows {bare_seconds:7.1f} s ")
+            print(f"                          {bare_rate:9,.0f} rows/s")
+            seconds, summary = crm_import(url, tenant_id, source, work)
+            rate = args.rows / seconds
+            print(f"crm contacts import       {args.rows:>9,} rows {seconds:7.1f} s  ({summary})")
+            print(f"                          {rate:9,.0f} rows/s")
+            print(f"ratio crm / bare          {rate / bare_rate:9.2f}x")
+        finally:
+            await _admin(args.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            print(f"dropped {name}")
+
+        if args.sqlite:
+            sqlite_url = f"sqlite:///{work / 'crm.db'}"
+            tenant_id = await _prepare(sqlite_url)
+            seconds, summary = crm_import(sqlite_url, tenant_id, source, work)
+            print(
+                f"crm contacts import, SQLite {args.rows:,} rows {seconds:.1f} s "
+                f"({args.rows / seconds:,.0f} rows/s; {summary})"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(sys.argv[1:])))
