@@ -419,7 +419,15 @@ def main() -> None:
             "CRM_SMS_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "CRM_ALLOW_PRIVATE_PROVIDER_URLS": "true",
             # One load generator on one address stands for many customers here.
+            # The deployment settings that lift the per-client limits and the SMS defences
+            # (number-range and conversion checks, the daily cap) for this load.
             "CRM_REGISTER_LIMIT_PER_CLIENT_HOUR": "100000",
+            "CRM_OTP_VALIDATE_LIMIT_PER_CLIENT_MINUTE": "100000",
+            "CRM_SIGNIN_LIMIT_PER_CLIENT_MINUTE": "100000",
+            "CRM_OTP_REQUEST_LIMIT_PER_CLIENT_MINUTE": "100000",
+            "CRM_SMS_RANGE_MODE": "off",
+            "CRM_SMS_CONVERSION_MODE": "off",
+            "CRM_SMS_DAILY_LIMIT": "10000000",
         }
         processes.append(serve("crm.app:app_from_env", crm_port, env))
         folder = tempfile.mkdtemp()
