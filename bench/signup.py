@@ -364,6 +364,9 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=32, help="concurrent customers")
     parser.add_argument("--max-signups", type=int, default=20_000, help="cap per target")
     parser.add_argument("--log-level", default="WARNING", help="crm's CRM_LOG_LEVEL")
+    parser.add_argument(
+        "--profile", metavar="FILE", help="record py-spy samples of crm's load (raw) into FILE"
+    )
     args = parser.parse_args()
     args.duration = max(1, min(args.duration, 120))
 
@@ -436,6 +439,19 @@ def main() -> None:
         processes.append(serve("bare_app:app", bare_port, bare_env, cwd=folder))
         wait_for(f"http://127.0.0.1:{crm_port}/healthz")
         wait_for(f"http://127.0.0.1:{bare_port}/healthz")
+        if args.profile:
+            # crm is loaded first, for args.duration seconds: py-spy samples that stretch.
+            spy = [str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking"]
+            spy += ["--pid", str(processes[0].pid), "--duration", str(args.duration)]
+            spy += ["--rate", "200", "--format", "raw", "-o", args.profile]
+            processes.append(
+                subprocess.Popen(
+                    spy,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
         result = asyncio.run(both(crm_port, bare_port, sink_port, api_key))
         print(json.dumps(result))
         print(

@@ -23,6 +23,7 @@ from crm.api.browsers import (
     OriginNotAllowed,
 )
 from crm.api.clientaddress import TrustedProxies
+from crm.api.health import HEALTHZ_BODY, HEALTHZ_PATH, HEALTHZ_ROUTE, HEALTHZ_START
 from crm.api.responses import error_body
 from crm.metrics import REGISTRY as METRICS
 from crm.metrics import route_template
@@ -145,6 +146,11 @@ class RequestContextMiddleware:
                     "The request contains a NUL character, which no field accepts.",
                     request_id,
                 )
+                return
+            if not has_body and scope["path"] == HEALTHZ_PATH and scope["method"] == "GET":
+                scope["route"] = HEALTHZ_ROUTE  # for the metrics' route label
+                await send_with_id(HEALTHZ_START)
+                await send_with_id(HEALTHZ_BODY)
                 return
             await self.app(scope, _replay(body, receive) if has_body else receive, send_with_id)
         except Exception:
