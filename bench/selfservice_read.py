@@ -35,6 +35,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from crm.messaging.outbox import open_body
 from crm.migrate import upgrade
 from crm.runtime import Runtime
 from crm.settings import Settings
@@ -83,6 +84,23 @@ BASELINE_APP = textwrap.dedent(
 
     app = Starlette(routes=[Route("/contacts/{id}", contact)], lifespan=lifespan)
     '''
+)
+
+
+UVICORN_FLAGS = ["--host", "127.0.0.1", "--workers", "1", "--loop", "uvloop", "--http", "httptools"]
+UVICORN_FLAGS += ["--no-access-log", "--log-level", "warning"]
+
+# The framework floor for /healthz: a bare FastAPI route returning the same JSON, one worker.
+BARE_HEALTHZ_APP = textwrap.dedent(
+    """
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+    """
 )
 
 
@@ -159,7 +177,8 @@ async def prepare(db_url: str, base_url: str) -> tuple[str, str, str]:
             await conn.close()
         if text is None:
             raise RuntimeError(f"no OTP in the outbox; register answered {sent}")
-        match = re.search(r"\b(\d{6})\b", text)
+        # Message bodies are sealed at rest with the secret key.
+        match = re.search(r"\b(\d{6})\b", open_body(SECRET, text))
         assert match is not None
         tokens = (
             await client.post(
@@ -195,8 +214,42 @@ HTTPX_CLIENT = textwrap.dedent(
 )
 
 
-def load(url: str, token: str, args: argparse.Namespace) -> tuple[float, int]:
-    """Requests per second and non-2xx count, from wrk or the httpx fallback (separate process)."""
+def load(
+    url: str, token: str, args: argparse.Namespace, pid: int | None = None, label: str = ""
+) -> tuple[float, int]:
+    """Requests per second and non-2xx count, from wrk or the httpx fallback (separate process).
+
+    With `--profile DIR` and a `pid`, py-spy samples that process for the whole load."""
+    spy = None
+    if args.profile and pid is not None:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+        spy = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(args.duration),
+                "--rate",
+                "200",
+                "--nonblocking",
+                "--format",
+                "raw",
+                "-o",
+                f"{args.profile}/{label}.txt",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    try:
+        return _load(url, token, args)
+    finally:
+        if spy is not None:
+            spy.wait(timeout=args.duration + 30)
+
+
+def _load(url: str, token: str, args: argparse.Namespace) -> tuple[float, int]:
     if shutil.which("wrk") and not args.httpx:
         script = Path(tempfile.mkdtemp()) / "auth.lua"
         script.write_text(f'wrk.headers["Authorization"] = "Bearer {token}"\n')
@@ -264,6 +317,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--httpx", action="store_true", help="use the httpx client even if wrk exists"
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="record a py-spy flame graph of the crm server during each crm load into DIR",
     )
     parser.add_argument(
         "--log-level", default="WARNING", help="crm's CRM_LOG_LEVEL (INFO logs every request)"
@@ -364,13 +422,40 @@ def main() -> None:
             with httpx.Client(headers={"Authorization": f"Bearer {token}"}) as c:
                 for _ in range(200):
                     assert c.get(url).status_code == 200
+        crm_pid = processes[0].pid
+        probe: dict[str, object] = {}
         if args.probe:
-            for label, url in (
-                ("crm /healthz", f"http://127.0.0.1:{crm_port}/healthz"),
-                ("crm /readyz", f"http://127.0.0.1:{crm_port}/readyz"),
-            ):
-                print(label, f"{load(url, token, args)[0]:.0f} req/s")
-        crm_rps, crm_bad = load(crm_url, token, args)
+            bare_port = free_port()
+            Path(folder, "bare_healthz_app.py").write_text(BARE_HEALTHZ_APP)
+            processes.append(
+                start(
+                    [
+                        sys.executable,
+                        "-m",
+                        "uvicorn",
+                        "bare_healthz_app:app",
+                        *UVICORN_FLAGS,
+                        "--port",
+                        str(bare_port),
+                    ],
+                    dict(os.environ),
+                    cwd=folder,
+                )
+            )
+            wait_for(f"http://127.0.0.1:{bare_port}/healthz")
+            healthz_rps, healthz_bad = load(
+                f"http://127.0.0.1:{crm_port}/healthz", token, args, crm_pid, "healthz"
+            )
+            bare_healthz_rps, _ = load(f"http://127.0.0.1:{bare_port}/healthz", token, args)
+            readyz_rps, _ = load(f"http://127.0.0.1:{crm_port}/readyz", token, args)
+            probe = {
+                "crm_healthz_rps": round(healthz_rps, 1),
+                "crm_healthz_non_2xx": healthz_bad,
+                "bare_fastapi_healthz_rps": round(bare_healthz_rps, 1),
+                "healthz_ratio": round(healthz_rps / bare_healthz_rps, 3),
+                "crm_readyz_rps": round(readyz_rps, 1),
+            }
+        crm_rps, crm_bad = load(crm_url, token, args, crm_pid, "read")
         base_rps, base_bad = load(base_url, token, args)
         tool = "wrk" if shutil.which("wrk") and not args.httpx else "httpx"
         print(
@@ -384,9 +469,15 @@ def main() -> None:
                     "baseline_rps": round(base_rps, 1),
                     "baseline_non_2xx": base_bad,
                     "ratio": round(crm_rps / base_rps, 3) if base_rps else None,
+                    **probe,
                 }
             )
         )
+        if probe:
+            print(
+                f"/healthz: crm {probe['crm_healthz_rps']:.0f} req/s, bare FastAPI "
+                f"{probe['bare_fastapi_healthz_rps']:.0f} req/s, ratio {probe['healthz_ratio']:.2f}"
+            )
         print(
             f"crm {crm_rps:.0f} req/s, baseline {base_rps:.0f} req/s, ratio {crm_rps / base_rps:.2f}"
         )

@@ -364,6 +364,9 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=32, help="concurrent customers")
     parser.add_argument("--max-signups", type=int, default=20_000, help="cap per target")
     parser.add_argument("--log-level", default="WARNING", help="crm's CRM_LOG_LEVEL")
+    parser.add_argument(
+        "--profile", metavar="FILE", help="record py-spy samples of crm's load (raw) into FILE"
+    )
     args = parser.parse_args()
     args.duration = max(1, min(args.duration, 120))
 
@@ -419,7 +422,15 @@ def main() -> None:
             "CRM_SMS_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "CRM_ALLOW_PRIVATE_PROVIDER_URLS": "true",
             # One load generator on one address stands for many customers here.
+            # The deployment settings that lift the per-client limits and the SMS defences
+            # (number-range and conversion checks, the daily cap) for this load.
             "CRM_REGISTER_LIMIT_PER_CLIENT_HOUR": "100000",
+            "CRM_OTP_VALIDATE_LIMIT_PER_CLIENT_MINUTE": "100000",
+            "CRM_SIGNIN_LIMIT_PER_CLIENT_MINUTE": "100000",
+            "CRM_OTP_REQUEST_LIMIT_PER_CLIENT_MINUTE": "100000",
+            "CRM_SMS_RANGE_MODE": "off",
+            "CRM_SMS_CONVERSION_MODE": "off",
+            "CRM_SMS_DAILY_LIMIT": "10000000",
         }
         processes.append(serve("crm.app:app_from_env", crm_port, env))
         folder = tempfile.mkdtemp()
@@ -428,6 +439,19 @@ def main() -> None:
         processes.append(serve("bare_app:app", bare_port, bare_env, cwd=folder))
         wait_for(f"http://127.0.0.1:{crm_port}/healthz")
         wait_for(f"http://127.0.0.1:{bare_port}/healthz")
+        if args.profile:
+            # crm is loaded first, for args.duration seconds: py-spy samples that stretch.
+            spy = [str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking"]
+            spy += ["--pid", str(processes[0].pid), "--duration", str(args.duration)]
+            spy += ["--rate", "200", "--format", "raw", "-o", args.profile]
+            processes.append(
+                subprocess.Popen(
+                    spy,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
         result = asyncio.run(both(crm_port, bare_port, sink_port, api_key))
         print(json.dumps(result))
         print(

@@ -23,6 +23,7 @@ from crm.api.browsers import (
     OriginNotAllowed,
 )
 from crm.api.clientaddress import TrustedProxies
+from crm.api.health import HEALTHZ_BODY, HEALTHZ_PATH, HEALTHZ_ROUTE, HEALTHZ_START
 from crm.api.responses import error_body
 from crm.metrics import REGISTRY as METRICS
 from crm.metrics import route_template
@@ -40,6 +41,8 @@ _NOSNIFF = (b"x-content-type-options", b"nosniff")
 # no browser or intermediary cache may keep (RFC 6749 section 5.1 for the token responses).
 _NO_STORE = ((b"cache-control", b"no-store"), (b"pragma", b"no-cache"))
 _VARY_ORIGIN = (b"vary", b"Origin")
+# The request headers this layer reads (ASGI request header names are lower case).
+_READ_HEADERS = frozenset({b"x-request-id", b"origin", b"content-length", b"transfer-encoding"})
 
 
 class RequestContextMiddleware:
@@ -66,27 +69,50 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        incoming = _header(scope, b"x-request-id")
-        request_id = incoming if incoming and _SANE_REQUEST_ID.match(incoming) else _new_id()
+        # One pass over the request headers for the few this layer reads.
+        raw_headers = scope.get("headers", [])
+        incoming = origin_raw = declared = None
+        has_body = False
+        for key, value in raw_headers:
+            if key in _READ_HEADERS:
+                if key == b"x-request-id":
+                    incoming = incoming if incoming is not None else value
+                elif key == b"origin":
+                    origin_raw = origin_raw if origin_raw is not None else value
+                elif key == b"content-length":
+                    declared = declared if declared is not None else value
+                    has_body = True
+                else:  # transfer-encoding
+                    has_body = True
+        incoming_id = incoming.decode("latin-1") if incoming is not None else None
+        if incoming_id and _SANE_REQUEST_ID.match(incoming_id):
+            request_id = incoming_id
+        else:
+            request_id = _new_id()
+        request_id_header = (b"x-request-id", request_id.encode())
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         status_holder = {"status": 0}
         if self.proxies is not None and scope.get("client"):
             # Every later reader (per-client limits, session records) sees the resolved client.
-            client = self.proxies.resolve(scope["client"][0], scope.get("headers", []))
+            client = self.proxies.resolve(scope["client"][0], raw_headers)
             scope["client"] = (client, 0)
         cors = scope["path"].startswith(PREFIX)
-        origin = _header(scope, b"origin") if cors and self.origins is not None else None
+        origin = (
+            origin_raw.decode("latin-1")
+            if cors and self.origins is not None and origin_raw is not None
+            else None
+        )
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
-                headers.append(_NOSNIFF)
+                headers = list(message.get("headers", ()))
                 # ASGI response header names are lower case.
-                if not any(name == b"cache-control" for name, _ in headers):
-                    headers.extend(_NO_STORE)
+                if any(name == b"cache-control" for name, _ in headers):
+                    headers += (request_id_header, _NOSNIFF)
+                else:
+                    headers += (request_id_header, _NOSNIFF, *_NO_STORE)
                 if cors:
                     _cors_headers(headers, self.origins, origin, state)
                 message = {**message, "headers": headers}
@@ -100,7 +126,9 @@ class RequestContextMiddleware:
                 if requested is not None:
                     await self._preflight(send_with_id, origin, requested, request_id)
                     return
-            body = await self._read_body(scope, receive)
+            # A request that declares no body (no Content-Length, no Transfer-Encoding) has none
+            # in HTTP/1.1: nothing to read or replay, and the receive channel is passed as is.
+            body = await self._read_body(declared, receive) if has_body else b""
             if body is None:
                 await _send_error(
                     send_with_id,
@@ -119,7 +147,12 @@ class RequestContextMiddleware:
                     request_id,
                 )
                 return
-            await self.app(scope, _replay(body, receive), send_with_id)
+            if not has_body and scope["path"] == HEALTHZ_PATH and scope["method"] == "GET":
+                scope["route"] = HEALTHZ_ROUTE  # for the metrics' route label
+                await send_with_id(HEALTHZ_START)
+                await send_with_id(HEALTHZ_BODY)
+                return
+            await self.app(scope, _replay(body, receive) if has_body else receive, send_with_id)
         except Exception:
             errors_log.exception("unhandled error", extra={"request_id": request_id})
             if status_holder["status"] == 0:
@@ -133,17 +166,19 @@ class RequestContextMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             METRICS.observe_request(scope, status_holder["status"], elapsed)
-            log.info(
-                "request",
-                extra={
-                    "method": scope["method"],
-                    "path": route_template(scope),
-                    "status": status_holder["status"],
-                    "duration_ms": round(elapsed * 1000, 2),
-                    "tenant_id": state.get("tenant_id"),
-                    "request_id": request_id,
-                },
-            )
+            # The line's fields (the route template above all) are only built when it is written.
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "path": route_template(scope),
+                        "status": status_holder["status"],
+                        "duration_ms": round(elapsed * 1000, 2),
+                        "tenant_id": state.get("tenant_id"),
+                        "request_id": request_id,
+                    },
+                )
 
     async def _preflight(self, send: Send, origin: str, method: str, request_id: str) -> None:
         """Answer a CORS preflight here: the routes have no OPTIONS, and it carries no key."""
@@ -167,8 +202,7 @@ class RequestContextMiddleware:
         )
         await send({"type": "http.response.body", "body": b""})
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
-        declared = _header(scope, b"content-length")
+    async def _read_body(self, declared: bytes | None, receive: Receive) -> bytes | None:
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             return None
         chunks: list[bytes] = []
