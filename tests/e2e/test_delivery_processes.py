@@ -4,7 +4,6 @@ PostgreSQL sharing a few hundred messages."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -19,17 +18,12 @@ from crm.messaging.outbox import enqueue
 from crm.messaging.templates import render
 from crm.migrate import upgrade
 from crm.runtime import Runtime
-from crm.settings import Settings
 from crm.tenants import service as tenants
-from tests.conftest import POSTGRES_ADMIN_URL, _pg_execute, _pg_url_for
+from tests.support.databases import migrated_database, settings_for
 from tests.support.http_sink import HttpSink, ScriptedResponse
-from tests.support.server import TEST_SECRET, CrmProcess
+from tests.support.server import CrmProcess
 
 CODE = "735102"
-
-
-def settings_for(url: str) -> Settings:
-    return Settings(database_url=url, secret_key=TEST_SECRET, _env_file=None)  # type: ignore[call-arg]
 
 
 @pytest.fixture
@@ -40,19 +34,9 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
-    if POSTGRES_ADMIN_URL is None:
-        pytest.skip("PostgreSQL tier skipped: nothing answers on 127.0.0.1:5432")
-    name = f"crm_e2e_{secrets.token_hex(6)}"
-    asyncio.run(_pg_execute(POSTGRES_ADMIN_URL, f'CREATE DATABASE "{name}"'))
-    url = _pg_url_for(POSTGRES_ADMIN_URL, name)
-    try:
-        upgrade(settings_for(url))
+def postgres_url(tmp_path: Path) -> Iterator[str]:
+    with migrated_database("postgresql", tmp_path) as url:
         yield url
-    finally:
-        asyncio.run(
-            _pg_execute(POSTGRES_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        )
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@ deployment provider's settings are incomplete or the server secret cannot read t
 
 from __future__ import annotations
 
-import asyncio
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from crm.migrate import upgrade
-from crm.settings import Settings
-from tests.conftest import POSTGRES_ADMIN_URL, _pg_execute, _pg_url_for
+from tests.support.databases import migrated_database, settings_for
 from tests.support.http_sink import free_port
 from tests.support.server import TEST_SECRET, CrmProcess, crm_env
 
@@ -23,30 +20,11 @@ WEBHOOK_SECRET = "whsec-" + "s" * 24
 TWILIO_TOKEN = "twilio-token-" + "t" * 20
 
 
-def settings_for(url: str) -> Settings:
-    return Settings(database_url=url, secret_key=TEST_SECRET, _env_file=None)  # type: ignore[call-arg]
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated database of its own: a wrong secret must never meet the shared one."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'crm.db'}"
-        upgrade(settings_for(url))
+    with migrated_database(request.param, tmp_path) as url:
         yield url
-        return
-    if POSTGRES_ADMIN_URL is None:
-        pytest.skip("PostgreSQL tier skipped: nothing answers on 127.0.0.1:5432")
-    name = f"crm_e2e_{secrets.token_hex(6)}"
-    asyncio.run(_pg_execute(POSTGRES_ADMIN_URL, f'CREATE DATABASE "{name}"'))
-    url = _pg_url_for(POSTGRES_ADMIN_URL, name)
-    try:
-        upgrade(settings_for(url))
-        yield url
-    finally:
-        asyncio.run(
-            _pg_execute(POSTGRES_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        )
 
 
 def run_crm(tmp_path: Path, url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

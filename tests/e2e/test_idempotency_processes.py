@@ -3,46 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from crm.migrate import upgrade
 from crm.runtime import Runtime
-from crm.settings import Settings
 from crm.tenants import service as tenants
-from tests.conftest import POSTGRES_ADMIN_URL, _pg_execute, _pg_url_for
-from tests.support.server import TEST_SECRET, CrmProcess
+from tests.support.databases import migrated_database, settings_for
+from tests.support.server import CrmProcess
 
 CONCURRENT = 20
 
 
-def settings_for(url: str) -> Settings:
-    return Settings(database_url=url, secret_key=TEST_SECRET, _env_file=None)  # type: ignore[call-arg]
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'crm.db'}"
-        upgrade(settings_for(url))
+    with migrated_database(request.param, tmp_path) as url:
         yield url
-        return
-    if POSTGRES_ADMIN_URL is None:
-        pytest.skip("PostgreSQL tier skipped: nothing answers on 127.0.0.1:5432")
-    name = f"crm_e2e_{secrets.token_hex(6)}"
-    asyncio.run(_pg_execute(POSTGRES_ADMIN_URL, f'CREATE DATABASE "{name}"'))
-    url = _pg_url_for(POSTGRES_ADMIN_URL, name)
-    try:
-        upgrade(settings_for(url))
-        yield url
-    finally:
-        asyncio.run(
-            _pg_execute(POSTGRES_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        )
 
 
 async def _secret_key(url: str) -> str:
