@@ -39,8 +39,13 @@ DOMAINS = (
 # Imports that break the rules today, each removed as its code moves to its own room. The test
 # fails when one disappears too, so this list only shrinks.
 KNOWN_RUNTIME = {
+    "crm.identities.access",
+    "crm.identities.flows_common",
+    "crm.identities.profile",
     "crm.identities.proof",
-    "crm.identities.service",
+    "crm.identities.recovery",
+    "crm.identities.registration",
+    "crm.identities.signin",
     "crm.messaging.delivery",
 }
 KNOWN_CROSSING = {
@@ -49,12 +54,19 @@ KNOWN_CROSSING = {
     ("crm.contacts.search", "crm.identities.models"),
     ("crm.contacts.service", "crm.identities.identifiers"),
     ("crm.contacts.service", "crm.identities.models"),
+    ("crm.identities.access", "crm.contacts.models"),
+    ("crm.identities.flows_common", "crm.contacts.models"),
     ("crm.identities.identities", "crm.contacts.models"),
     ("crm.identities.identities", "crm.contacts.service"),
+    ("crm.identities.profile", "crm.contacts.models"),
+    ("crm.identities.profile", "crm.contacts.service"),
     ("crm.identities.proof", "crm.contacts.models"),
     ("crm.identities.proof", "crm.contacts.service"),
-    ("crm.identities.service", "crm.contacts.models"),
-    ("crm.identities.service", "crm.contacts.service"),
+    ("crm.identities.recovery", "crm.contacts.models"),
+    ("crm.identities.recovery", "crm.contacts.service"),
+    ("crm.identities.registration", "crm.contacts.models"),
+    ("crm.identities.registration", "crm.contacts.service"),
+    ("crm.identities.signin", "crm.contacts.service"),
     ("crm.identities.sessions", "crm.contacts.models"),
 }
 

@@ -1,0 +1,183 @@
+"""Self-service sessions and tokens: refresh, sign-out and resolving an access token."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.contacts.models import Contact
+from crm.db import UTCDateTime, read_connection
+from crm.identities import readpool, sessions
+from crm.identities.errors import RefreshTokenInvalid, SessionRevoked, TokenAudienceMismatch
+from crm.identities.flows_common import Grant, RequestMeta, SignedIn, _grant, _signer_ready
+from crm.identities.models import Identity, Session
+from crm.identities.tokens import verify_access_token
+from crm.runtime import Runtime
+from crm.tenants.models import Tenant
+from crm.tenants.schemas import CallerKey
+from crm.vocabulary import RevokeReason
+
+# --- sessions and tokens ----------------------------------------------------------------
+
+
+async def refresh(
+    db: AsyncSession,
+    runtime: Runtime,
+    token: str,
+    meta: RequestMeta,
+    *,
+    caller: CallerKey | None = None,
+) -> Grant:
+    """Rotate a refresh token (no api_key needed: the session says whose it is).
+
+    An api_key sent as well must be of the session's tenant and mode.
+    """
+    await _signer_ready(runtime)
+    started = await sessions.rotate_refresh(
+        db, runtime.clock, runtime.settings, runtime.secret, token
+    )
+    if caller is not None and (
+        caller.tenant_id != started.session.tenant_id or caller.mode != started.session.mode
+    ):
+        raise TokenAudienceMismatch()
+    contact = await db.get(Contact, started.session.contact_pk)
+    tenant_name = await db.scalar(select(Tenant.name).where(Tenant.id == started.session.tenant_id))
+    if contact is None or contact.erased_at is not None or tenant_name is None:
+        raise RefreshTokenInvalid()
+    return await _grant(
+        db,
+        runtime,
+        contact=contact,
+        tenant_name=tenant_name,
+        application_id=started.session.application_id,
+        meta=meta,
+        started=started,
+    )
+
+
+async def sign_out(db: AsyncSession, runtime: Runtime, signed: SignedIn) -> None:
+    await sessions.revoke_session(
+        db, runtime.clock, signed.claims.session_id, RevokeReason.SIGNED_OUT
+    )
+
+
+def _phone_subquery(column: Any) -> Any:
+    return (
+        select(column)
+        .where(Identity.contact_pk == Contact.pk, Identity.provider == "PHONE")
+        .order_by(Identity.created_at)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+_PROFILE_COLUMNS = (
+    Contact.pk,
+    Contact.id,
+    Contact.code,
+    Contact.contact_type,
+    Contact.title,
+    Contact.first_name,
+    Contact.middle_name,
+    Contact.last_name,
+    Contact.company_name,
+    Contact.email_address,
+    Contact.language_code,
+    Contact.country_of_agreement,
+    Contact.gender,
+    Contact.birth_year,
+    Contact.birth_month,
+    Contact.birth_day,
+    Contact.custom_fields,
+    Contact.referral_code,
+    Contact.service_acceptance,
+    Contact.email_opt_out,
+    Contact.sms_opt_out,
+)
+
+
+# Built once: constructing a select costs more than running it on the hot path.
+_SIGNED_IN_QUERY = (
+    select(
+        *_PROFILE_COLUMNS,
+        Tenant.name,
+        _phone_subquery(Identity.identifier).label("phone_e164"),
+        _phone_subquery(Identity.country_code).label("phone_country"),
+    )
+    .select_from(Session)
+    .join(Contact, Contact.pk == Session.contact_pk)
+    .join(Tenant, Tenant.id == Session.tenant_id)
+    .where(
+        Session.id == bindparam("sid"),
+        Session.revoked_at.is_(None),
+        Session.absolute_expires_at > bindparam("now", type_=UTCDateTime()),
+        Session.tenant_id == bindparam("tenant"),
+        Session.mode == bindparam("mode"),
+        Contact.id == bindparam("contact"),
+        Contact.erased_at.is_(None),
+    )
+)
+
+
+@functools.cache
+def _pg_signed_in_statement() -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    """The query compiled once for asyncpg: SQL text, parameter order, and fixed values."""
+    compiled = _SIGNED_IN_QUERY.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
+    return str(compiled), tuple(compiled.positiontup or ()), dict(compiled.params)
+
+
+async def resolve_access(runtime: Runtime, token: str, api_caller: CallerKey | None) -> SignedIn:
+    """Verify an access token and load its live session and contact in ONE query.
+
+    The hot path of every signed-in call: no ORM session, public keys from the in-process cache.
+    An api_key sent alongside must be of the token's tenant and mode.
+    """
+    settings = runtime.settings
+    claims = await verify_access_token(
+        runtime.engine,
+        runtime.secret,
+        runtime.clock,
+        token,
+        issuer=settings.public_url,
+        ttl_seconds=settings.access_token_ttl_seconds,
+        audience=None,
+        cache_size=settings.access_token_verify_cache,
+    )
+    if api_caller is not None and (
+        api_caller.tenant_id != claims.tenant_id or api_caller.mode != claims.mode
+    ):
+        raise TokenAudienceMismatch()
+    params = {
+        "sid": claims.session_id,
+        "now": runtime.clock.now(),
+        "tenant": claims.tenant_id,
+        "mode": claims.mode,
+        "contact": claims.contact_id,
+    }
+    row: dict[str, Any] | None
+    if runtime.engine.dialect.name == "postgresql":
+        # One round trip on a pool without per-checkout pings (see identities.readpool).
+        sql, names, fixed = _pg_signed_in_statement()
+        row = await readpool.fetchrow(
+            runtime.engine,
+            runtime.settings,
+            sql,
+            *(params[n] if n in params else fixed[n] for n in names),
+        )
+        if row is not None and isinstance(row["custom_fields"], str | bytes):
+            row["custom_fields"] = json.loads(row["custom_fields"])
+    else:
+        async with read_connection(runtime.engine) as connection:
+            result = await connection.execute(_SIGNED_IN_QUERY, params)
+            mapping = result.mappings().first()
+            row = dict(mapping) if mapping is not None else None
+    if row is None:
+        raise SessionRevoked()
+    return SignedIn(
+        claims=claims, contact_pk=int(row["pk"]), tenant_name=str(row["name"]), profile=row
+    )

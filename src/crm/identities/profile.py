@@ -1,0 +1,237 @@
+"""The signed-in contact's own profile: read, update, unregister, add identities, existence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.contacts import service as contacts
+from crm.contacts.models import Contact, ContactPhone
+from crm.identities import policy as policies
+from crm.identities import proof
+from crm.identities.errors import IdentifierRequired, ProviderNotSupported
+from crm.identities.flows_common import SOURCE, RequestMeta, SignedIn, _client_limit, _policy
+from crm.identities.identifiers import (
+    normalize_country,
+    normalize_email,
+    normalize_phone,
+    parse_phone_credential,
+)
+from crm.identities.identities import PROVIDERS, add_identity, holds
+from crm.identities.models import Identity, IdentityOrigin
+from crm.identities.schemas import IdentityAddIn, ProfileUpdateIn
+from crm.runtime import Runtime
+from crm.tenants.schemas import CallerKey
+
+
+def profile(row: dict[str, Any]) -> dict[str, Any]:
+    """The contact as GET /contacts/{id} shows it (CRM.COM's field names)."""
+    phone = None
+    if row.get("phone_e164"):
+        phone = {
+            "type": "MOBILE",
+            "number": row["phone_e164"],
+            "country_code": row["phone_country"],
+        }
+    birth = None
+    if row.get("birth_year") and row.get("birth_month") and row.get("birth_day"):
+        birth = {"year": row["birth_year"], "month": row["birth_month"], "day": row["birth_day"]}
+    demographics = None
+    if row.get("gender") or birth:
+        demographics = {"gender": row.get("gender"), "date_of_birth": birth}
+    return {
+        "id": row["id"],
+        "code": row["code"],
+        "type": row["contact_type"],
+        "title": row["title"],
+        "first_name": row["first_name"],
+        "middle_name": row["middle_name"],
+        "last_name": row["last_name"],
+        "company_name": row["company_name"],
+        "language_code": row["language_code"],
+        "email": row["email_address"],
+        "phone": phone,
+        "demographics": demographics,
+        "referral_code": row["referral_code"],
+        "country_of_agreement": row["country_of_agreement"],
+        "custom_fields": row["custom_fields"] or None,
+        "accept_terms_&_conditions": bool(row["service_acceptance"]),
+        "email_opt_out": bool(row["email_opt_out"]),
+        "sms_opt_out": bool(row["sms_opt_out"]),
+    }
+
+
+# --- own profile -----------------------------------------------------------------------
+
+
+async def update_profile(
+    db: AsyncSession, runtime: Runtime, signed: SignedIn, body: ProfileUpdateIn
+) -> str:
+    if "email" in body.model_fields_set:
+        new_email = normalize_email(body.email).display if body.email else None
+        if new_email != signed.profile.get("email_address"):
+            await proof.reauthenticate(db, runtime, signed, body.current_password)
+    contact = await contacts.get_by_pk(db, signed.contact_pk)
+    present = body.model_fields_set
+    changes: dict[str, Any] = {}
+    for name in (
+        "title",
+        "first_name",
+        "middle_name",
+        "last_name",
+        "company_name",
+        "language_code",
+        "referral_code",
+    ):
+        if name in present:
+            changes[name] = getattr(body, name)
+    for flag in ("service_acceptance", "email_opt_out", "sms_opt_out"):
+        value = getattr(body, flag)
+        # A consent flag is a yes or no: null leaves it as it is rather than inventing "no".
+        if flag in present and value is not None:
+            changes[flag] = value
+    if "country_of_agreement" in present:
+        value = body.country_of_agreement
+        changes["country_of_agreement"] = normalize_country(value) if value else None
+    if "email" in present:
+        changes["email_address"] = (
+            normalize_email(body.email, test_mode=contact.mode == "test").display
+            if body.email
+            else None
+        )
+    if "custom_fields" in present:
+        changes["custom_fields"] = [f.model_dump() for f in body.custom_fields or []]
+    if "demographics" in present:
+        demo = body.demographics
+        if demo is None:
+            changes.update(gender=None, birth_year=None, birth_month=None, birth_day=None)
+        else:
+            if "gender" in demo.model_fields_set:
+                changes["gender"] = demo.gender
+            if "date_of_birth" in demo.model_fields_set:
+                dob = demo.date_of_birth
+                changes["birth_year"] = dob.year if dob else None
+                changes["birth_month"] = dob.month if dob else None
+                changes["birth_day"] = dob.day if dob else None
+    await contacts.update_fields(
+        db, runtime.clock, contact, changes, source=SOURCE, actor=signed.actor
+    )
+    return contact.id
+
+
+async def unregister(db: AsyncSession, runtime: Runtime, signed: SignedIn) -> None:
+    """Erase the signed-in contact's personal data; its sessions end with it."""
+    contact = await contacts.get_by_pk(db, signed.contact_pk)
+    await contacts.erase(db, runtime.clock, contact, actor=signed.actor)
+
+
+async def add_own_identity(
+    db: AsyncSession,
+    runtime: Runtime,
+    signed: SignedIn,
+    body: IdentityAddIn,
+    meta: RequestMeta | None = None,
+) -> str:
+    """Add an unproven identity and send it a code, to be entered in this session (proof)."""
+    await proof.limit_adding(db, runtime, signed, (meta or RequestMeta()).ip_address or "unknown")
+    await proof.reauthenticate(db, runtime, signed, body.current_password)
+    contact = await contacts.get_by_pk(db, signed.contact_pk)
+    policy = await _policy(db, signed.claims.application_id, signed.claims.mode)
+    email = body.email or body.username
+    number = body.phone.number if body.phone else body.phone_number
+    country = (body.phone.country_code if body.phone else None) or body.country_code
+    provider = body.provider or ("PHONE" if number and not email else "EMAIL")
+    if provider not in PROVIDERS:
+        raise ProviderNotSupported()
+    if provider == "EMAIL" and not email:
+        raise IdentifierRequired("An EMAIL identity needs an email address.")
+    identity = await add_identity(
+        db,
+        runtime.clock,
+        runtime.secret,
+        contact=contact,
+        provider=provider,
+        email=email,
+        phone=number,
+        country_code=country,
+        password=body.password,
+        actor=signed.actor,
+        strict_phone=policy.strict_phone_validation,
+        origin=IdentityOrigin.SELF_SERVICE,
+    )
+    await proof.send_proof_code(
+        db,
+        runtime,
+        identity=identity,
+        policy=policy,
+        tenant_name=signed.tenant_name,
+        language=contact.language_code,
+        application_id=signed.claims.application_id,
+    )
+    return identity.id
+
+
+async def contact_exists(
+    db: AsyncSession,
+    runtime: Runtime,
+    caller: CallerKey,
+    *,
+    email_address: str | None,
+    phone: str | None,
+    country_code: str | None,
+    client: str,
+) -> bool:
+    """Whether a contact of this tenant and mode uses the email or phone (rate limited)."""
+    if not email_address and not phone:
+        raise IdentifierRequired()
+    await _client_limit(
+        db,
+        runtime,
+        caller,
+        RequestMeta(ip_address=client),
+        policies.ClientOperation.CONTACT_EXISTS,
+    )
+    scope = (Contact.tenant_id == caller.tenant_id, Contact.mode == caller.mode)
+    # Unproven claims answer as no identity at all (they give no power, and no oracle).
+    _claim_only = (
+        Identity.contact_pk == Contact.pk,
+        Identity.origin == IdentityOrigin.REGISTRATION,
+        Identity.verified_at.is_(None),
+    )
+    if email_address:
+        canonical = normalize_email(email_address, test_mode=caller.mode == "test").canonical
+        condition = or_(
+            # A profile email of a contact that only an unproven registration made tells nothing.
+            and_(Contact.email_canonical == canonical, ~exists().where(*_claim_only)),
+            exists().where(
+                Identity.contact_pk == Contact.pk,
+                Identity.provider == "EMAIL",
+                Identity.identifier == canonical,
+                holds(),
+            ),
+        )
+    else:
+        assert phone is not None
+        e164 = (
+            normalize_phone(phone, country_code).e164
+            if country_code
+            else parse_phone_credential(phone)
+        )
+        condition = or_(
+            exists().where(
+                Identity.contact_pk == Contact.pk,
+                Identity.provider == "PHONE",
+                Identity.identifier == e164,
+                holds(),
+            ),
+            and_(
+                exists().where(ContactPhone.contact_pk == Contact.pk, ContactPhone.e164 == e164),
+                ~exists().where(*_claim_only),
+            ),
+        )
+    found = await db.scalar(
+        select(Contact.pk).where(and_(*scope), Contact.erased_at.is_(None), condition).limit(1)
+    )
+    return found is not None

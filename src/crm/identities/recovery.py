@@ -1,0 +1,252 @@
+"""Self-service passwords and email proof: forgotten, reset and changed passwords, verification."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.contacts import service as contacts
+from crm.contacts.models import Contact
+from crm.errors import AppError
+from crm.identities import decoys, proof
+from crm.identities import policy as policies
+from crm.identities.errors import (
+    NoPasswordIdentity,
+    TokenInvalidForReset,
+    VerificationTokenInvalid,
+)
+from crm.identities.flows_common import (
+    _MAIL_HOURLY_CAP,
+    _TOKEN_PURPOSE,
+    RequestMeta,
+    SignedIn,
+    _client_limit,
+    _policy,
+    _queue_token_email,
+)
+from crm.identities.identifiers import normalize_email, parse_phone_credential
+from crm.identities.identities import find_identity, list_identities
+from crm.identities.models import Identity, OtpChallenge
+from crm.identities.sessions import revoke_all_sessions
+from crm.runtime import Runtime
+from crm.security import passwords
+from crm.security.crypto import hmac_sha256
+from crm.tenants.schemas import CallerKey
+from crm.vocabulary import ChallengePurpose, RevokeReason
+
+
+async def _consume_token(
+    db: AsyncSession, runtime: Runtime, caller: CallerKey, purpose: str, token: str
+) -> Identity | None:
+    if not token or len(token) > 200:
+        return None
+    digest = hmac_sha256(runtime.secret, _TOKEN_PURPOSE[purpose], token.encode())
+    now = runtime.clock.now()
+    # One conditional UPDATE: of two requests racing with the same token, only one sees a row.
+    identity_id = (
+        await db.execute(
+            update(OtpChallenge)
+            .where(
+                OtpChallenge.code_hmac == digest,
+                OtpChallenge.purpose == purpose,
+                OtpChallenge.tenant_id == caller.tenant_id,
+                OtpChallenge.mode == caller.mode,
+                OtpChallenge.consumed_at.is_(None),
+                OtpChallenge.expires_at > now,
+            )
+            .values(consumed_at=now)
+            .returning(OtpChallenge.identity_id)
+            .execution_options(synchronize_session=False)
+        )
+    ).scalar()
+    if identity_id is None:
+        return None
+    return await db.get(Identity, identity_id)
+
+
+async def _set_password(
+    db: AsyncSession, runtime: Runtime, contact: Contact, password: str, actor: str
+) -> None:
+    """Set the contact's password on all its identities (one password per contact)."""
+    identities = await list_identities(db, contact.pk)
+    if not identities:
+        raise NoPasswordIdentity()
+    context = [w for w in (contact.first_name, contact.last_name) if w]
+    context += [i.display for i in identities]
+    passwords.check_password_policy(password, context=context)
+    hashed = await passwords.hash_password(password)
+    for identity in identities:
+        identity.password_hash = hashed
+    # Reset links sent before this change must not set the password again afterwards (a link
+    # left in a mailbox, or one an attacker asked for, outlives the change otherwise).
+    await db.execute(
+        update(OtpChallenge)
+        .where(
+            OtpChallenge.identity_id.in_([i.id for i in identities]),
+            OtpChallenge.purpose == ChallengePurpose.PASSWORD_RESET,
+            OtpChallenge.consumed_at.is_(None),
+        )
+        .values(consumed_at=runtime.clock.now())
+        .execution_options(synchronize_session=False)
+    )
+    contacts.record_audit(db, runtime.clock, contact, "PASSWORD_CHANGED", actor, ["password"])
+
+
+async def change_password(
+    db: AsyncSession,
+    runtime: Runtime,
+    signed: SignedIn,
+    password: str,
+    current_password: str | None = None,
+) -> None:
+    """Set a new password (after re-authentication); every other session of the contact ends."""
+    await proof.reauthenticate(db, runtime, signed, current_password)
+    contact = await contacts.get_by_pk(db, signed.contact_pk)
+    await _set_password(db, runtime, contact, password, signed.actor)
+    await revoke_all_sessions(
+        db,
+        runtime.clock,
+        contact.pk,
+        RevokeReason.PASSWORD_CHANGED,
+        except_session_id=signed.claims.session_id,
+    )
+
+
+# --- forgotten passwords and email verification ----------------------------------------
+
+
+async def _email_identity_for_username(
+    db: AsyncSession, caller: CallerKey, username: str
+) -> Identity | None:
+    try:
+        if "@" in username:
+            return await find_identity(
+                db,
+                caller.tenant_id,
+                caller.mode,
+                "EMAIL",
+                normalize_email(username, test_mode=caller.mode == "test").canonical,
+            )
+        phone = await find_identity(
+            db, caller.tenant_id, caller.mode, "PHONE", parse_phone_credential(username)
+        )
+    except AppError:
+        return None
+    if phone is None:
+        return None
+    return next(
+        (
+            i
+            for i in await list_identities(db, phone.contact_pk)
+            if i.provider == "EMAIL" and proof.has_power(i)
+        ),
+        None,
+    )
+
+
+async def _email_token(
+    db: AsyncSession, runtime: Runtime, caller: CallerKey, identity: Identity, purpose: str
+) -> None:
+    """Queue a reset or verification token email under the calling application's policy."""
+    contact = await db.get(Contact, identity.contact_pk)
+    policy = await _policy(db, caller.application_id, caller.mode)
+    reset = purpose == ChallengePurpose.PASSWORD_RESET
+    await _queue_token_email(
+        db,
+        runtime,
+        identity=identity,
+        purpose=purpose,
+        ttl_seconds=(
+            policy.password_reset_ttl_seconds if reset else policy.email_verification_ttl_seconds
+        ),
+        url_template=policy.password_reset_url if reset else policy.email_verification_url,
+        tenant_name=caller.tenant_name,
+        language=contact.language_code if contact else None,
+        application_id=caller.application_id,
+    )
+
+
+async def forgot_password(
+    db: AsyncSession,
+    runtime: Runtime,
+    caller: CallerKey,
+    username: str,
+    meta: RequestMeta | None = None,
+) -> None:
+    """Email a reset token if the username is known; the answer never says whether it was.
+
+    The per-address limit answers 429 for known and unknown names alike, so it tells nothing.
+    """
+    await _client_limit(
+        db, runtime, caller, meta or RequestMeta(), policies.ClientOperation.PASSWORD_RESET
+    )
+    identity = await _email_identity_for_username(db, caller, username)
+    if identity is None:
+        # The same work as for a known name (nothing is sent), so timing tells nothing either.
+        await decoys.reset_decoy(
+            db,
+            runtime.clock,
+            runtime.secret,
+            tenant_id=caller.tenant_id,
+            mode=caller.mode,
+            username=username,
+            policy=await _policy(db, caller.application_id, caller.mode),
+            tenant_name=caller.tenant_name,
+            application_id=caller.application_id,
+            hourly_cap=_MAIL_HOURLY_CAP,
+        )
+        return
+    await _email_token(db, runtime, caller, identity, "PASSWORD_RESET")
+
+
+async def reset_password(
+    db: AsyncSession, runtime: Runtime, caller: CallerKey, token: str, password: str
+) -> None:
+    """Set a new password with an emailed token; all sessions end, the mailbox counts as verified."""
+    identity = await _consume_token(db, runtime, caller, "PASSWORD_RESET", token)
+    if identity is None:
+        raise TokenInvalidForReset()
+    contact = await contacts.get_by_pk(db, identity.contact_pk)
+    await _set_password(db, runtime, contact, password, f"password-reset:{identity.id}")
+    if identity.verified_at is None:
+        identity.verified_at = runtime.clock.now()
+    identity.failed_attempts = 0
+    identity.last_failure_at = None
+    await revoke_all_sessions(db, runtime.clock, contact.pk, RevokeReason.PASSWORD_RESET)
+
+
+async def request_email_verification(
+    db: AsyncSession,
+    runtime: Runtime,
+    caller: CallerKey,
+    email_address: str,
+    meta: RequestMeta | None = None,
+) -> None:
+    await _client_limit(
+        db,
+        runtime,
+        caller,
+        meta or RequestMeta(),
+        policies.ClientOperation.EMAIL_VERIFICATION,
+    )
+    try:
+        canonical = normalize_email(email_address, test_mode=caller.mode == "test").canonical
+    except AppError:
+        return
+    identity = await find_identity(
+        db, caller.tenant_id, caller.mode, "EMAIL", canonical
+    ) or await proof.registration_claim(
+        db, runtime, caller.tenant_id, caller.mode, "EMAIL", canonical
+    )
+    if identity is None or identity.verified_at is not None:
+        return
+    if not await proof.limit_verification_mail(db, runtime, identity):
+        return
+    await _email_token(db, runtime, caller, identity, "EMAIL_VERIFICATION")
+
+
+async def verify_email(db: AsyncSession, runtime: Runtime, caller: CallerKey, token: str) -> None:
+    identity = await _consume_token(db, runtime, caller, "EMAIL_VERIFICATION", token)
+    if identity is None:
+        raise VerificationTokenInvalid()
+    await proof.prove_by_link(db, runtime, identity)

@@ -1,0 +1,157 @@
+"""Self-service registration: a new contact with its first identity, proven by a code or link."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.contacts import service as contacts
+from crm.contacts.models import ContactPhone
+from crm.identities import policy as policies
+from crm.identities.errors import IdentityAlreadyExists, ProviderNotSupported
+from crm.identities.flows_common import (
+    SOURCE,
+    CodeSent,
+    Grant,
+    RequestMeta,
+    _actor,
+    _client_limit,
+    _grant,
+    _policy,
+    _queue_token_email,
+    _send_code,
+    _signer_ready,
+)
+from crm.identities.identifiers import normalize_country, normalize_email, normalize_phone
+from crm.identities.identities import PROVIDERS, add_identity, canonical_identifier, find_identity
+from crm.identities.models import IdentityOrigin
+from crm.identities.schemas import RegisterIn
+from crm.ids import uuid7
+from crm.runtime import Runtime
+from crm.security import passwords
+from crm.smsguard import service as sms_guard
+from crm.tenants.schemas import CallerKey
+from crm.vocabulary import ChallengePurpose
+
+# --- register and codes ----------------------------------------------------------------
+
+
+async def register(
+    db: AsyncSession, runtime: Runtime, caller: CallerKey, body: RegisterIn, meta: RequestMeta
+) -> Grant | CodeSent:
+    """Create a contact and its first identity; send a code, or sign in at once (email+password)."""
+    await _signer_ready(runtime)
+    # Every registration sends a message to a number or address nobody has proved yet: without a
+    # per-client cap a script could pump paid SMS to premium numbers (toll fraud).
+    await _client_limit(db, runtime, caller, meta, policies.ClientOperation.REGISTER)
+    policy = await _policy(db, caller.application_id, caller.mode)
+    provider = body.identity.provider.upper()
+    if provider not in PROVIDERS:
+        raise ProviderNotSupported()
+    number, country = body.identity.phone_parts()
+    # Everything the client typed is checked before anything is written.
+    identifier, _display, _country = canonical_identifier(
+        provider,
+        email=body.identity.email,
+        phone=number,
+        country_code=country,
+        strict_phone=policy.strict_phone_validation,
+        test_mode=caller.mode == "test",
+    )
+    sms_guard.check_country(policy.sms_countries, _country)
+    if await find_identity(db, caller.tenant_id, caller.mode, provider, identifier):
+        raise IdentityAlreadyExists()
+    password = body.identity.password if provider == "EMAIL" else None
+    if password is not None:
+        context = [w for w in (body.identity.email, body.first_name, body.last_name) if w]
+        passwords.check_password_policy(password, context=context)
+    fields: dict[str, Any] = {
+        name: getattr(body, name)
+        for name in (
+            "title",
+            "first_name",
+            "middle_name",
+            "last_name",
+            "company_name",
+            "language_code",
+            "referral_code",
+            "service_acceptance",
+            "email_opt_out",
+            "sms_opt_out",
+        )
+        if getattr(body, name) is not None
+    }
+    if body.country_of_agreement is not None:
+        fields["country_of_agreement"] = normalize_country(body.country_of_agreement)
+    if body.custom_fields is not None:
+        fields["custom_fields"] = [f.model_dump() for f in body.custom_fields]
+    if provider == "EMAIL":
+        fields["email_address"] = normalize_email(
+            body.identity.email or "", test_mode=caller.mode == "test"
+        ).display
+    contact = await contacts.create(
+        db,
+        runtime.clock,
+        tenant_id=caller.tenant_id,
+        mode=caller.mode,
+        fields=fields,
+        source=SOURCE,
+        actor=_actor(caller),
+        contact_type=body.contact_type,
+    )
+    identity = await add_identity(
+        db,
+        runtime.clock,
+        runtime.secret,
+        contact=contact,
+        provider=provider,
+        email=body.identity.email,
+        phone=number,
+        country_code=country,
+        password=password,
+        actor=_actor(caller),
+        strict_phone=policy.strict_phone_validation,
+        origin=IdentityOrigin.REGISTRATION,
+    )
+    if provider == "PHONE" and number is not None:
+        parsed = normalize_phone(number, country, strict=policy.strict_phone_validation)
+        # The back office searches contacts by phone through contact_phones.
+        db.add(
+            ContactPhone(
+                id=uuid7(),
+                contact_pk=contact.pk,
+                tenant_id=contact.tenant_id,
+                mode=contact.mode,
+                phone_type="MOBILE",
+                country_code=parsed.country_code,
+                number=parsed.national,
+                e164=parsed.e164,
+                is_primary=True,
+            )
+        )
+    # proof_first (the default) answers like a code registration: the password signs in once
+    # the address is proven. tokens_first is CRM.COM's (see proof.end_unproven_access).
+    if password is not None and policy.email_password_registration == "tokens_first":
+        await _queue_token_email(
+            db,
+            runtime,
+            identity=identity,
+            purpose=ChallengePurpose.EMAIL_VERIFICATION,
+            ttl_seconds=policy.email_verification_ttl_seconds,
+            url_template=policy.email_verification_url,
+            tenant_name=caller.tenant_name,
+            language=contact.language_code,
+            application_id=caller.application_id,
+        )
+        return await _grant(
+            db,
+            runtime,
+            contact=contact,
+            tenant_name=caller.tenant_name,
+            application_id=caller.application_id,
+            meta=meta,
+        )
+    return await _send_code(
+        db, runtime, caller, identity, contact, policy, ChallengePurpose.REGISTER
+    )

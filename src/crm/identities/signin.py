@@ -1,0 +1,270 @@
+"""Self-service sign-in: one-time code requests, code validation and password authentication."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.contacts import service as contacts
+from crm.errors import InvalidEmail, InvalidPhone, InvalidRequest
+from crm.identities import decoys, otp, proof, throttle
+from crm.identities import policy as policies
+from crm.identities.errors import (
+    CredentialsMismatch,
+    IdentityNotFound,
+    InvalidCredentials,
+    OtpNotFound,
+    ProviderNotSupported,
+)
+from crm.identities.flows_common import (
+    CodeSent,
+    Grant,
+    RequestMeta,
+    _client,
+    _client_limit,
+    _credential_identifier,
+    _grant,
+    _identities_for,
+    _policy,
+    _send_code,
+    _signer_ready,
+)
+from crm.identities.identifiers import normalize_email, normalize_phone, parse_phone_credential
+from crm.identities.identities import KNOWN_PROVIDERS, PROVIDERS, find_identity, list_identities
+from crm.identities.models import Identity, OtpDecoy
+from crm.identities.schemas import AuthenticateIn, CredentialIn, OtpRequestIn, ValidateIn
+from crm.runtime import Runtime
+from crm.security import passwords
+from crm.tenants.schemas import CallerKey
+from crm.vocabulary import ChallengePurpose
+
+
+def _named(
+    credentials: list[CredentialIn], method: str | None, mode: str
+) -> tuple[str, str] | None:
+    """The (provider, identifier) a code request names: the one of the asked channel, or the first."""
+    named = [_credential_identifier(c, mode) for c in credentials]
+    wanted = {"SMS": "PHONE", "EMAIL": "EMAIL"}.get(method or "")
+    return next((n for n in named if n[0] == wanted), named[0] if named else None)
+
+
+async def _send_decoy(
+    db: AsyncSession,
+    runtime: Runtime,
+    caller: CallerKey,
+    named: tuple[str, str],
+    meta: RequestMeta | None,
+) -> CodeSent:
+    """Answer a code request for an identifier nobody uses as for a known one (nothing is sent)."""
+    policy = await _policy(db, caller.application_id, caller.mode)
+    auth_otp, masked = await decoys.send_decoy(
+        db,
+        runtime.clock,
+        runtime.secret,
+        tenant_id=caller.tenant_id,
+        mode=caller.mode,
+        provider=named[0],
+        identifier=named[1],
+        policy=policy,
+        purpose=ChallengePurpose.SIGN_IN,
+        tenant_name=caller.tenant_name,
+        application_id=caller.application_id,
+        client=_client(runtime, caller, meta),
+    )
+    return CodeSent(auth_otp=auth_otp, obfuscated_value=masked)
+
+
+async def _send_sign_in_code(
+    db: AsyncSession,
+    runtime: Runtime,
+    caller: CallerKey,
+    found: list[Identity],
+    method: str | None,
+    named: tuple[str, str] | None = None,
+    meta: RequestMeta | None = None,
+) -> CodeSent:
+    if method is not None and method not in ("SMS", "EMAIL"):
+        raise InvalidRequest("method must be SMS or EMAIL.")
+    if not found and named is not None:
+        return await _send_decoy(db, runtime, caller, named, meta)
+    if not found:
+        raise IdentityNotFound()
+    if len({i.contact_pk for i in found}) > 1:
+        raise CredentialsMismatch()
+    if method is not None and method not in ("SMS", "EMAIL"):
+        raise InvalidRequest("method must be SMS or EMAIL.")
+    wanted = {"SMS": "PHONE", "EMAIL": "EMAIL"}.get(method or "", found[0].provider)
+    identity = next((i for i in found if i.provider == wanted), None)
+    if identity is None:
+        # The person named one identity and asked for the other channel: use the contact's own.
+        identity = next(
+            (
+                i
+                for i in await list_identities(db, found[0].contact_pk)
+                if i.provider == wanted and proof.has_power(i)
+            ),
+            None,
+        )
+    if identity is None:
+        raise IdentityNotFound(f"This contact has no {wanted} identity to send a code to.")
+    contact = await contacts.get_by_pk(db, identity.contact_pk)
+    policy = await _policy(db, caller.application_id, caller.mode)
+    return await _send_code(
+        db, runtime, caller, identity, contact, policy, ChallengePurpose.SIGN_IN, meta
+    )
+
+
+async def request_code(
+    db: AsyncSession,
+    runtime: Runtime,
+    caller: CallerKey,
+    body: OtpRequestIn,
+    meta: RequestMeta | None = None,
+) -> CodeSent:
+    """Send a sign-in code to a known identity (API.md "One-time codes")."""
+    await _client_limit(
+        db, runtime, caller, meta or RequestMeta(), policies.ClientOperation.OTP_REQUEST
+    )
+    found = await _identities_for(db, runtime, caller, body.credentials)
+    named = _named(body.credentials, body.method, caller.mode)
+    return await _send_sign_in_code(db, runtime, caller, found, body.method, named, meta)
+
+
+async def validate(
+    db: AsyncSession, runtime: Runtime, caller: CallerKey, body: ValidateIn, meta: RequestMeta
+) -> Grant:
+    """Check a code by auth_otp, or the newest code of the identity in credentials; sign in."""
+    await _signer_ready(runtime)
+    await _client_limit(db, runtime, caller, meta, policies.ClientOperation.OTP_VALIDATE)
+    if body.auth_otp:
+        challenge = await otp.find_challenge(db, caller.tenant_id, caller.mode, body.auth_otp)
+    elif body.credentials:
+        found = await _identities_for(db, runtime, caller, body.credentials)
+        named = _named(body.credentials, None, caller.mode)
+        if not found and named is not None:
+            subject = decoys.code_subject(runtime.secret, caller.tenant_id, caller.mode, *named)
+            challenge = await otp.newest_decoy(db, subject)
+        elif not found:
+            raise OtpNotFound()
+        elif len({i.id for i in found}) > 1:
+            raise CredentialsMismatch("Give the one identity the code was sent to.")
+        else:
+            challenge = await otp.newest_challenge(db, found[0])
+    else:
+        raise InvalidRequest(
+            "Give auth_otp, or the credentials the code was sent to.",
+            details=[{"field": "auth_otp", "message": "Field required"}],
+        )
+    # The policy (tries, delays) of the application that issued the code, not the caller's.
+    policy = await _policy(db, challenge.application_id, challenge.mode)
+    client = _client(runtime, caller, meta)
+    if isinstance(challenge, OtpDecoy):
+        await otp.validate_code(
+            db,
+            runtime.clock,
+            runtime.secret,
+            challenge=challenge,
+            code=body.code,
+            policy=policy,
+            client=client,
+        )
+        raise OtpNotFound()  # pragma: no cover - a decoy never validates
+    was_unproven = await proof.is_unproven(db, challenge.identity_id)
+    identity = await otp.validate_code(
+        db,
+        runtime.clock,
+        runtime.secret,
+        challenge=challenge,
+        code=body.code,
+        policy=policy,
+        client=client,
+    )
+    contact = await proof.after_code(
+        db, runtime, identity, was_unproven=was_unproven, challenge_purpose=challenge.purpose
+    )
+    return await _grant(
+        db,
+        runtime,
+        contact=contact,
+        tenant_name=caller.tenant_name,
+        application_id=caller.application_id,
+        meta=meta,
+    )
+
+
+async def authenticate(
+    db: AsyncSession, runtime: Runtime, caller: CallerKey, body: AuthenticateIn, meta: RequestMeta
+) -> Grant | CodeSent:
+    """Password sign-in; without a password, send a code like /contacts/otp."""
+    await _signer_ready(runtime)
+    await _client_limit(db, runtime, caller, meta, policies.ClientOperation.SIGN_IN)
+    provider = body.provider
+    number = body.phone.number if body.phone else body.phone_number
+    country = (body.phone.country_code if body.phone else None) or body.country_code
+    if provider is None:
+        provider = "PHONE" if number else "EMAIL"
+    if provider not in KNOWN_PROVIDERS:
+        raise InvalidRequest("Unknown provider.")
+    if provider not in PROVIDERS:
+        raise ProviderNotSupported()
+    if provider == "PHONE":
+        if number:
+            identifier = normalize_phone(number, country).e164
+        elif body.username:
+            identifier = parse_phone_credential(body.username)
+        else:
+            raise InvalidPhone("A phone number is required.")
+    else:
+        if not body.username:
+            raise InvalidEmail("A username (email address) is required.")
+        identifier = normalize_email(body.username, test_mode=caller.mode == "test").canonical
+    identity = await find_identity(db, caller.tenant_id, caller.mode, provider, identifier)
+    if body.password is None:
+        identity = identity or await proof.registration_claim(
+            db, runtime, caller.tenant_id, caller.mode, provider, identifier
+        )
+        return await _send_sign_in_code(
+            db,
+            runtime,
+            caller,
+            [identity] if identity else [],
+            body.method,
+            (provider, identifier),
+            meta,
+        )
+    # Wrong passwords are counted per contact (one password per contact), apart from wrong
+    # codes, and for an unknown identifier exactly as for a known one.
+    policy = await _policy(db, caller.application_id, caller.mode)
+    guard = await throttle.password_guard(
+        db,
+        runtime.secret,
+        tenant_id=caller.tenant_id,
+        mode=caller.mode,
+        provider=provider,
+        identifier=identifier,
+        contact_pk=identity.contact_pk if identity is not None else None,
+        client=_client(runtime, caller, meta),
+        policy=policy,
+    )
+    now = runtime.clock.now()
+    guard.check(now)
+    stored_hash = identity.password_hash if identity is not None else None
+    if identity is None or stored_hash is None:
+        # Same time as a real check, so response timing does not tell who is registered.
+        await passwords.verify_against_dummy(body.password)
+        guard.failure(now)
+        raise InvalidCredentials()
+    if not await passwords.verify_password(stored_hash, body.password):
+        guard.failure(now)
+        raise InvalidCredentials()
+    guard.success()
+    if passwords.needs_rehash(stored_hash):
+        identity.password_hash = await passwords.hash_password(body.password)
+    contact = await contacts.get_by_pk(db, identity.contact_pk)
+    return await _grant(
+        db,
+        runtime,
+        contact=contact,
+        tenant_name=caller.tenant_name,
+        application_id=caller.application_id,
+        meta=meta,
+    )
