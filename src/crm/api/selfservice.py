@@ -15,18 +15,14 @@ from crm.api.errors import app_error_response
 from crm.api.idempotency import IdempotencyKey, run_once
 from crm.api.responses import JsonResponse, error_responses
 from crm.errors import Unauthenticated, WrongKeyKind
-from crm.identities import proof, service
+from crm.identities import service
 from crm.identities.errors import NotOwnContact, RefreshTokenInvalid, StatefulFailure
 from crm.identities.policy import ClientOperation
 from crm.identities.schemas import (
     AuthenticateIn,
     EmailVerificationIn,
     ForgotPasswordIn,
-    IdentityAddIn,
-    IdentityCodeIn,
     OtpRequestIn,
-    PasswordIn,
-    ProfileUpdateIn,
     RegisterIn,
     ResetPasswordIn,
     ValidateIn,
@@ -490,165 +486,5 @@ async def request_email_verification(
     )
 
 
-# --- signed in (Authorization: Bearer <access token>; api_key optional) -----------------
-
-
-@router.put(
-    "/contacts/{id}",
-    summary="Update the signed-in contact",
-    responses=error_responses(401, 403),
-    openapi_extra=BEARER,
-)
-async def update_contact(
-    id: ContactId, body: ProfileUpdateIn, signed: SignedInDep, runtime: RuntimeDep, db: SessionDep
-) -> dict[str, str]:
-    """Partial: absent members stay as they are."""
-    _own(signed, id)
-    return {"id": await service.update_profile(db, runtime, signed, body)}
-
-
-@router.delete(
-    "/contacts/{id}",
-    summary="Unregister: erase personal data and end all sessions",
-    responses=error_responses(401, 403),
-    openapi_extra=BEARER,
-)
-async def unregister(
-    id: ContactId, signed: SignedInDep, runtime: RuntimeDep, db: SessionDep
-) -> Response:
-    _own(signed, id)
-    await service.unregister(db, runtime, signed)
-    return Response(status_code=200)
-
-
-@router.post(
-    "/contacts/{id}/sign_out",
-    status_code=204,
-    summary="End this session",
-    responses=error_responses(401, 403),
-    openapi_extra=BEARER,
-)
-async def sign_out(
-    id: ContactId, signed: SignedInDep, runtime: RuntimeDep, db: SessionDep
-) -> Response:
-    _own(signed, id)
-    await service.sign_out(db, runtime, signed)
-    return Response(status_code=204)
-
-
-async def _add_identity(
-    request: Request,
-    id: str,
-    body: IdentityAddIn,
-    signed: service.SignedIn,
-    runtime: Any,
-    db: Any,
-) -> dict[str, str]:
-    _own(signed, id)
-    return {"id": await service.add_own_identity(db, runtime, signed, body, _meta(request))}
-
-
-@router.post(
-    "/contacts/{id}/identities",
-    status_code=201,
-    summary="Add an identity (email, phone, password); a code is sent to prove it",
-    responses=error_responses(401, 403, 409, 429),
-    openapi_extra=BEARER,
-)
-async def add_identity(
-    request: Request,
-    id: ContactId,
-    body: IdentityAddIn,
-    signed: SignedInDep,
-    runtime: RuntimeDep,
-    db: SessionDep,
-) -> dict[str, str]:
-    """Needs a sign-in within the last few minutes, or `current_password`. The identity stays
-    unproven (it cannot sign in) until the code sent to it is posted to `.../verify`."""
-    return await _add_identity(request, id, body, signed, runtime, db)
-
-
-@router.post(
-    "/contacts/{id}/credentials",
-    status_code=201,
-    summary="Add credentials {username, password} (v1 spelling)",
-    responses=error_responses(401, 403, 409, 429),
-    openapi_extra=BEARER,
-)
-async def add_credentials(
-    request: Request,
-    id: ContactId,
-    body: IdentityAddIn,
-    signed: SignedInDep,
-    runtime: RuntimeDep,
-    db: SessionDep,
-) -> dict[str, str]:
-    return await _add_identity(request, id, body, signed, runtime, db)
-
-
-IdentityId = Annotated[str, Path(max_length=64, description="One of the contact's identities.")]
-
-
-@router.post(
-    "/contacts/{id}/identities/{identity_id}/otp",
-    summary="Send again the code that proves an added identity",
-    responses=error_responses(401, 403, 404, 409, 429),
-    openapi_extra=BEARER,
-)
-async def send_identity_code(
-    request: Request,
-    id: ContactId,
-    identity_id: IdentityId,
-    signed: SignedInDep,
-    runtime: RuntimeDep,
-    db: SessionDep,
-) -> Response:
-    _own(signed, id)
-
-    async def send() -> service.CodeSent:
-        auth_otp, masked = await proof.resend_proof_code(db, runtime, signed, identity_id)
-        return service.CodeSent(auth_otp=auth_otp, obfuscated_value=masked)
-
-    return await _answer(request, send())
-
-
-@router.post(
-    "/contacts/{id}/identities/{identity_id}/verify",
-    status_code=204,
-    summary="Prove an added identity with the code sent to it",
-    responses=error_responses(401, 403, 404, 409, 429),
-    openapi_extra=BEARER,
-)
-async def verify_identity(
-    request: Request,
-    id: ContactId,
-    identity_id: IdentityId,
-    body: IdentityCodeIn,
-    signed: SignedInDep,
-    runtime: RuntimeDep,
-    db: SessionDep,
-) -> Response:
-    """Only in the session of the contact the identity was added to: until then it cannot sign
-    in, blocks nobody, and a sign-in code request for it answers as for an unknown one."""
-    _own(signed, id)
-    return await _answer(
-        request,
-        proof.prove_in_session(db, runtime, signed, identity_id, body.code),
-        status_code=204,
-    )
-
-
-@router.post(
-    "/contacts/{id}/change_password",
-    status_code=204,
-    summary="Change the password; other sessions end",
-    description="Needs a sign-in within the last few minutes, or `current_password`.",
-    responses=error_responses(401, 403),
-    openapi_extra=BEARER,
-)
-async def change_password(
-    id: ContactId, body: PasswordIn, signed: SignedInDep, runtime: RuntimeDep, db: SessionDep
-) -> Response:
-    _own(signed, id)
-    await service.change_password(db, runtime, signed, body.password, body.current_password)
-    return Response(status_code=204)
+# Registered last, on this router: the signed-in write routes follow every route above.
+from crm.api import selfservice_account  # noqa: E402, F401

@@ -13,15 +13,21 @@ import datetime as dt
 import functools
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.clock import Clock
+
+# The audit and derived-row helpers live in their own modules; callers keep importing them here.
+from crm.contacts.audit import AuditPage as AuditPage
+from crm.contacts.audit import audit_row as audit_row
+from crm.contacts.audit import count_audit as count_audit
+from crm.contacts.audit import list_audit as list_audit
+from crm.contacts.audit import record_audit as record_audit
 from crm.contacts.errors import (
     CompanyNameRequired,
     ContactCodeAlreadyExists,
@@ -35,7 +41,12 @@ from crm.contacts.errors import (
     InvalidDateOfBirth,
     MultiplePrimary,
 )
-from crm.contacts.models import AuditEvent, ConsentEvent, Contact, ContactPhone
+from crm.contacts.models import ConsentEvent, Contact, ContactPhone
+from crm.contacts.rows import _add_phones, _address_key, _phone_key, _record_consent
+from crm.contacts.rows import consent_history as consent_history
+from crm.contacts.rows import consent_rows as consent_rows
+from crm.contacts.rows import phone_rows as phone_rows
+from crm.contacts.rows import phones_of as phones_of
 from crm.errors import AppError
 from crm.identities.identifiers import normalize_country, normalize_email, normalize_phone
 from crm.identities.models import Identity, OtpChallenge, Session
@@ -350,56 +361,6 @@ def _email(value: str, test_mode: bool) -> tuple[str, str]:
     return email.display, email.canonical
 
 
-def _add_phones(
-    session: AsyncSession, contact: Contact, phones: Sequence[Mapping[str, Any]]
-) -> None:
-    for row in phone_rows(contact, phones):
-        session.add(ContactPhone(**row))
-
-
-def phone_rows(contact: Contact, phones: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The `contact_phones` rows of a contact's normalised phones (`contact.pk` set by then)."""
-    return [
-        {
-            "id": uuid7(),
-            "contact_pk": contact.pk,
-            "tenant_id": contact.tenant_id,
-            "mode": contact.mode,
-            "phone_type": phone["phone_type"],
-            "country_code": phone["country_code"],
-            "number": phone["number"],
-            "e164": phone["number"],
-            "is_primary": phone["is_primary"],
-        }
-        for phone in phones
-    ]
-
-
-async def phones_of(
-    session: AsyncSession, contact_pks: Sequence[int]
-) -> dict[int, list[ContactPhone]]:
-    """The phones of each contact, the primary first then in the order they were added."""
-    result: dict[int, list[ContactPhone]] = {pk: [] for pk in contact_pks}
-    if not contact_pks:
-        return result
-    rows = await session.scalars(
-        select(ContactPhone)
-        .where(ContactPhone.contact_pk.in_(contact_pks))
-        .order_by(ContactPhone.contact_pk, ContactPhone.is_primary.desc(), ContactPhone.id)
-    )
-    for phone in rows:
-        result[phone.contact_pk].append(phone)
-    return result
-
-
-def _phone_key(phone: Mapping[str, Any]) -> tuple[Any, ...]:
-    return (phone["phone_type"], phone["country_code"], phone["number"], phone["is_primary"])
-
-
-def _address_key(address: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in address.items() if k != "id" and v is not None}
-
-
 async def get_by_ref(session: AsyncSession, tenant_id: str, mode: str, ref: str) -> Contact:
     """A live contact by id, else by code; erased contacts and other tenants' are 404."""
     if not isinstance(ref, str) or not 0 < len(ref) <= 36:
@@ -493,105 +454,6 @@ async def update_fields(
     _record_consent(session, contact, consent, source, now)
     record_audit(session, clock, contact, "UPDATED", actor, sorted(changed))
     return sorted(changed)
-
-
-def _record_consent(
-    session: AsyncSession, contact: Contact, values: Mapping[str, bool], source: str, now: Any
-) -> None:
-    for row in consent_rows(contact, values, source, now):
-        session.add(ConsentEvent(**row))
-
-
-def consent_rows(
-    contact: Contact, values: Mapping[str, bool], source: str, now: Any
-) -> list[dict[str, Any]]:
-    """The `consent_events` rows recording each flag's new value."""
-    return [
-        {
-            "id": uuid7(),
-            "contact_pk": contact.pk,
-            "flag": flag,
-            "value": value,
-            "source": source,
-            "changed_at": now,
-        }
-        for flag, value in values.items()
-    ]
-
-
-async def consent_history(session: AsyncSession, contact: Contact) -> list[ConsentEvent]:
-    """Every consent change of a contact, oldest first."""
-    rows = await session.scalars(
-        select(ConsentEvent)
-        .where(ConsentEvent.contact_pk == contact.pk)
-        .order_by(ConsentEvent.changed_at, ConsentEvent.id)
-    )
-    return list(rows)
-
-
-def record_audit(
-    session: AsyncSession,
-    clock: Clock,
-    contact: Contact,
-    action: str,
-    actor: str,
-    fields: Iterable[str],
-) -> None:
-    """Who did what to which fields of a contact (names only: values of secrets never land here)."""
-    session.add(AuditEvent(**audit_row(contact, action, actor, fields, clock.now())))
-
-
-def audit_row(
-    contact: Contact, action: str, actor: str, fields: Iterable[str], now: dt.datetime
-) -> dict[str, Any]:
-    """The `audit_events` row of one action on a contact."""
-    return {
-        "id": uuid7(),
-        "tenant_id": contact.tenant_id,
-        "mode": contact.mode,
-        "contact_id": contact.id,
-        "action": action,
-        "actor": actor[:80],
-        "fields": list(fields),
-        "created_at": now,
-    }
-
-
-@dataclass(frozen=True, slots=True)
-class AuditPage:
-    events: list[AuditEvent]
-    has_more: bool
-
-
-async def list_audit(session: AsyncSession, contact: Contact, *, page: int, size: int) -> AuditPage:
-    """A contact's audit trail, newest first (uuid7 ids break ties in time order)."""
-    rows = list(
-        await session.scalars(
-            select(AuditEvent)
-            .where(
-                AuditEvent.tenant_id == contact.tenant_id,
-                AuditEvent.mode == contact.mode,
-                AuditEvent.contact_id == contact.id,
-            )
-            .order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
-            .offset((page - 1) * size)
-            .limit(size + 1)
-        )
-    )
-    return AuditPage(events=rows[:size], has_more=len(rows) > size)
-
-
-async def count_audit(session: AsyncSession, contact: Contact) -> int:
-    total = await session.scalar(
-        select(func.count())
-        .select_from(AuditEvent)
-        .where(
-            AuditEvent.tenant_id == contact.tenant_id,
-            AuditEvent.mode == contact.mode,
-            AuditEvent.contact_id == contact.id,
-        )
-    )
-    return int(total or 0)
 
 
 async def erase(session: AsyncSession, clock: Clock, contact: Contact, *, actor: str) -> None:
