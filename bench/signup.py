@@ -24,8 +24,6 @@ import json
 import os
 import re
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +35,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+from processes import free_port, start, stop, wait_for
 
 from crm.migrate import upgrade
 from crm.runtime import Runtime
@@ -224,24 +223,6 @@ class Tally:
         self.failed[step] = self.failed.get(step, 0) + 1
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1.0).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"server at {url} did not start")
-
-
 def serve(
     target: str, port: int, env: dict[str, str], cwd: str | None = None
 ) -> subprocess.Popen[bytes]:
@@ -250,23 +231,7 @@ def serve(
     command += ["--log-level", "warning"]
     if target.startswith("crm."):
         command.append("--factory")
-    return subprocess.Popen(
-        command,
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+    return start(command, env, cwd)
 
 
 async def create_tenant(db_url: str) -> str:
