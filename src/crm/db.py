@@ -74,15 +74,35 @@ def async_url(url: str) -> str:
     raise ValueError(f"unsupported database: {scheme}")
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+class DatabaseMissing(Exception):
+    """A SQLite database that does not exist where the settings point.
+
+    SQLite creates any file it is asked to open, so a command run from another directory with the
+    default relative path would silently start a second, empty database (and a new development
+    secret beside it). Only `crm db upgrade` creates the database; everything else refuses.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path.resolve()
+        super().__init__(
+            f"No database at {self.path} (CRM_DATABASE_URL, relative to the current directory "
+            f"{Path.cwd()}): run `crm db upgrade` there first, or point CRM_DATABASE_URL at "
+            "the existing database."
+        )
+
+
+def create_engine(settings: Settings, *, create: bool = False) -> AsyncEngine:
+    """An engine for the configured database; a missing SQLite file is an error unless `create`."""
     url = async_url(settings.database_url)
     # A database error's text otherwise quotes the statement's parameters, and the last-resort
     # handler logs it: an outbox insert would put a one-time code or reset token in the log.
     kwargs: dict[str, Any] = {"hide_parameters": True}
     if settings.is_sqlite:
         path = settings.sqlite_path()
-        if path is not None:
+        if path is not None and create:
             create_private_file(path)
+        elif path is not None and not path.exists():
+            raise DatabaseMissing(path)
         kwargs["connect_args"] = {"timeout": 30}
     else:
         kwargs.update(

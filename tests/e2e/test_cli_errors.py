@@ -112,6 +112,34 @@ def _sweep(tmp_path: Path, database_url: str, expected: str) -> None:
 
 def test_unmigrated_database_names_the_fix(tmp_path: Path) -> None:
     _sweep(tmp_path, f"sqlite:///{tmp_path / 'crm.db'}", "crm db upgrade")
+    # Only `crm db upgrade` creates a database: no command above left an empty one behind.
+    assert not (tmp_path / "crm.db").exists()
+
+
+def test_a_command_run_elsewhere_creates_no_second_database(tmp_path: Path) -> None:
+    """The default URL is relative: from another directory there is no database, and the
+    command says where it looked instead of starting an empty one and a new secret there."""
+    home = tmp_path / "project"
+    elsewhere = tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    default = "sqlite:///./var/crm.db"
+    assert crm(home, default, "db", "upgrade").returncode == 0
+    assert crm(home, default, "tenants", "list").returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "crm", "tenants", "list"],
+        cwd=elsewhere,
+        env=env,  # no CRM_SECRET_KEY either: a development secret must not be generated here
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 3
+    assert str(elsewhere / "var" / "crm.db") in " ".join(result.stderr.split())
+    assert "crm db upgrade" in result.stderr
+    assert not (elsewhere / "var").exists()
 
 
 def test_unreachable_database_says_so(tmp_path: Path) -> None:

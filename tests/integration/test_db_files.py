@@ -18,7 +18,7 @@ def mode(path: Path) -> int:
 
 async def test_a_new_database_and_its_wal_files_are_0600(tmp_path: Path) -> None:
     path = tmp_path / "var" / "crm.db"
-    engine = create_engine(base_settings(database_url=f"sqlite:///{path}"))
+    engine = create_engine(base_settings(database_url=f"sqlite:///{path}"), create=True)
     try:
         async with engine.begin() as connection:
             await connection.execute(text("CREATE TABLE t (v TEXT)"))

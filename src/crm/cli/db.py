@@ -8,7 +8,7 @@ import typer
 
 from crm.cli.common import console, settings
 from crm.cli.serve import refuse
-from crm.db import create_engine
+from crm.db import DatabaseMissing, create_engine
 from crm.deployment.preflight import secret_problem
 from crm.migrate import current_revision, head_revision, upgrade
 from crm.settings import Settings
@@ -47,7 +47,12 @@ def current_command() -> None:
         finally:
             await engine.dispose()
 
-    current = asyncio.run(read())
+    try:
+        current = asyncio.run(read())
+    except DatabaseMissing as missing:
+        # Not there yet is "behind" to a script gating on this command, not a failure to connect.
+        console.print(f"revision none: no database at {missing.path}; run `crm db upgrade`")
+        raise typer.Exit(1) from None
     head = head_revision()
     state = "up to date" if current == head else f"behind (head is {head}); run `crm db upgrade`"
     console.print(f"revision {current or 'none'}: {state}")

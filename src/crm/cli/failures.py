@@ -13,6 +13,8 @@ from collections.abc import Callable
 from rich.console import Console
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
+from crm.db import DatabaseMissing
+
 # Exit codes: 1 for a failed command (as AppError handlers already use), 3 for the database.
 EXIT_FAILED = 1
 EXIT_DATABASE = 3
@@ -29,6 +31,8 @@ def explain(exc: BaseException) -> tuple[str, int]:
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     first = text[0] if text else type(exc).__name__
     lowered = str(exc).lower()
+    if isinstance(exc, DatabaseMissing):
+        return (str(exc), EXIT_DATABASE)
     if isinstance(exc, (OperationalError, ProgrammingError)) and any(
         sign in lowered for sign in _MISSING_TABLE_SIGNS
     ):
