@@ -12,6 +12,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 from crm.api.responses import JsonResponse, error_body
+from crm.api.wording import plain_message
 from crm.errors import (
     AppError,
     ConcurrentChange,
@@ -59,7 +60,7 @@ async def _on_validation_error(request: Request, exc: Exception) -> JsonResponse
             status_code=400,
         )
     details = [
-        {"field": _field(tuple(e.get("loc", ()))), "message": str(e.get("msg", ""))} for e in errors
+        {"field": _field(tuple(e.get("loc", ()))), "message": plain_message(e)} for e in errors
     ]
     return JsonResponse(
         error_body("INVALID_REQUEST", "The request is not valid.", request_id(request), details),
