@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, MetaData, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -105,9 +107,7 @@ def create_engine(settings: Settings, *, create: bool = False) -> AsyncEngine:
             raise DatabaseMissing(path)
         kwargs["connect_args"] = {"timeout": 30}
     else:
-        kwargs.update(
-            pool_size=settings.db_pool_size, max_overflow=settings.db_pool_size, pool_pre_ping=True
-        )
+        kwargs.update(pool_size=settings.db_pool_size, max_overflow=settings.db_pool_size)
         server_settings = {"application_name": "crm"}
         if settings.db_statement_timeout_ms:
             server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
@@ -115,7 +115,38 @@ def create_engine(settings: Settings, *, create: bool = False) -> AsyncEngine:
     engine = create_async_engine(url, **kwargs)
     if settings.is_sqlite:
         _configure_sqlite(engine)
+    else:
+        _ping_idle_connections(engine, settings.db_ping_idle_seconds)
     return engine
+
+
+def _ping_idle_connections(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Check a pooled connection before use only when it sat idle for `idle_seconds` or more.
+
+    `pool_pre_ping` checks every checkout, which on asyncpg is three round trips (BEGIN, a ping,
+    ROLLBACK): under load, more than the work of a short request. A connection returned to the
+    pool a moment ago is almost surely alive; one that sat through a quiet spell may have been cut
+    by a database restart, a failover or an idle timeout. If a busy connection is cut anyway, the
+    request that meets it fails with 503 and SQLAlchemy invalidates the whole pool, so the next
+    ones reconnect: no accepted work is lost.
+    """
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < idle_seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool discards this connection and checks out (or opens) another.
+            raise DisconnectionError("connection lost while idle") from exc
 
 
 def create_private_file(path: Path) -> None:

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
         5.0, ge=0, le=60, description="How long a resolved api_key is cached in-process."
     )
     db_pool_size: int = Field(10, ge=1, description="Connections per process (PostgreSQL).")
+    db_ping_idle_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="Check a pooled PostgreSQL connection before use when it sat idle this long "
+        "(0: before every use).",
+    )
     db_statement_timeout_ms: int = Field(
         5000, ge=0, description="PostgreSQL statement timeout; 0 disables."
     )

@@ -111,6 +111,10 @@ async def _on_database_error(request: Request, exc: Exception) -> JsonResponse:
     state = getattr(getattr(exc, "orig", None), "sqlstate", None)
     if state in _LOST_RACE_STATES:
         return await _on_integrity_error(request, exc)
+    if getattr(exc, "connection_invalidated", False):
+        # The connection was cut under the request (a restart, a failover): the driver raises an
+        # InterfaceError, not an OperationalError, and the pool has already been invalidated.
+        return await _on_database_unavailable(request, exc)
     raise exc
 
 
