@@ -20,7 +20,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def _json() -> sa.types.TypeEngine[object]:
-    return sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
+    return sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")  # type: ignore[return-value]
 
 
 def upgrade() -> None:
