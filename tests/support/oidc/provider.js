@@ -28,7 +28,7 @@ const provider = new Provider(issuer, {
     ...client,
   })),
   jwks: { keys: [jwk] },
-  claims: { openid: ["sub"], email: ["email", "email_verified"], profile: ["name"] },
+  claims: { openid: ["sub"], email: ["email", "email_verified"], profile: ["name", "given_name", "family_name"] },
   // The ID token carries the claims itself (what Google, Apple and Facebook Limited Login do).
   conformIdTokenClaims: false,
   features: { devInteractions: { enabled: false } },
