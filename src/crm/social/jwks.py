@@ -89,6 +89,8 @@ class ProviderHttp:
         try:
             return status, json.loads(bytes(body))
         except ValueError:
+            if status != 200:
+                return status, None  # an error or redirect page: the status says enough
             raise OidcProviderUnavailable("The identity provider did not answer JSON.") from None
 
 
@@ -153,9 +155,12 @@ class KeyCache:
         now = time.monotonic()
         if entry.discovery is not None and now - entry.discovery_at < DISCOVERY_TTL:
             return entry.discovery
-        status, document = await http.request(
-            "GET", issuer.rstrip("/") + "/.well-known/openid-configuration"
-        )
+        url = issuer.rstrip("/") + "/.well-known/openid-configuration"
+        status, document = await http.request("GET", url)
+        if status in (301, 302, 307, 308):
+            # Facebook serves its document at the path with a trailing slash, behind a redirect
+            # (not followed: redirects are where SSRF hides); that one spelling is asked directly.
+            status, document = await http.request("GET", url + "/")
         if status != 200:
             raise OidcProviderUnavailable()
         entry.discovery, entry.discovery_at = _discovery(issuer, document), now

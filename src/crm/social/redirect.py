@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.clock import Clock
@@ -43,6 +43,8 @@ RESULT_TTL_SECONDS = 60
 CALLBACK_PATH = "/self-service/v2/contacts/oidc/callback"
 SCOPE = "openid email profile"
 MAX_STATE_LENGTH = 200
+# Ended or expired flows are kept this long after their expiry, then purged (maintenance).
+FLOW_RETENTION = timedelta(hours=1)
 _STATE = "oidc-state"
 _RESULT = "oidc-result"
 _SECRETS = "oidc-flow-secrets"
@@ -284,3 +286,11 @@ async def trade(
     if flow is None or flow.result_contact_pk is None:  # pragma: no cover - set together
         raise OidcResultInvalid()
     return await contacts.get_by_pk(session, flow.result_contact_pk)
+
+
+async def purge_expired(session: AsyncSession, clock: Clock) -> int:
+    """Delete flows that can no longer be ended or traded; the count deleted."""
+    result = await session.execute(
+        delete(OidcFlow).where(OidcFlow.expires_at < clock.now() - FLOW_RETENTION)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
