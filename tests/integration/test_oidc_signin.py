@@ -290,18 +290,10 @@ async def make_victim(api: httpx.AsyncClient, shop: CreatedTenant) -> str:
     return victim_id
 
 
-async def test_an_account_with_the_victims_email_cannot_reach_the_victim(
-    api: httpx.AsyncClient, shop: CreatedTenant, provider: OidcProvider, rt: Runtime
-) -> None:
-    sk = {"api_key": shop.keys["secret_test"]}
-    victim_id = await make_victim(api, shop)
-    for attempt in (register, authenticate):
-        answer = await attempt(api, shop, provider.id_token(APP, "mallory"))
-        assert answer.status_code == 409 and answer.json()["code"] == "OIDC_LINK_REQUIRED"
-        assert "access_token" not in answer.text
-    listed = await api.get(f"/backoffice/v1/contacts/{victim_id}/identities", headers=sk)
-    assert [i["provider"] for i in listed.json()] == ["EMAIL"]
-    # The victim proves the address (a code to it), then links their own provider account.
+async def sign_in_by_code(
+    api: httpx.AsyncClient, shop: CreatedTenant, rt: Runtime
+) -> dict[str, str]:
+    """The victim proves victim@example.com with a code; their bearer header."""
     sent = await api.post(
         "/self-service/v2/contacts/otp",
         headers=pk(shop),
@@ -314,7 +306,22 @@ async def test_an_account_with_the_victims_email_cannot_reach_the_victim(
         json={"auth_otp": sent.json()["auth_otp"], "code": code},
     )
     assert tokens.status_code == 200, tokens.text
-    bearer = {"Authorization": f"Bearer {tokens.json()['access_token']}"}
+    return {"Authorization": f"Bearer {tokens.json()['access_token']}"}
+
+
+async def test_an_account_with_the_victims_email_cannot_reach_the_victim(
+    api: httpx.AsyncClient, shop: CreatedTenant, provider: OidcProvider, rt: Runtime
+) -> None:
+    sk = {"api_key": shop.keys["secret_test"]}
+    victim_id = await make_victim(api, shop)
+    for attempt in (register, authenticate):
+        answer = await attempt(api, shop, provider.id_token(APP, "mallory"))
+        assert answer.status_code == 409 and answer.json()["code"] == "OIDC_LINK_REQUIRED"
+        assert "access_token" not in answer.text
+    listed = await api.get(f"/backoffice/v1/contacts/{victim_id}/identities", headers=sk)
+    assert [i["provider"] for i in listed.json()] == ["EMAIL"]
+    # The victim proves the address (a code to it), then links their own provider account.
+    bearer = await sign_in_by_code(api, shop, rt)
     link = await api.post(
         f"/self-service/v2/contacts/{victim_id}/oidc_identities",
         headers=bearer,
@@ -355,12 +362,16 @@ async def test_an_unverified_email_neither_links_nor_lands_on_the_contact(
 
 
 async def _redirect_sign_in(
-    api: httpx.AsyncClient, tenant: CreatedTenant, account: str, kind: str = "oidc"
+    api: httpx.AsyncClient,
+    tenant: CreatedTenant,
+    account: str,
+    kind: str = "oidc",
+    headers: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Start at crm, sign in at the provider, come back through crm's callback: the app's query."""
     started = await api.get(
         f"/self-service/v2/contacts/oidc/{kind}",
-        headers=pk(tenant),
+        headers={**pk(tenant), **(headers or {})},
         params={"redirect_url": APP_RETURN, "login_hint": account},
     )
     assert started.status_code == 200, started.text
@@ -416,3 +427,35 @@ async def test_redirect_sign_in_only_to_listed_urls_and_ends_with_errors_there(
     assert unknown.status_code == 404  # outside the API prefix: nothing there
     forged = await api.get(CALLBACK_PATH, params={"state": "nope", "code": "x"})
     assert forged.status_code == 400 and forged.json()["code"] == "OIDC_STATE_INVALID"
+
+
+async def test_a_signed_in_contact_links_by_redirect(
+    api: httpx.AsyncClient, shop: CreatedTenant, provider: OidcProvider, rt: Runtime
+) -> None:
+    victim_id = await make_victim(api, shop)
+    refused = await _redirect_sign_in(api, shop, "victim")
+    assert refused["error"] == "OIDC_LINK_REQUIRED"
+    bearer = await sign_in_by_code(api, shop, rt)
+    result = await _redirect_sign_in(api, shop, "victim", headers=bearer)
+    body = {"provider": "OIDC_OAUTH", "code": result["code"], "state": result["state"]}
+    traded = await api.post("/self-service/v2/contacts/authenticate", headers=pk(shop), json=body)
+    assert traded.status_code == 200 and traded.json()["contact"]["id"] == victim_id
+    signed = await authenticate(api, shop, provider.id_token(APP, "victim"))
+    assert signed.json()["contact"]["id"] == victim_id
+
+
+async def test_a_provider_refusal_ends_at_the_app_with_an_error(
+    api: httpx.AsyncClient, shop: CreatedTenant
+) -> None:
+    started = await api.get(
+        "/self-service/v2/contacts/oidc/apple",
+        headers=pk(shop),
+        params={"redirect_url": APP_RETURN},
+    )
+    state = dict(parse_qsl(urlsplit(started.json()["authorization_url"]).query))["state"]
+    ended = await api.get(CALLBACK_PATH, params={"state": state, "error": "access_denied"})
+    assert ended.status_code == 303
+    assert dict(parse_qsl(urlsplit(ended.headers["location"]).query)) == {
+        "error": "OIDC_PROVIDER_UNAVAILABLE",
+        "state": state,
+    }
