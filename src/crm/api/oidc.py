@@ -50,6 +50,8 @@ class LinkedIdentity(BaseModel):
     status_code=303,
     response_class=RedirectResponse,
     responses=error_responses(400),
+    # The browser comes here from the provider with no credential: `state` is the proof.
+    openapi_extra={"security": [{}]},
 )
 async def oidc_callback(
     runtime: RuntimeDep,
