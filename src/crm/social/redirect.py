@@ -69,6 +69,22 @@ def _with_query(url: str, values: dict[str, str]) -> str:
     return url + ("&" if urlsplit(url).query else "?") + urlencode(values)
 
 
+def redirect_url_problem(raw: str) -> str | None:
+    """Why an `oidc_redirect_urls` value is refused, or None: each entry an absolute http(s)
+    URL without a fragment (RFC 6749 section 3.1.2), compared later exactly as written."""
+    for entry in raw.split(","):
+        text = entry.strip()
+        try:
+            parts = urlsplit(text)
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
+            return f"{text!r} is not an absolute http(s) URL"
+        if parts.fragment or "#" in text:
+            return f"{text!r} has a fragment, which a redirect URL may not have"
+    return None
+
+
 def allowed_redirects(raw: str | None) -> frozenset[str]:
     return frozenset(part.strip() for part in (raw or "").split(",") if part.strip())
 
