@@ -7,6 +7,7 @@ the Node.js process of tests/support/oidc.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -459,3 +460,24 @@ async def test_a_provider_refusal_ends_at_the_app_with_an_error(
         "error": "OIDC_PROVIDER_UNAVAILABLE",
         "state": state,
     }
+
+
+async def test_concurrent_callbacks_and_trades_end_a_flow_once(
+    api: httpx.AsyncClient, shop: CreatedTenant
+) -> None:
+    started = await api.get(
+        "/self-service/v2/contacts/oidc/oidc",
+        headers=pk(shop),
+        params={"redirect_url": APP_RETURN, "login_hint": "erin"},
+    )
+    with httpx.Client() as browser:
+        callback = browse(browser, started.json()["authorization_url"], PUBLIC_URL + CALLBACK_PATH)
+    path = callback.removeprefix(PUBLIC_URL)
+    ended = await asyncio.gather(*(api.get(path) for _ in range(3)))
+    assert sorted(r.status_code for r in ended) == [303, 400, 400]
+    location = next(r for r in ended if r.status_code == 303).headers["location"]
+    result = dict(parse_qsl(urlsplit(location).query))
+    body = {"provider": "OIDC_OAUTH", "code": result["code"], "state": result["state"]}
+    url = "/self-service/v2/contacts/authenticate"
+    traded = await asyncio.gather(*(api.post(url, headers=pk(shop), json=body) for _ in range(3)))
+    assert sorted(r.status_code for r in traded) == [200, 401, 401]
