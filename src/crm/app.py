@@ -10,8 +10,10 @@ from fastapi import FastAPI
 
 from crm import __version__
 from crm.api import backoffice, docs, errors, health, openapi, selfservice, wellknown
+from crm.api import identity_providers as identity_providers_api
 from crm.api import integrations as integrations_api
 from crm.api import metrics as metrics_api
+from crm.api import oidc as oidc_api
 from crm.api import outbox as outbox_api
 from crm.api import templates as templates_api
 from crm.api import unlock as unlock_api
@@ -84,6 +86,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     errors.install(app)
     app.include_router(health.router)
     app.include_router(wellknown.router)
+    # Before the Self-Service routes: /contacts/oidc/callback is not a contact id.
+    app.include_router(oidc_api.router, prefix="/self-service/v2")
     for version in ("v1", "v2"):
         app.include_router(selfservice.router, prefix=f"/self-service/{version}")
     app.include_router(backoffice.router, prefix="/backoffice/v1")
@@ -91,6 +95,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(outbox_api.router, prefix="/backoffice/v1")
     app.include_router(unlock_api.router, prefix="/backoffice/v1")
     app.include_router(templates_api.router, prefix="/backoffice/v1")
+    app.include_router(identity_providers_api.router, prefix="/backoffice/v1")
     app.include_router(metrics_api.router)
     app.add_middleware(
         RequestContextMiddleware,

@@ -22,6 +22,7 @@ from crm.identities.models import FailureCounter, Identity, IdentityOrigin, OtpC
 from crm.messaging.models import OutboxMessage
 from crm.ratelimits.models import RateCounter
 from crm.runtime import Runtime
+from crm.social import redirect as oidc_redirect
 
 log = logging.getLogger("crm.maintenance")
 
@@ -52,6 +53,7 @@ class Purged:
     otp_challenges: int = 0
     otp_decoys: int = 0
     failure_counters: int = 0
+    oidc_flows: int = 0
 
 
 def _count(result: object) -> int:
@@ -154,6 +156,7 @@ async def purge(
         otp_challenges=challenges,
         otp_decoys=decoys,
         failure_counters=await _purge_failure_counters(session, clock),
+        oidc_flows=await oidc_redirect.purge_expired(session, clock),
     )
 
 

@@ -14,6 +14,7 @@ from crm.identities.models import (
 from crm.messaging.models import MessageTemplate, OutboxMessage
 from crm.ratelimits.models import RateCounter
 from crm.smsguard.models import SmsDailyCount
+from crm.social.models import IdentityProvider, OidcFlow
 from crm.tenants.models import ApiKey, Application, Integration, Tenant
 
 __all__ = [
@@ -26,8 +27,10 @@ __all__ = [
     "ContactPhone",
     "IdempotencyRecord",
     "Identity",
+    "IdentityProvider",
     "Integration",
     "MessageTemplate",
+    "OidcFlow",
     "OtpChallenge",
     "OutboxMessage",
     "RateCounter",

@@ -132,6 +132,10 @@ async def test_bad_input_is_400_with_stable_codes(client: Any, tenant: Any) -> N
         ({**SEED_REGISTER, "service_acceptance": "yes"}, "INVALID_REQUEST"),
         (
             {**SEED_REGISTER, "identity": {"provider": "FACEBOOK", "token": "t"}},
+            "IDENTITY_PROVIDER_NOT_CONFIGURED",  # supported, but this tenant set none up
+        ),
+        (
+            {**SEED_REGISTER, "identity": {"provider": "MAC_ADDRESS", "token": "t"}},
             "PROVIDER_NOT_SUPPORTED",
         ),
         (

@@ -94,6 +94,13 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("PUT", "/backoffice/v1/templates/{purpose}/{language}"): "setTemplate",
     ("DELETE", "/backoffice/v1/templates/{purpose}/{language}"): "deleteTemplate",
     ("POST", "/backoffice/v1/templates/{purpose}/{language}/preview"): "previewTemplate",
+    ("GET", "/backoffice/v1/identity_providers"): "listIdentityProviders",
+    ("GET", "/backoffice/v1/identity_providers/{type}"): "getIdentityProvider",
+    ("PUT", "/backoffice/v1/identity_providers/{type}"): "setIdentityProvider",
+    ("DELETE", "/backoffice/v1/identity_providers/{type}"): "deleteIdentityProvider",
+    ("GET", "/self-service/v2/contacts/oidc/callback"): "oidcCallback",
+    ("GET", "/self-service/v2/contacts/oidc/{type}"): "startOidcSignIn",
+    ("POST", "/self-service/v2/contacts/{id}/oidc_identities"): "linkOidcIdentity",
 }
 
 # Two modules define models of the same name (the Back-Office contact and the Self-Service

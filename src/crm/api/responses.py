@@ -45,6 +45,7 @@ _ERROR_TEXT = {
     413: "The request body is over the limit (64 KiB by default).",
     429: "Rate limited; the Retry-After header says when to come back.",
     500: "Unexpected error; logged with the request id.",
+    502: "An outside service (an identity provider) did not answer as expected.",
     503: "The database or a dependency is unavailable; nothing was half-written.",
 }
 

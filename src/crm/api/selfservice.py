@@ -10,6 +10,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
+from crm.api import oidc_signin
 from crm.api.deps import PublicKey, RuntimeDep, SessionDep, resolve_api_key
 from crm.api.errors import app_error_response
 from crm.api.idempotency import IdempotencyKey, run_once
@@ -268,7 +269,11 @@ async def register(
         runtime,
         caller,
         idempotency_key,
-        lambda: service.register(db, runtime, caller, body, _meta(request)),
+        lambda: (
+            oidc_signin.register(db, runtime, caller, body, _meta(request))
+            if oidc_signin.is_provider_sign_in(body.identity.provider)
+            else service.register(db, runtime, caller, body, _meta(request))
+        ),
         status_code=201,
         flow=ClientOperation.REGISTER,
     )
@@ -366,7 +371,11 @@ async def authenticate(
         runtime,
         caller,
         idempotency_key,
-        lambda: service.authenticate(db, runtime, caller, body, _meta(request)),
+        lambda: (
+            oidc_signin.authenticate(db, runtime, caller, body, _meta(request))
+            if oidc_signin.is_provider_sign_in(body.provider)
+            else service.authenticate(db, runtime, caller, body, _meta(request))
+        ),
         flow=ClientOperation.SIGN_IN,
     )
 

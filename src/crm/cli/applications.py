@@ -21,6 +21,7 @@ from crm.identities.policy import (
     parse_sms_countries,
 )
 from crm.runtime import Runtime
+from crm.social.redirect import redirect_url_problem
 from crm.tenants import service
 
 app = typer.Typer(
@@ -159,6 +160,8 @@ def _parse(assignment: str) -> tuple[str, Any]:
             raise typer.BadParameter(exc.message) from exc
     if name == "allowed_origins" and isinstance(value, str) and origin_problem(value):
         raise typer.BadParameter(f"allowed_origins: {origin_problem(value)}")
+    if name == "oidc_redirect_urls" and isinstance(value, str) and redirect_url_problem(value):
+        raise typer.BadParameter(f"oidc_redirect_urls: {redirect_url_problem(value)}")
     return name, value
 
 

@@ -111,6 +111,9 @@ class Policy:
     # Browser origins allowed to call the Self-Service API with this application's keys and
     # tokens (CORS), comma-separated: `https://portal.example.com,http://localhost:3000` or `*`.
     allowed_origins: str | None = None
+    # Where a redirect sign-in (OpenID Connect) may send the browser back to, comma-separated
+    # URLs compared exactly; none: redirect sign-in is off for the application.
+    oidc_redirect_urls: str | None = None
 
     def client_limit(self, operation: ClientOperation) -> tuple[int, int]:
         """(requests allowed, window in seconds) per client address and key for `operation`."""
@@ -338,9 +341,18 @@ def from_settings(
         email_verification_url=_url(raw, "email_verification_url"),
         sms_countries=_countries(raw),
         allowed_origins=",".join(sorted(origins)) or None,
+        oidc_redirect_urls=_redirect_urls(raw),
         email_password_registration=_registration(raw),
         **limits,
     )
+
+
+def _redirect_urls(raw: Mapping[str, Any]) -> str | None:
+    value = raw.get("oidc_redirect_urls")
+    if not isinstance(value, str):
+        return None
+    urls = [u.strip() for u in value.split(",") if u.strip().startswith(("https://", "http://"))]
+    return ",".join(urls) or None
 
 
 def _registration(raw: Mapping[str, Any]) -> str:

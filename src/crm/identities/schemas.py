@@ -64,6 +64,9 @@ Referral = Annotated[
 
 # Long enough for any policy-valid password after NFKC; the policy gives the precise error.
 PasswordText = Annotated[str, StringConstraints(max_length=4096)] | None
+# An OpenID Connect ID token, a nonce, and a redirect sign-in's one-time result and state.
+IdTokenText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=16384)] | None
+OidcText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] | None
 
 
 class _In(BaseModel):
@@ -93,6 +96,9 @@ class IdentityIn(_In):
     phone_number: PhoneText = None
     phone: PhoneIn | None = None
     country_code: Country = None
+    # GOOGLE, APPLE, FACEBOOK, OIDC_OAUTH: the provider's ID token (and the nonce the app gave it).
+    token: IdTokenText = None
+    nonce: OidcText = None
 
     def phone_parts(self) -> tuple[str | None, str | None]:
         if self.phone is not None:
@@ -152,6 +158,12 @@ class AuthenticateIn(_In):
     phone_number: PhoneText = None
     country_code: Country = None
     method: Channel = Field(None, validation_alias=AliasChoices("method", "send_method"))
+    # GOOGLE, APPLE, FACEBOOK, OIDC_OAUTH: an ID token (and its nonce), or a redirect sign-in's
+    # one-time `code` and `state`.
+    token: IdTokenText = None
+    nonce: OidcText = None
+    code: OidcText = None
+    state: OidcText = None
 
 
 class IdentityAddIn(_In):

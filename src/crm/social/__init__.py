@@ -1,0 +1,1 @@
+"""Sign-in with Google, Apple, Facebook and any OpenID Connect provider (ID tokens, redirects)."""
