@@ -12,6 +12,7 @@ from crm.identities.models import (
     SigningKey,
 )
 from crm.messaging.models import MessageTemplate, OutboxMessage
+from crm.operators.models import Operator, OperatorSession
 from crm.ratelimits.models import RateCounter
 from crm.smsguard.models import SmsDailyCount
 from crm.tenants.models import ApiKey, Application, Integration, Tenant
@@ -28,6 +29,8 @@ __all__ = [
     "Identity",
     "Integration",
     "MessageTemplate",
+    "Operator",
+    "OperatorSession",
     "OtpChallenge",
     "OutboxMessage",
     "RateCounter",
