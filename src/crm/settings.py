@@ -259,6 +259,9 @@ class Settings(BaseSettings):
     console_lock_seconds: int = Field(
         900, ge=60, le=86400, description="How long a locked operator waits."
     )
+    console_owner_totp_required: bool = Field(
+        False, description="Owners must set up an authenticator app before using the console."
+    )
     # --- end console ---
 
     @field_validator("trusted_proxies")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import httpx
 import pytest
 
 from crm.clock import FrozenClock
@@ -87,7 +88,7 @@ async def test_wrong_password_and_unknown_email_answer_alike(
     wrong = await sign_in(client, email, "not the password at all")
     unknown = await sign_in(client, "nobody-here@example.com", PASSWORD)
     assert wrong.status_code == unknown.status_code == 401
-    assert "The email or password is not right." in wrong.text
+    assert "The email, password or authentication code is not right." in wrong.text
     assert "crm_console=" not in wrong.headers.get("set-cookie", "")
 
 
@@ -288,3 +289,162 @@ async def test_secrets_and_codes_stay_out_of_pages_the_role_may_not_see(
         assert shown.status_code == 200 and "codes@example.com" in shown.text
         assert not any(code in shown.text for code in codes)
         assert secret not in (await agent.get("/console/contacts")).text
+
+
+async def test_static_files_are_versioned_and_cached_long(client: Any) -> None:
+    login = await client.get("/console/login")
+    href = re.search(r'href="(/console/static/[0-9a-f]{12}/console\.css)"', login.text)[1]
+    answer = await client.get(href)
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/css")
+    assert "immutable" in answer.headers["cache-control"]
+    stale = href.replace(href.split("/")[3], "0" * 12)
+    assert (await client.get(stale)).status_code == 404
+
+
+async def test_every_page_carries_the_headers_and_no_inline_script_or_style(
+    app: Any, runtime: Runtime, tenant: Any
+) -> None:
+    contact = await _contact(runtime, tenant.id)
+    async with signed_in_client(app, runtime, tenant.id, "owner") as client:
+        for path in (
+            "/console/",
+            "/console/contacts?q=Ann",
+            f"/console/contacts/{contact.code}",
+            "/console/integrations",
+            "/console/applications",
+            "/console/messages",
+            "/console/operators",
+            "/console/account",
+        ):
+            answer = await client.get(path)
+            assert answer.status_code == 200, path
+            assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+            assert answer.headers["x-content-type-options"] == "nosniff"
+            assert answer.headers["cache-control"] == "no-store"
+            assert "<script" not in answer.text and " style=" not in answer.text, path
+        overview = await client.get("/console/")
+        assert overview.text.count("<svg") == 4
+
+
+async def test_the_mode_switch_shows_one_mode_at_a_time(
+    app: Any, runtime: Runtime, tenant: Any
+) -> None:
+    live = await _contact(runtime, tenant.id, mode="live")
+    async with signed_in_client(app, runtime, tenant.id, "agent") as client:
+        assert (await client.get(f"/console/contacts/{live.id}")).status_code == 404
+        csrf = await page_csrf(client)
+        switched = await client.post("/console/mode", data={"csrf": csrf, "mode": "live"})
+        assert switched.status_code == 303
+        page = await client.get(f"/console/contacts/{live.id}")
+        assert page.status_code == 200 and "LIVE mode" in page.text
+
+
+async def test_owners_manage_operators_and_a_disabled_one_is_signed_out(
+    app: Any, runtime: Runtime, tenant: Any
+) -> None:
+    async with signed_in_client(app, runtime, tenant.id, "owner") as owner:
+        csrf = await page_csrf(owner, "/console/operators")
+        weak = await owner.post(
+            "/console/operators",
+            data={
+                "csrf": csrf,
+                "email": "new@example.com",
+                "role": "agent",
+                "password": "12345678",
+            },
+        )
+        assert weak.status_code == 400 and 'id="password-error"' in weak.text
+        email = await make_operator(runtime, tenant.id, "agent")
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as agent:
+            assert (await sign_in(agent, email)).status_code == 303
+            listed = await owner.get("/console/operators")
+            operator_id = re.search(
+                r'action="/console/operators/([^/]+)/disable"[^>]*>.{0,400}?Disable '
+                + re.escape(email),
+                listed.text,
+                re.S,
+            )[1]
+            disabled = await owner.post(
+                f"/console/operators/{operator_id}/disable", data={"csrf": csrf}
+            )
+            assert disabled.status_code == 303
+            assert (await agent.get("/console/contacts")).status_code == 303
+            assert (await sign_in(agent, email)).status_code == 401
+
+
+async def test_operator_rules_are_the_services(runtime: Runtime, tenant: Any) -> None:
+    from crm.errors import AppError
+    from crm.operators import service as operators
+
+    async with runtime.sessions() as session:
+        for email, role, password, code in (
+            ("a@example.com", "boss", PASSWORD, "OPERATOR_ROLE_INVALID"),
+            ("not-an-email", "agent", PASSWORD, "INVALID_REQUEST"),
+            ("b@example.com", "agent", "password", "PASSWORD_TOO_WEAK"),
+            ("b@example.com", "agent", "b@example.com", "PASSWORD_TOO_WEAK"),
+        ):
+            with pytest.raises(AppError) as caught:
+                await operators.create_operator(
+                    session,
+                    runtime.clock,
+                    tenant_id=tenant.id,
+                    email=email,
+                    role=role,
+                    password=password,
+                )
+            assert caught.value.code == code, (email, role, password)
+
+
+async def test_an_operator_turns_on_totp_and_then_needs_the_code(
+    app: Any, runtime: Runtime, tenant: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crm.security import totp
+
+    clock = FrozenClock()
+    monkeypatch.setattr(runtime, "clock", clock)
+    email = await make_operator(runtime, tenant.id, "admin")
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        assert (await sign_in(client, email)).status_code == 303
+        account = await client.get("/console/account")
+        secret = re.search(r'name="totp_secret" value="([A-Z2-7]+)"', account.text)[1]
+        csrf = csrf_of(account.text)
+        wrong = await client.post(
+            "/console/account/totp", data={"csrf": csrf, "totp_secret": secret, "code": "000000"}
+        )
+        assert wrong.status_code == 400 and 'id="code-error"' in wrong.text
+        right = totp.code_at(secret, clock.now().timestamp())
+        on = await client.post(
+            "/console/account/totp", data={"csrf": csrf, "totp_secret": secret, "code": right}
+        )
+        assert on.status_code == 303
+        assert "On: signing in asks" in (await client.get("/console/account")).text
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        assert (await sign_in(client, email)).status_code == 401  # no code
+        clock.advance(60)
+        form = await client.get("/console/login")
+        answer = await client.post(
+            "/console/login",
+            data={
+                "csrf": csrf_of(form.text),
+                "email": email,
+                "password": PASSWORD,
+                "code": totp.code_at(secret, clock.now().timestamp()),
+            },
+        )
+        assert answer.status_code == 303
+
+
+async def test_owners_must_enrol_totp_when_the_setting_says_so(
+    app: Any, runtime: Runtime, tenant: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime.settings, "console_owner_totp_required", True)
+    async with signed_in_client(app, runtime, tenant.id, "owner") as owner:
+        sent = await owner.get("/console/contacts")
+        assert sent.status_code == 303 and sent.headers["location"].startswith("/console/account")
+        csrf = csrf_of((await owner.get("/console/account")).text)
+        refused = await owner.post("/console/contacts", data={"csrf": csrf, "first_name": "X"})
+        assert refused.status_code == 403 and "OPERATOR_TOTP_REQUIRED" in refused.text
+    async with signed_in_client(app, runtime, tenant.id, "admin") as admin:
+        assert (await admin.get("/console/contacts")).status_code == 200

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from crm.console import auth, contact_actions, contacts, overview, platform, team
 from crm.console.web import LONG_CACHE, PREFIX, NeedsSignIn, page, redirect, static_files
 from crm.errors import AppError, RouteNotFound
+from crm.operators.errors import TotpRequired
 
 _TYPES = {".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".js": "text/javascript"}
 static_router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -63,6 +64,8 @@ def install(app: FastAPI) -> None:
 
     async def on_needs_sign_in(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, NeedsSignIn)
+        if exc.totp:
+            return redirect(exc.next_path, flash=TotpRequired.message)
         return redirect(f"{PREFIX}/login?next={quote(exc.next_path, safe='/')}")
 
     app.add_exception_handler(AppError, on_app_error)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from crm.api.deps import RuntimeDep, SessionDep
+from crm.console.forms import problem
 from crm.console.web import (
     COOKIE,
     LOGIN_COOKIE,
     PREFIX,
     FormDep,
+    Visit,
     VisitDep,
     lifetimes,
     login_nonce,
@@ -24,6 +28,8 @@ from crm.console.web import (
 from crm.errors import AppError, RateLimited
 from crm.operators import service, sessions
 from crm.operators.errors import CsrfRejected
+from crm.operators.models import OperatorSession
+from crm.security import totp
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -90,6 +96,7 @@ async def login(request: Request, runtime: RuntimeDep, session: SessionDep) -> R
             runtime.secret,
             email=email,
             password=form.get("password", ""),
+            code=form.get("code", "")[:20],
             client_address=request.client.host if request.client else None,
             policy=service.sign_in_policy(
                 lock_threshold=settings.console_lock_threshold,
@@ -154,7 +161,55 @@ async def account(
     rows = await sessions.list_live(
         session, runtime.clock, visit.operator.id, lifetimes(runtime.settings)
     )
-    return page(request, "account.html", visit.context(sessions=rows, done=done))
+    return _account_page(request, visit, rows, done=done)
+
+
+def _account_page(
+    request: Request,
+    visit: Visit,
+    rows: list[OperatorSession],
+    *,
+    done: str = "",
+    error: dict[str, Any] | None = None,
+    status_code: int = 200,
+) -> Response:
+    # A new secret on each view until one is confirmed: it is the operator's own, shown to them.
+    fresh = totp.new_secret()
+    return page(
+        request,
+        "account.html",
+        visit.context(
+            sessions=rows,
+            done=done,
+            error=error,
+            totp_secret=fresh,
+            totp_uri=totp.provisioning_uri(fresh, visit.operator.email, f"crm {visit.tenant_name}"),
+        ),
+        status_code=status_code,
+    )
+
+
+@router.post("/account/totp")
+async def enrol_totp(
+    request: Request, visit: VisitDep, form: FormDep, runtime: RuntimeDep, session: SessionDep
+) -> Response:
+    operator = await service.get_operator(session, visit.operator.id, visit.tenant_id)
+    try:
+        await service.enrol_totp(
+            session,
+            runtime.clock,
+            runtime.secret,
+            operator,
+            totp_secret=form.get("totp_secret", "")[:64],
+            code=form.get("code", "")[:20],
+        )
+    except AppError as exc:
+        await session.rollback()
+        rows = await sessions.list_live(
+            session, runtime.clock, visit.operator.id, lifetimes(runtime.settings)
+        )
+        return _account_page(request, visit, rows, error=problem(exc), status_code=exc.status_code)
+    return redirect(PREFIX + "/account", flash="Two-factor sign-in is on.")
 
 
 @router.post("/account/sessions/{session_id}/end")

@@ -18,12 +18,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from crm.api.deps import RuntimeDep, SessionDep
 from crm.operators import sessions
-from crm.operators.errors import CsrfRejected, PermissionDenied
+from crm.operators.errors import CsrfRejected, PermissionDenied, TotpRequired
 from crm.operators.roles import Permission, can
 from crm.security.crypto import hmac_sha256
 from crm.settings import Settings
 from crm.tenants.models import Tenant
 from crm.tenants.schemas import CallerKey
+from crm.vocabulary import OperatorRole
 
 PREFIX = "/console"
 HERE = Path(__file__).parent
@@ -42,14 +43,18 @@ PAGE_HEADERS = {
 }
 LONG_CACHE = "public, max-age=31536000, immutable"
 MAX_FORM_FIELDS = 200
+# What an owner who must set up a second factor can still reach.
+TOTP_FREE_PATHS = frozenset({PREFIX + "/account", PREFIX + "/account/totp", PREFIX + "/logout"})
 
 
 class NeedsSignIn(Exception):
     """No live console session: the answer is a redirect to the sign-in page."""
 
-    def __init__(self, next_path: str) -> None:
+    def __init__(self, next_path: str, *, totp: bool = False) -> None:
         super().__init__(next_path)
         self.next_path = next_path
+        # Signed in, but an owner who must first set up a second factor: to the account page.
+        self.totp = totp
 
 
 # -- static files ------------------------------------------------------------------------------
@@ -115,6 +120,7 @@ class Who:
     email: str
     role: str
     tenant_id: str
+    totp: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,9 +202,24 @@ async def signed_in(request: Request, runtime: RuntimeDep, session: SessionDep) 
             path = PREFIX + "/"
         raise NeedsSignIn(path)
     row, operator = found
+    if (
+        runtime.settings.console_owner_totp_required
+        and operator.role == OperatorRole.OWNER
+        and operator.totp_secret_encrypted is None
+        and request.url.path not in TOTP_FREE_PATHS
+    ):
+        if request.method == "GET":
+            raise NeedsSignIn(PREFIX + "/account", totp=True)
+        raise TotpRequired()
     tenant = await session.get(Tenant, operator.tenant_id)
     return Visit(
-        operator=Who(operator.id, operator.email, operator.role, operator.tenant_id),
+        operator=Who(
+            operator.id,
+            operator.email,
+            operator.role,
+            operator.tenant_id,
+            operator.totp_secret_encrypted is not None,
+        ),
         session=Where(row.id, row.csrf_token, row.mode),
         tenant_name=tenant.name if tenant else "",
         secure=is_secure(request),

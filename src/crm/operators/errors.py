@@ -21,9 +21,9 @@ class InvalidOperatorRole(InvalidRequest):
 
 
 class SignInFailed(Unauthenticated):
-    # One answer for an unknown email, a wrong password and a disabled operator.
+    # One answer for an unknown email, a wrong password or code, and a disabled operator.
     code = "CONSOLE_SIGN_IN_FAILED"
-    message = "The email or password is not right."
+    message = "The email, password or authentication code is not right."
 
 
 class OperatorLocked(Forbidden):
@@ -44,3 +44,13 @@ class CsrfRejected(Forbidden):
 class LastOwner(Conflict):
     code = "OPERATOR_LAST_OWNER"
     message = "A tenant keeps at least one active owner."
+
+
+class TotpCodeWrong(InvalidRequest):
+    code = "OPERATOR_TOTP_CODE_WRONG"
+    message = "The code is not the one your authenticator app shows now."
+
+
+class TotpRequired(Forbidden):
+    code = "OPERATOR_TOTP_REQUIRED"
+    message = "Owners must set up a second factor (an authenticator app) before going on."

@@ -23,10 +23,12 @@ from crm.operators.errors import (
     OperatorLocked,
     OperatorNotFound,
     SignInFailed,
+    TotpCodeWrong,
 )
 from crm.operators.models import Operator
 from crm.operators.roles import ROLES
-from crm.security import passwords
+from crm.security import passwords, totp
+from crm.security.crypto import SecretBox
 from crm.tenants.errors import TenantNotFound
 from crm.tenants.models import Tenant
 from crm.vocabulary import OperatorRole
@@ -182,8 +184,10 @@ async def authenticate(
     password: str,
     client_address: str | None,
     policy: Policy,
+    code: str = "",
 ) -> Operator:
-    """The operator these credentials name, or SignInFailed (the same for every reason).
+    """The operator these credentials name, or SignInFailed (the same for every reason). An
+    operator with a second factor must also send the authenticator's current `code`.
 
     Failures are counted on the session before raising: the caller commits them.
     """
@@ -215,7 +219,33 @@ async def authenticate(
     if not await passwords.verify_password(operator.password_hash, password):
         guard.failure(now)
         raise SignInFailed()
+    if operator.totp_secret_encrypted is not None and not totp.verify(
+        _totp_box(secret).decrypt(operator.totp_secret_encrypted).decode(), code, now.timestamp()
+    ):
+        guard.failure(now)
+        raise SignInFailed()
     guard.success()
     if passwords.needs_rehash(operator.password_hash):
         operator.password_hash = await passwords.hash_password(password)
+    return operator
+
+
+def _totp_box(secret: str) -> SecretBox:
+    return SecretBox(secret, "operator-totp")
+
+
+async def enrol_totp(
+    session: AsyncSession,
+    clock: Clock,
+    secret: str,
+    operator: Operator,
+    *,
+    totp_secret: str,
+    code: str,
+) -> Operator:
+    """Turn on the second factor once the operator proves their app shows `totp_secret`'s codes."""
+    if not totp.verify(totp_secret, code, clock.now().timestamp()):
+        raise TotpCodeWrong(details=[{"field": "code", "message": TotpCodeWrong.message}])
+    operator.totp_secret_encrypted = _totp_box(secret).encrypt(totp_secret.strip().upper())
+    await session.flush()
     return operator
