@@ -448,3 +448,25 @@ async def test_owners_must_enrol_totp_when_the_setting_says_so(
         assert refused.status_code == 403 and "OPERATOR_TOTP_REQUIRED" in refused.text
     async with signed_in_client(app, runtime, tenant.id, "admin") as admin:
         assert (await admin.get("/console/contacts")).status_code == 200
+
+
+async def test_an_agent_marks_an_identity_verified(app: Any, runtime: Runtime, tenant: Any) -> None:
+    from crm.identities import service as identities
+
+    contact = await _contact(runtime, tenant.id)
+    async with signed_in_client(app, runtime, tenant.id, "agent") as client:
+        csrf = await page_csrf(client)
+        added = await client.post(
+            f"/console/contacts/{contact.id}/identities",
+            data={"csrf": csrf, "provider": "EMAIL", "email": "vouch@example.com"},
+        )
+        assert added.status_code == 303
+        async with runtime.sessions() as session:
+            (identity,) = await identities.list_identities(session, contact.pk)
+        assert identity.verified_at is None
+        marked = await client.post(
+            f"/console/contacts/{contact.id}/identities/{identity.id}/verify", data={"csrf": csrf}
+        )
+        assert marked.status_code == 303
+        page = await client.get(f"/console/contacts/{contact.id}")
+        assert "IDENTITY_VERIFIED" in page.text and ">Mark verified<" not in page.text

@@ -16,6 +16,7 @@ from crm.contacts import service as contacts
 from crm.contacts.schemas import IdentityCreate
 from crm.errors import AppError, NotFound
 from crm.identities import service as identities
+from crm.identities.identities import mark_verified
 from crm.identities.sessions import revoke_session
 from crm.operators.roles import Permission
 from crm.vocabulary import RevokeReason
@@ -76,6 +77,23 @@ async def unlock_identity(
         session, runtime.clock, contact=contact, identity_id=identity_id, actor=visit.actor
     )
     return redirect(f"{PREFIX}/contacts/{contact.id}", flash="Identity unlocked.")
+
+
+@router.post("/contacts/{ref}/identities/{identity_id}/verify")
+async def verify_identity(
+    ref: str,
+    identity_id: str,
+    visit: VisitDep,
+    form: FormDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> Response:
+    visit.require(Permission.CONTACTS_WRITE)
+    contact = await _contact(session, visit, ref)
+    await mark_verified(
+        session, runtime.clock, contact=contact, identity_id=identity_id, actor=visit.actor
+    )
+    return redirect(f"{PREFIX}/contacts/{contact.id}", flash="Identity marked verified.")
 
 
 @router.post("/contacts/{ref}/sessions/{session_id}/end")
