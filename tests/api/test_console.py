@@ -470,3 +470,15 @@ async def test_an_agent_marks_an_identity_verified(app: Any, runtime: Runtime, t
         assert marked.status_code == 303
         page = await client.get(f"/console/contacts/{contact.id}")
         assert "IDENTITY_VERIFIED" in page.text and ">Mark verified<" not in page.text
+
+
+async def test_hostile_forms_are_refused_cleanly(client: Any) -> None:
+    await client.get("/console/login")
+    many = "&".join(f"f{i}=x" for i in range(500))
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    answer = await client.post("/console/login", content=many, headers=headers)
+    assert answer.status_code == 403
+    binary = await client.post("/console/login", content=b"\xff\xfe\x00", headers=headers)
+    assert binary.status_code in (400, 403)
+    away = await client.get("/console/login?next=//evil.example.com/")
+    assert 'value="/console/"' in away.text
