@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 
@@ -247,6 +248,14 @@ async def test_form_errors_show_the_apis_messages_beside_their_fields(
         )
         assert answer.status_code == 400
         assert 'id="id-error"' in answer.text and 'aria-invalid="true"' in answer.text
+        api = await client.post(
+            "/backoffice/v1/contacts",
+            headers={"api_key": tenant.keys["secret_test"]},
+            json={"id": "x" * 37, "first_name": "A"},
+        )
+        (detail,) = [d for d in api.json()["details"] if d["field"] == "id"]
+        shown = re.search(r'<p class="field-error" id="id-error">([^<]*)</p>', answer.text)[1]
+        assert html.unescape(shown) == detail["message"]
 
 
 async def test_secrets_and_codes_stay_out_of_pages_the_role_may_not_see(

@@ -184,7 +184,15 @@ def test_an_admin_sends_a_test_sms_through_a_webhook(browser: Any, shop: dict[st
     base = shop["base"]
     context, page, problems = _page(browser)
     with HttpSink() as sink, screenshot_on_failure(page, "admin-integrations"):
-        _sign_in(page, base, "admin@shop.example.com")
+        # By keyboard alone: Tab reaches the skip link first, Enter submits the sign-in form.
+        page.goto(base + "/console/login")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+        page.get_by_label("Email").fill("admin@shop.example.com")
+        page.keyboard.press("Tab")
+        page.keyboard.type(PASSWORD)
+        page.keyboard.press("Enter")
+        page.wait_for_url(base + "/console/")
         page.get_by_role("link", name="Platform → Integrations").click()
         sms = page.locator("section", has=page.locator("h2#ch-SMS"))
         sms.get_by_label("Provider").select_option("webhook")
