@@ -443,6 +443,18 @@ async def test_an_operator_turns_on_totp_and_then_needs_the_code(
             },
         )
         assert answer.status_code == 303
+        # The same code again (within its window) is refused: a code is good once.
+        form = await client.get("/console/login")
+        replay = await client.post(
+            "/console/login",
+            data={
+                "csrf": csrf_of(form.text),
+                "email": email,
+                "password": PASSWORD,
+                "code": totp.code_at(secret, clock.now().timestamp()),
+            },
+        )
+        assert replay.status_code == 401
 
 
 async def test_owners_must_enrol_totp_when_the_setting_says_so(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import BigInteger, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crm.db import Base, UTCDateTime
@@ -23,6 +23,8 @@ class Operator(Base):
     password_hash: Mapped[str] = mapped_column(Text)
     # Encrypted base32 TOTP secret once enrolment is confirmed; None: no second factor.
     totp_secret_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The time step of the last code accepted: a code is good once, not for its whole window.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 

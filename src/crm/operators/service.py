@@ -219,11 +219,17 @@ async def authenticate(
     if not await passwords.verify_password(operator.password_hash, password):
         guard.failure(now)
         raise SignInFailed()
-    if operator.totp_secret_encrypted is not None and not totp.verify(
-        _totp_box(secret).decrypt(operator.totp_secret_encrypted).decode(), code, now.timestamp()
-    ):
-        guard.failure(now)
-        raise SignInFailed()
+    if operator.totp_secret_encrypted is not None:
+        step = totp.matching_step(
+            _totp_box(secret).decrypt(operator.totp_secret_encrypted).decode(),
+            code,
+            now.timestamp(),
+        )
+        # A code already used (seen over a shoulder, or replayed) counts as a wrong one.
+        if step is None or step <= (operator.totp_last_step or -1):
+            guard.failure(now)
+            raise SignInFailed()
+        operator.totp_last_step = step
     guard.success()
     if passwords.needs_rehash(operator.password_hash):
         operator.password_hash = await passwords.hash_password(password)
@@ -244,8 +250,10 @@ async def enrol_totp(
     code: str,
 ) -> Operator:
     """Turn on the second factor once the operator proves their app shows `totp_secret`'s codes."""
-    if not totp.verify(totp_secret, code, clock.now().timestamp()):
+    step = totp.matching_step(totp_secret, code, clock.now().timestamp())
+    if step is None:
         raise TotpCodeWrong(details=[{"field": "code", "message": TotpCodeWrong.message}])
     operator.totp_secret_encrypted = _totp_box(secret).encrypt(totp_secret.strip().upper())
+    operator.totp_last_step = step
     await session.flush()
     return operator

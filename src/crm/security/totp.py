@@ -40,17 +40,23 @@ def code_at(secret: str, timestamp: float) -> str:
     return str(value % 10**DIGITS).zfill(DIGITS)
 
 
-def verify(secret: str, code: str, timestamp: float) -> bool:
-    """Whether `code` is the secret's code for this step or one either side."""
+def matching_step(secret: str, code: str, timestamp: float) -> int | None:
+    """The time step whose code `code` is (this one or one either side), or None."""
     typed = (code or "").strip().replace(" ", "")
     if len(typed) != DIGITS or not typed.isdigit() or _key(secret) is None:
-        return False
-    matched = False
-    for step in range(-WINDOW, WINDOW + 1):
-        expected = code_at(secret, timestamp + step * STEP_SECONDS)
+        return None
+    found = None
+    now_step = int(timestamp // STEP_SECONDS)
+    for step in range(now_step - WINDOW, now_step + WINDOW + 1):
         # Every candidate is compared, in constant time, whatever matched first.
-        matched |= hmac.compare_digest(expected, typed)
-    return matched
+        if hmac.compare_digest(code_at(secret, step * STEP_SECONDS), typed):
+            found = step
+    return found
+
+
+def verify(secret: str, code: str, timestamp: float) -> bool:
+    """Whether `code` is the secret's code for this step or one either side."""
+    return matching_step(secret, code, timestamp) is not None
 
 
 def provisioning_uri(secret: str, account: str, issuer: str) -> str:

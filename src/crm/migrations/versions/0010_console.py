@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("role", sa.String(length=10), nullable=False),
         sa.Column("password_hash", sa.Text(), nullable=False),
         sa.Column("totp_secret_encrypted", sa.Text(), nullable=True),
+        sa.Column("totp_last_step", sa.BigInteger(), nullable=True),
         sa.Column("created_at", crm.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("disabled_at", crm.db.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
