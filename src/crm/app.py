@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from crm import __version__
+from crm import __version__, console
 from crm.api import backoffice, docs, errors, health, openapi, selfservice, wellknown
 from crm.api import identity_providers as identity_providers_api
 from crm.api import integrations as integrations_api
@@ -105,6 +105,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         origins=AllowedOrigins(ttl=settings.api_key_cache_seconds),
     )
     openapi.install(app)
+    if settings.console_enabled:
+        console.install(app)
     if settings.docs_enabled:
         docs.install(app)
     return app

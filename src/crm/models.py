@@ -12,6 +12,7 @@ from crm.identities.models import (
     SigningKey,
 )
 from crm.messaging.models import MessageTemplate, OutboxMessage
+from crm.operators.models import Operator, OperatorSession
 from crm.ratelimits.models import RateCounter
 from crm.smsguard.models import SmsDailyCount
 from crm.social.models import IdentityProvider, OidcFlow
@@ -31,6 +32,8 @@ __all__ = [
     "Integration",
     "MessageTemplate",
     "OidcFlow",
+    "Operator",
+    "OperatorSession",
     "OtpChallenge",
     "OutboxMessage",
     "RateCounter",

@@ -248,6 +248,27 @@ class Settings(BaseSettings):
         description="Bearer token /metrics requires; without one, production serves no /metrics.",
     )
     docs_enabled: bool = Field(True, description="Serve /docs and /openapi.json.")
+    # --- console ---
+    console_enabled: bool = Field(True, description="Serve the back-office console at /console/.")
+    console_session_idle_seconds: int = Field(
+        1800, ge=60, le=86400, description="A console session ends after this long unused."
+    )
+    console_session_absolute_seconds: int = Field(
+        12 * 3600,
+        ge=300,
+        le=30 * 86400,
+        description="A console session ends this long after sign-in.",
+    )
+    console_lock_threshold: int = Field(
+        10, ge=2, le=1000, description="Failed console sign-ins that lock an operator."
+    )
+    console_lock_seconds: int = Field(
+        900, ge=60, le=86400, description="How long a locked operator waits."
+    )
+    console_owner_totp_required: bool = Field(
+        False, description="Owners must set up an authenticator app before using the console."
+    )
+    # --- end console ---
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -40,3 +40,12 @@ class RevokeReason(StrEnum):
     PASSWORD_CHANGED = "PASSWORD_CHANGED"
     UNPROVEN_ACCESS_ENDED = "UNPROVEN_ACCESS_ENDED"
     BACK_OFFICE = "back_office"  # stored lower-case since the first release
+
+
+class OperatorRole(StrEnum):
+    """What an operator may do in the console (crm.operators.roles lists the permissions)."""
+
+    OWNER = "owner"  # everything, including operators and keys
+    ADMIN = "admin"  # everything but operators
+    AGENT = "agent"  # contacts, identities, sessions, consents
+    VIEWER = "viewer"  # read only

@@ -71,6 +71,19 @@ INVOCATIONS: dict[str, list[str]] = {
     ],
     "templates delete": ["templates", "delete", "OTP", "en", "--tenant", "t", "--mode", "test"],
     "templates preview": ["templates", "preview", "OTP", "en", "--tenant", "t", "--mode", "test"],
+    "operators create": [
+        "operators",
+        "create",
+        "--tenant",
+        "t",
+        "--email",
+        "a@example.com",
+        "--role",
+        "owner",
+    ],
+    "operators list": ["operators", "list"],
+    "operators disable": ["operators", "disable", "a@example.com"],
+    "operators reset-password": ["operators", "reset-password", "a@example.com"],
 }
 # Commands that need no schema (they create it or only report on it) are left out of the
 # unmigrated sweep but still must not crash on an unreachable database.

@@ -32,9 +32,15 @@ def test_demo_keeps_the_base_url_and_adds_sample_contacts_once(tmp_path: Path) -
     assert "25 created" in first.stdout
     saved = json.loads((tmp_path / "var" / "demo-keys.json").read_text())
     assert saved["base_url"] == "http://127.0.0.1:8123"
+    # The console's address and its demo owner, printed and kept.
+    owner = saved["console"]
+    assert "http://127.0.0.1:8123/console/" in first.stdout
+    assert owner["email"] in first.stdout and owner["password"] in first.stdout
     again = _crm(tmp_path, "tenants", "demo", "--with-contacts", "30")
     assert again.returncode == 0, again.stderr
     assert "5 created" in again.stdout
+    kept = json.loads((tmp_path / "var" / "demo-keys.json").read_text())["console"]
+    assert (kept["email"], kept["password"]) == (owner["email"], owner["password"])
     exported = _crm(
         tmp_path,
         "contacts",

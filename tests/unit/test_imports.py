@@ -19,6 +19,7 @@ COMPOSITION_ROOTS = (
     "crm.app",
     "crm.api",
     "crm.cli",
+    "crm.console",
     "crm.background",
     "crm.maintenance",
     "crm.messaging.worker",
@@ -35,6 +36,7 @@ DOMAINS = (
     "crm.smsguard",
     "crm.security",
     "crm.deployment",
+    "crm.operators",
 )
 # Imports that break the rules today, each removed as its code moves to its own room. The test
 # fails when one disappears too, so this list only shrinks.

@@ -9,6 +9,7 @@ import typer
 from crm.cli import applications, contacts, db, doctor, keys, outbox, serve, tenants, worker
 from crm.cli import identities as identities_cli
 from crm.cli import identity_providers as identity_providers_cli
+from crm.cli import operators as operators_cli
 from crm.cli import templates as templates_cli
 from crm.cli.failures import run_plainly
 
@@ -57,6 +58,7 @@ app.add_typer(outbox.app, name="outbox")
 app.add_typer(identities_cli.app, name="identities")
 app.add_typer(templates_cli.app, name="templates")
 app.add_typer(identity_providers_cli.app, name="identity-providers")
+app.add_typer(operators_cli.app, name="operators")
 serve.register(app)
 worker.register(app)
 doctor.register(app)

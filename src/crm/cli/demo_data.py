@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -9,6 +11,10 @@ from crm.clock import Clock
 from crm.contacts import service as contacts
 from crm.contacts.models import Contact
 from crm.contacts.schemas import ContactCreate
+from crm.operators import service as operators
+from crm.operators.errors import OperatorNotFound
+from crm.security import passwords
+from crm.vocabulary import OperatorRole
 
 MAX_CONTACTS = 10_000
 MODE = "test"
@@ -72,3 +78,45 @@ async def create_contacts(
         )
         made += 1
     return made
+
+
+def owner_email(tenant_name: str) -> str:
+    """The demo owner's sign-in name, from the tenant's name (`owner@demo.example.com`)."""
+    slug = "".join(ch for ch in tenant_name.lower() if ch.isascii() and ch.isalnum())[:40]
+    return f"owner@{slug or 'demo'}.example.com"
+
+
+async def demo_owner(
+    session: AsyncSession,
+    clock: Clock,
+    *,
+    tenant_id: str,
+    name: str,
+    saved: dict[str, str] | None,
+) -> dict[str, str]:
+    """The demo tenant's console owner: the one the keys file remembers while its password still
+    works, else created (or given a fresh password) now. Returns its email and password."""
+    email = owner_email(name)
+    try:
+        found = await operators.get_operator(session, email, tenant_id)
+    except OperatorNotFound:
+        found = None
+    if found is not None and saved and saved.get("email") == email and saved.get("password"):
+        if found.disabled_at is None and await passwords.verify_password(
+            found.password_hash, saved["password"]
+        ):
+            return {"email": email, "password": saved["password"]}
+    password = secrets.token_urlsafe(12)
+    if found is None:
+        await operators.create_operator(
+            session,
+            clock,
+            tenant_id=tenant_id,
+            email=email,
+            role=OperatorRole.OWNER,
+            password=password,
+        )
+    else:
+        found.disabled_at = None
+        await operators.reset_password(session, clock, found, password=password)
+    return {"email": email, "password": password}

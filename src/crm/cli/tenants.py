@@ -171,6 +171,14 @@ def demo(
         return {"id": tenant_id, "name": name, "application_id": application_id, "keys": keys}
 
     data = {**run_in_session(work), "base_url": base_url.rstrip("/")}
+    previous = _read_keys(keys_file) or {}
+
+    async def owner(runtime: Runtime, session: AsyncSession) -> dict[str, str]:
+        return await demo_data.demo_owner(
+            session, runtime.clock, tenant_id=data["id"], name=name, saved=previous.get("console")
+        )
+
+    data["console"] = {**run_in_session(owner), "url": f"{data['base_url']}/console/"}
     _write_keys(keys_file, data)
     console.print(f"[bold]Tenant[/bold] {data['name']} ({data['id']}); keys kept in {keys_file}")
     if with_contacts:
@@ -184,6 +192,13 @@ def demo(
         console.print(f"Sample contacts (test mode): {added} created, {with_contacts} wanted.")
     for label, key in data["keys"].items():
         console.print(f"  {label:<12} {key}")
+    signin = data["console"]
+    console.print(
+        f"\n[bold]Console[/bold] {signin['url']}  owner {signin['email']}  "
+        f"password {signin['password']}",
+        soft_wrap=True,
+        highlight=False,
+    )
     body = (
         '{"first_name": "Ahmed", "last_name": "Samir", "title": "Mr", '
         '"identity": {"provider": "PHONE", "phone_number": "9947823", "country_code": "CYP"}, '

@@ -230,3 +230,24 @@ async def unlock_identity(
     # Wrong passwords are counted per contact: unlocking an identity lifts that count too.
     await forget_password_failures(session, contact.pk)
     record_audit(session, clock, contact, "IDENTITY_UNLOCKED", actor, [])
+
+
+async def mark_verified(
+    session: AsyncSession, clock: Clock, *, contact: Contact, identity_id: str, actor: str
+) -> Identity:
+    """The business vouches for one of `contact`'s identities, as `"verified": true` does when
+    adding one: it holds its value from now on, and other unproven claims on it are dropped.
+    409 if another contact's identity already holds the value."""
+    identity = await _own_identity(session, contact, identity_id)
+    if identity.verified_at is not None:
+        return identity
+    holder = await find_identity(
+        session, identity.tenant_id, identity.mode, identity.provider, identity.identifier
+    )
+    if holder is not None and holder.id != identity.id:
+        raise IdentityAlreadyExists()
+    identity.verified_at = clock.now()
+    await session.flush()
+    await drop_claims(session, clock, holder=identity, actor=actor)
+    record_audit(session, clock, contact, "IDENTITY_VERIFIED", actor, ["provider"])
+    return identity

@@ -1,0 +1,2 @@
+"""The business's own people (operators) who use the back-office console: roles, passwords,
+console sessions."""
