@@ -173,7 +173,11 @@ async def claim(runtime: Runtime, limit: int) -> list[ClaimedMessage]:
                     "message possibly sent: its worker stopped mid-send", extra=_fields(row)
                 )
                 continue
-            if row.status == "sending" and row.attempts >= settings.outbox_max_attempts:
+            if (
+                row.status == "sending"
+                and row.channel != "WEBHOOK"  # retried for a time instead: events/delivery.py
+                and row.attempts >= settings.outbox_max_attempts
+            ):
                 _close(row, "failed", "interrupted during the last try (lease expired)")
                 _count(row.channel, "failed")
                 log.warning("message failed: interrupted during its last try", extra=_fields(row))
