@@ -1,0 +1,218 @@
+"""The events and webhooks Back-Office API in process, on both databases: validation, tenant
+and mode isolation (404 for another tenant's ids), the secret shown once, events written with
+their change and never carrying secrets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from crm.runtime import Runtime
+from crm.tenants import service as tenants
+from crm.tenants.schemas import CreatedTenant
+
+HOOKS = "/backoffice/v1/webhooks"
+EVENTS = "/backoffice/v1/events"
+
+
+def key(tenant: CreatedTenant, name: str = "secret_live") -> dict[str, str]:
+    return {"api_key": tenant.keys[name]}
+
+
+async def other_tenant(runtime: Runtime) -> CreatedTenant:
+    async with runtime.sessions() as session:
+        created = await tenants.create_tenant(session, runtime.clock, "Other Co")
+        await session.commit()
+    return created
+
+
+async def create_hook(client: httpx.AsyncClient, tenant: CreatedTenant, **body: Any) -> Any:
+    payload = {"url": "http://127.0.0.1:9/hook", "events": ["*"], **body}
+    response = await client.post(HOOKS, json=payload, headers=key(tenant))
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def test_the_secret_is_shown_once_and_rotation_returns_a_new_one(
+    client: httpx.AsyncClient, tenant: CreatedTenant
+) -> None:
+    created = await create_hook(client, tenant, description="CRM sync")
+    assert created["secret"].startswith("whsec_") and created["enabled"] is True
+    shown = await client.get(f"{HOOKS}/{created['id']}", headers=key(tenant))
+    assert shown.status_code == 200 and "secret" not in shown.json()
+    listed = await client.get(HOOKS, headers=key(tenant))
+    assert created["secret"] not in listed.text
+    assert [h["id"] for h in listed.json()["content"]] == [created["id"]]
+    rotated = await client.post(f"{HOOKS}/{created['id']}/rotate_secret", headers=key(tenant))
+    assert rotated.status_code == 200
+    assert rotated.json()["secret"] not in (created["secret"], None)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"url": "ftp://example.com/x"}, "url"),
+        ({"url": "not a url"}, "url"),
+        ({"url": 5}, "url"),
+        ({"url": "http://user:pw@127.0.0.1/x"}, "url"),
+        ({"url": "http://127.0.0.1/" + "a" * 2100}, "url"),
+        ({"events": []}, "events"),
+        ({"events": ["contact.exploded"]}, "events"),
+        ({"events": "contact.created"}, "events"),
+        ({"events": [{"type": "x"}]}, "events"),
+        ({"description": "x" * 501}, "description"),
+    ],
+)
+async def test_invalid_endpoints_are_refused_with_the_field_named(
+    client: httpx.AsyncClient, tenant: CreatedTenant, body: dict[str, Any], field: str
+) -> None:
+    payload = {"url": "http://127.0.0.1:9/hook", "events": ["*"], **body}
+    response = await client.post(HOOKS, json=payload, headers=key(tenant))
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "WEBHOOK_INVALID"
+    assert response.json()["details"][0]["field"] == field
+    listed = await client.get(HOOKS, headers=key(tenant))
+    assert listed.json()["content"] == []
+
+
+async def test_another_tenants_and_another_modes_ids_are_not_found(
+    client: httpx.AsyncClient, tenant: CreatedTenant, runtime: Runtime
+) -> None:
+    hook = await create_hook(client, tenant)
+    created = await client.post(
+        "/backoffice/v1/contacts", json={"first_name": "Ann"}, headers=key(tenant)
+    )
+    assert created.status_code == 201
+    events = (await client.get(EVENTS, headers=key(tenant))).json()["content"]
+    event_id = events[0]["id"]
+    other = await other_tenant(runtime)
+    for headers in (key(other), key(tenant, "secret_test")):
+        for method, path in (
+            ("GET", f"{HOOKS}/{hook['id']}"),
+            ("PUT", f"{HOOKS}/{hook['id']}"),
+            ("DELETE", f"{HOOKS}/{hook['id']}"),
+            ("POST", f"{HOOKS}/{hook['id']}/rotate_secret"),
+            ("GET", f"{HOOKS}/{hook['id']}/deliveries"),
+            ("GET", f"{EVENTS}/{event_id}"),
+            ("POST", f"{EVENTS}/{event_id}/redeliver"),
+        ):
+            answer = await client.request(method, path, headers=headers, json={})
+            assert answer.status_code == 404, (method, path, answer.text)
+        assert (await client.get(EVENTS, headers=headers)).json()["content"] == []
+    # Public keys cannot read events at all.
+    assert (await client.get(EVENTS, headers=key(tenant, "public_live"))).status_code == 403
+    still = await client.get(f"{HOOKS}/{hook['id']}", headers=key(tenant))
+    assert still.status_code == 200
+
+
+async def test_events_name_the_contact_and_the_changed_fields_only(
+    client: httpx.AsyncClient, tenant: CreatedTenant
+) -> None:
+    created = await client.post(
+        "/backoffice/v1/contacts",
+        json={"first_name": "Ann", "last_name": "Secretname"},
+        headers=key(tenant),
+    )
+    contact_id = created.json()["id"]
+    changed = await client.put(
+        f"/backoffice/v1/contacts/{contact_id}",
+        json={"last_name": "Othername"},
+        headers=key(tenant),
+    )
+    assert changed.status_code == 200, changed.text
+    listed = await client.get(EVENTS, params={"contact_id": contact_id}, headers=key(tenant))
+    content = listed.json()["content"]
+    assert [e["type"] for e in content] == ["contact.updated", "contact.created"]
+    updated = content[0]
+    assert updated["data"]["fields"] == ["last_name"]
+    assert updated["data"]["contact"]["id"] == contact_id
+    assert "Othername" not in listed.text and "Secretname" not in listed.text
+    one = await client.get(f"{EVENTS}/{updated['id']}", headers=key(tenant))
+    assert one.json() == updated
+    only = await client.get(EVENTS, params={"type": "contact.created"}, headers=key(tenant))
+    assert [e["type"] for e in only.json()["content"]] == ["contact.created"]
+    later = await client.get(
+        EVENTS, params={"created_after": updated["created"] + 1}, headers=key(tenant)
+    )
+    assert later.json()["content"] == []
+
+
+async def test_a_refused_change_writes_no_event(
+    client: httpx.AsyncClient, tenant: CreatedTenant
+) -> None:
+    first = await client.post(
+        "/backoffice/v1/contacts", json={"first_name": "A", "code": "SAME"}, headers=key(tenant)
+    )
+    assert first.status_code == 201
+    again = await client.post(
+        "/backoffice/v1/contacts", json={"first_name": "B", "code": "SAME"}, headers=key(tenant)
+    )
+    assert again.status_code == 409
+    listed = await client.get(EVENTS, headers=key(tenant))
+    assert len(listed.json()["content"]) == 1
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"type": "nope"},
+        {"page": "0"},
+        {"size": "101"},
+        {"created_after": "-1"},
+        {"created_before": "99999999999999"},
+        {"contact_id": "x" * 37},
+    ],
+)
+async def test_bad_event_filters_are_400(
+    client: httpx.AsyncClient, tenant: CreatedTenant, params: dict[str, str]
+) -> None:
+    response = await client.get(EVENTS, params=params, headers=key(tenant))
+    assert response.status_code == 400, response.text
+
+
+async def test_put_changes_only_what_is_sent_and_delete_removes(
+    client: httpx.AsyncClient, tenant: CreatedTenant
+) -> None:
+    hook = await create_hook(client, tenant, description="keep me")
+    path = f"{HOOKS}/{hook['id']}"
+    changed = await client.put(
+        path, json={"events": ["contact.created"], "enabled": False}, headers=key(tenant)
+    )
+    assert changed.status_code == 200, changed.text
+    body = changed.json()
+    assert body["events"] == ["contact.created"] and body["enabled"] is False
+    assert body["description"] == "keep me" and body["url"] == hook["url"]
+    refused = await client.put(path, json={"enabled": "yes"}, headers=key(tenant))
+    assert refused.status_code == 400
+    assert (await client.delete(path, headers=key(tenant))).status_code == 204
+    assert (await client.get(path, headers=key(tenant))).status_code == 404
+
+
+async def test_housekeeping_purges_events_past_their_retention(
+    client: httpx.AsyncClient, tenant: CreatedTenant, runtime: Runtime
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from crm import maintenance
+    from crm.events.models import Event
+
+    await client.post("/backoffice/v1/contacts", json={"first_name": "Old"}, headers=key(tenant))
+    await client.post("/backoffice/v1/contacts", json={"first_name": "New"}, headers=key(tenant))
+    listed = (await client.get(EVENTS, headers=key(tenant))).json()["content"]
+    old_id, new_id = listed[1]["id"], listed[0]["id"]
+    async with runtime.sessions() as session:
+        await session.execute(
+            update(Event)
+            .where(Event.id == old_id)
+            .values(created_at=runtime.clock.now() - timedelta(days=31), fanout_pending=False)
+        )
+        await session.execute(update(Event).where(Event.id == new_id).values(fanout_pending=False))
+        purged = await maintenance.purge(session, runtime.clock, 30, event_retention_days=30)
+        await session.commit()
+    assert purged.events >= 1
+    remaining = (await client.get(EVENTS, headers=key(tenant))).json()["content"]
+    assert [e["id"] for e in remaining] == [new_id]
