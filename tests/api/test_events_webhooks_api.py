@@ -216,3 +216,28 @@ async def test_housekeeping_purges_events_past_their_retention(
     assert purged.events >= 1
     remaining = (await client.get(EVENTS, headers=key(tenant))).json()["content"]
     assert [e["id"] for e in remaining] == [new_id]
+
+
+async def test_wrong_codes_that_lock_an_identity_write_identity_locked(
+    client: httpx.AsyncClient, tenant: CreatedTenant, runtime: Runtime
+) -> None:
+    from tests.support.selfservice import last_code, register_phone, set_policy
+
+    await set_policy(runtime, tenant, failure_lock_threshold=2)
+    sent = await register_phone(client, tenant)
+    code = await last_code(runtime, tenant.id)
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    for _ in range(2):
+        answer = await client.post(
+            "/self-service/v2/contacts/validate_otp",
+            json={"auth_otp": sent["auth_otp"], "code": wrong},
+            headers={"api_key": tenant.keys["public_test"]},
+        )
+        assert answer.status_code == 400, answer.text
+    listed = await client.get(
+        EVENTS, params={"type": "identity.locked"}, headers=key(tenant, "secret_test")
+    )
+    (event,) = listed.json()["content"]
+    assert event["data"]["reason"] == "CODE"
+    assert event["data"]["identity"]["provider"] == "PHONE"
+    assert code not in listed.text and wrong not in listed.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,3 +43,22 @@ async def sessions_ended(
             contact=contact,
             data={"session": {"id": session_id}, "reason": str(reason)},
         )
+
+
+class LockedIdentity(Protocol):
+    id: str
+    provider: str
+    contact_pk: int
+
+
+async def identity_locked(
+    session: AsyncSession, now: datetime, identity: LockedIdentity, reason: str
+) -> None:
+    """`identity.locked`: too many wrong codes (`reason` CODE) or passwords (PASSWORD)."""
+    contact = await session.get(Contact, identity.contact_pk)
+    if contact is None:
+        return
+    data = {"identity": {"id": identity.id, "provider": identity.provider}, "reason": reason}
+    record_event(
+        session=session, now=now, type=EventType.IDENTITY_LOCKED, contact=contact, data=data
+    )
