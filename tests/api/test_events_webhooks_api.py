@@ -241,3 +241,31 @@ async def test_wrong_codes_that_lock_an_identity_write_identity_locked(
     assert event["data"]["reason"] == "CODE"
     assert event["data"]["identity"]["provider"] == "PHONE"
     assert code not in listed.text and wrong not in listed.text
+
+
+@pytest.mark.parametrize(
+    ("url", "env", "code"),
+    [
+        ("http://127.0.0.1:8080/hook", "development", "PROVIDER_URL_NOT_ALLOWED"),
+        ("http://169.254.169.254/latest", "development", "PROVIDER_URL_NOT_ALLOWED"),
+        ("http://[::1]/hook", "development", "PROVIDER_URL_NOT_ALLOWED"),
+        ("http://10.1.2.3/hook", "development", "PROVIDER_URL_NOT_ALLOWED"),
+        ("http://crm-events.invalid/hook", "development", "PROVIDER_HOST_UNRESOLVABLE"),
+        ("http://93.184.216.34/hook", "production", "PROVIDER_URL_NOT_HTTPS"),
+    ],
+)
+async def test_urls_follow_the_provider_address_rules(
+    runtime: Runtime, url: str, env: str, code: str
+) -> None:
+    from crm.errors import AppError
+    from crm.events.webhooks import check_url
+
+    settings = runtime.settings.model_copy(
+        update={"allow_private_provider_urls": False, "env": env}
+    )
+    with pytest.raises(AppError) as raised:
+        await check_url(settings, url)
+    assert raised.value.code == code
+    assert raised.value.details[0]["field"] == "url"
+    # A public address passes the same check.
+    assert await check_url(settings, "https://93.184.216.34/hook") == "https://93.184.216.34/hook"

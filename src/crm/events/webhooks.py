@@ -21,7 +21,11 @@ from crm.clock import Clock
 from crm.events.errors import WebhookInvalid, WebhookLimitReached, WebhookNotFound
 from crm.events.models import WebhookEndpoint
 from crm.ids import uuid7
-from crm.messaging.errors import ProviderUrlNotHttps
+from crm.messaging.errors import (
+    ProviderHostUnresolvable,
+    ProviderUrlNotAllowed,
+    ProviderUrlNotHttps,
+)
 from crm.messaging.providers.netguard import resolve_public
 from crm.security.crypto import SecretBox
 from crm.settings import Settings
@@ -88,7 +92,10 @@ async def check_url(settings: Settings, url: Any) -> str:
     if settings.env == "production" and parts.scheme.lower() != "https":
         raise ProviderUrlNotHttps(details=[{"field": "url", "message": "must be an https:// URL"}])
     if not settings.private_provider_urls_allowed:
-        await resolve_public(parts.hostname or "", parts.port)
+        try:
+            await resolve_public(parts.hostname or "", parts.port)
+        except (ProviderUrlNotAllowed, ProviderHostUnresolvable) as exc:
+            raise type(exc)(details=[{"field": "url", "message": exc.message}]) from None
     return url
 
 

@@ -182,14 +182,22 @@ class DeliveryWorker:
         guarded client (netguard) unless private addresses are allowed."""
         assert self._providers is not None
         runtime = self.runtime
-        target = await webhook_delivery.prepare(
-            runtime.sessions,
-            runtime.secret,
-            runtime.clock,
-            message_id=message.id,
-            endpoint_id=message.recipient,
-            event_id=message.subject or "",
-        )
+        try:
+            target = await webhook_delivery.prepare(
+                runtime.sessions,
+                runtime.secret,
+                runtime.clock,
+                message_id=message.id,
+                endpoint_id=message.recipient,
+                event_id=message.subject or "",
+            )
+        except Exception as exc:
+            # A database outage, or a secret that no longer opens: the lease brings it back.
+            log.error(
+                "could not prepare a webhook delivery; it is retried after its lease",
+                extra={"message_id": message.id, "error": type(exc).__name__},
+            )
+            return
         if target is None:
             await self._persist(
                 lambda: webhook_delivery.cancel(runtime.sessions, message.id, message.attempt),
