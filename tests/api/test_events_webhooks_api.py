@@ -269,3 +269,41 @@ async def test_urls_follow_the_provider_address_rules(
     assert raised.value.details[0]["field"] == "url"
     # A public address passes the same check.
     assert await check_url(settings, "https://93.184.216.34/hook") == "https://93.184.216.34/hook"
+
+
+async def test_redeliver_queues_the_event_once_per_wanting_endpoint(
+    client: httpx.AsyncClient, tenant: CreatedTenant, runtime: Runtime
+) -> None:
+    from sqlalchemy import select
+
+    from crm.messaging.models import OutboxMessage
+
+    test = key(tenant, "secret_test")
+    hooks = []
+    for events in (["contact.created"], ["session.started"]):
+        made = await client.post(
+            HOOKS, json={"url": "http://127.0.0.1:9/h", "events": events}, headers=test
+        )
+        hooks.append(made.json())
+    wanting = hooks[0]
+    await client.post("/backoffice/v1/contacts", json={"first_name": "R"}, headers=test)
+    (event,) = (await client.get(EVENTS, headers=test)).json()["content"]
+    answer = await client.post(f"{EVENTS}/{event['id']}/redeliver", headers=test)
+    assert answer.status_code == 202 and answer.json() == {"queued": 1}
+    one = await client.post(
+        f"{EVENTS}/{event['id']}/redeliver",
+        json={"endpoint_id": wanting["id"]},
+        headers=test,
+    )
+    assert one.json() == {"queued": 1}
+    async with runtime.sessions() as session:
+        rows = list(
+            await session.scalars(select(OutboxMessage).where(OutboxMessage.subject == event["id"]))
+        )
+    assert [(r.channel, r.recipient, r.status) for r in rows] == [
+        ("WEBHOOK", wanting["id"], "queued"),
+        ("WEBHOOK", wanting["id"], "queued"),
+    ]
+    # Webhook deliveries are not messages: the test outbox does not list them.
+    outbox = await client.get("/backoffice/v1/outbox", headers=test)
+    assert outbox.json()["content"] == []
