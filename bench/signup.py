@@ -37,10 +37,12 @@ import asyncpg
 import httpx
 from processes import free_port, start, stop, wait_for
 
+from crm.events import webhooks
 from crm.migrate import upgrade
 from crm.runtime import Runtime
 from crm.settings import Settings
 from crm.tenants import service as tenants
+from crm.tenants.schemas import CallerKey
 
 PG_ADMIN = os.environ.get("CRM_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 SECRET = "bench-secret-" + "z" * 40
@@ -175,6 +177,7 @@ class Sink:
 
     waiting: dict[str, asyncio.Future[str]] = field(default_factory=dict)
     early: dict[str, str] = field(default_factory=dict)
+    events: int = 0  # event deliveries received (with --webhook)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -186,7 +189,10 @@ class Sink:
                     if name.strip().lower() == b"content-length":
                         length = int(value.strip())
                 payload = json.loads(await reader.readexactly(length)) if length else {}
-                self.deliver(str(payload.get("to", "")), str(payload.get("text", "")))
+                if "type" in payload:
+                    self.events += 1
+                else:
+                    self.deliver(str(payload.get("to", "")), str(payload.get("text", "")))
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
@@ -234,12 +240,25 @@ def serve(
     return start(command, env, cwd)
 
 
-async def create_tenant(db_url: str) -> str:
-    """A tenant whose live public key the customers use; returns that key."""
+async def create_tenant(db_url: str, events_url: str | None) -> str:
+    """A tenant whose live public key the customers use (with a webhook endpoint taking every
+    event when `events_url` is given); returns that key."""
     runtime = Runtime.build(Settings(database_url=db_url, secret_key=SECRET, _env_file=None))
     try:
         async with runtime.sessions() as session:
             tenant = await tenants.create_tenant(session, runtime.clock, "Bench")
+            if events_url is not None:
+                caller = CallerKey(None, tenant.id, tenant.name, None, "secret", "live")
+                await webhooks.create(
+                    session,
+                    settings=runtime.settings,
+                    server_secret=runtime.secret,
+                    clock=runtime.clock,
+                    caller=caller,
+                    url=events_url,
+                    events=["*"],
+                    description="bench",
+                )
             await session.commit()
     finally:
         await runtime.close()
@@ -332,6 +351,11 @@ def main() -> None:
     parser.add_argument(
         "--profile", metavar="FILE", help="record py-spy samples of crm's load (raw) into FILE"
     )
+    parser.add_argument(
+        "--webhook",
+        action="store_true",
+        help="give the tenant a webhook endpoint taking every event (at the sink)",
+    )
     args = parser.parse_args()
     args.duration = max(1, min(args.duration, 120))
 
@@ -368,14 +392,17 @@ def main() -> None:
             "bare_signups_per_s": round(bare_rate, 1),
             "bare_failed": bare_tally.failed,
             "ratio": round(crm_rate / bare_rate, 3) if bare_rate else None,
+            "webhook": args.webhook,
+            "events_delivered": sink.events,
         }
 
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     try:
         upgrade(Settings(database_url=db_url, secret_key=SECRET, _env_file=None))
-        api_key = asyncio.run(create_tenant(db_url))
         crm_port, bare_port, sink_port = free_port(), free_port(), free_port()
         sink_url = f"http://127.0.0.1:{sink_port}/sms"
+        events_url = f"http://127.0.0.1:{sink_port}/events" if args.webhook else None
+        api_key = asyncio.run(create_tenant(db_url, events_url))
         env = {
             **os.environ,
             "CRM_DATABASE_URL": db_url,

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from crm import __version__, console
 from crm.api import backoffice, docs, errors, health, openapi, selfservice, wellknown
+from crm.api import events as events_api
 from crm.api import identity_providers as identity_providers_api
 from crm.api import integrations as integrations_api
 from crm.api import metrics as metrics_api
@@ -17,6 +18,7 @@ from crm.api import oidc as oidc_api
 from crm.api import outbox as outbox_api
 from crm.api import templates as templates_api
 from crm.api import unlock as unlock_api
+from crm.api import webhooks as webhooks_api
 from crm.api.browsers import AllowedOrigins
 from crm.api.clientaddress import TrustedProxies
 from crm.api.middleware import RequestContextMiddleware
@@ -96,6 +98,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(unlock_api.router, prefix="/backoffice/v1")
     app.include_router(templates_api.router, prefix="/backoffice/v1")
     app.include_router(identity_providers_api.router, prefix="/backoffice/v1")
+    app.include_router(events_api.router, prefix="/backoffice/v1")
+    app.include_router(webhooks_api.router, prefix="/backoffice/v1")
     app.include_router(metrics_api.router)
     app.add_middleware(
         RequestContextMiddleware,

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm.clock import Clock
 from crm.contacts.models import Contact
 from crm.db import session_scope
+from crm.events.queries import purge as purge_events
 from crm.idempotency.service import purge_expired
 from crm.identities import policy as sign_in_policy
 from crm.identities.models import FailureCounter, Identity, IdentityOrigin, OtpChallenge, OtpDecoy
@@ -54,6 +55,7 @@ class Purged:
     otp_decoys: int = 0
     failure_counters: int = 0
     oidc_flows: int = 0
+    events: int = 0
 
 
 def _count(result: object) -> int:
@@ -134,6 +136,7 @@ async def purge(
     clock: Clock,
     outbox_retention_days: int,
     unproven_identity_hours: int = 24,
+    event_retention_days: int = 30,
 ) -> Purged:
     """Delete what no request can need any more; safe to run from several processes at once."""
     now = clock.now()
@@ -157,6 +160,7 @@ async def purge(
         otp_decoys=decoys,
         failure_counters=await _purge_failure_counters(session, clock),
         oidc_flows=await oidc_redirect.purge_expired(session, clock),
+        events=await purge_events(session, now, event_retention_days),
     )
 
 
@@ -175,6 +179,7 @@ async def run_periodically(runtime: Runtime, stop: asyncio.Event, interval: floa
                     runtime.clock,
                     runtime.settings.outbox_retention_days,
                     runtime.settings.unproven_identity_hours,
+                    event_retention_days=runtime.settings.event_retention_days,
                 )
             counts = asdict(purged)
             if any(counts.values()):

@@ -274,6 +274,18 @@ class Registry:
             r,
             "mostrecent",
         )
+        self.events_written = Counter(
+            "crm_events_written_total",
+            "Events written (committed or not: counted when added to a transaction), by type.",
+            ("type",),
+            r,
+        )
+        self.webhook_deliveries = Counter(
+            "crm_webhook_deliveries_total",
+            "Webhook POSTs made, by outcome (sent, retry, failed, cancelled).",
+            ("outcome",),
+            r,
+        )
         self._process: _ProcessFigures | None = None
         if self.multiprocess:
             self._process = _ProcessFigures(r)

@@ -3,6 +3,7 @@
 from crm.contacts.models import AuditEvent, ConsentEvent, Contact, ContactPhone
 from crm.db import Base
 from crm.deployment.models import SecretCheck
+from crm.events.models import Event, WebhookAttempt, WebhookEndpoint
 from crm.idempotency.models import IdempotencyRecord
 from crm.identities.models import (
     Identity,
@@ -26,6 +27,7 @@ __all__ = [
     "ConsentEvent",
     "Contact",
     "ContactPhone",
+    "Event",
     "IdempotencyRecord",
     "Identity",
     "IdentityProvider",
@@ -43,4 +45,6 @@ __all__ = [
     "SigningKey",
     "SmsDailyCount",
     "Tenant",
+    "WebhookAttempt",
+    "WebhookEndpoint",
 ]

@@ -233,6 +233,28 @@ class Settings(BaseSettings):
         "(failed ones are kept for inspection).",
     )
     # --- end messaging ---
+    # --- events ---
+    event_retention_days: int = Field(
+        30, ge=1, le=3650, description="Events (and webhook attempts) are deleted after this."
+    )
+    webhook_backoff_base_seconds: float = Field(
+        30.0, gt=0, description="First webhook retry delay; doubled per try with +/-20% jitter."
+    )
+    webhook_backoff_max_seconds: float = Field(
+        3600.0, gt=0, description="Longest delay between two tries of one webhook delivery."
+    )
+    webhook_retry_seconds: int = Field(
+        259200, ge=1, description="A webhook delivery is retried for this long, then failed."
+    )
+    webhook_disable_after_seconds: int = Field(
+        259200,
+        ge=1,
+        description="An endpoint whose deliveries all failed for this long is disabled.",
+    )
+    webhook_timeout_seconds: float = Field(
+        10.0, gt=0, le=60, description="How long one webhook POST may take."
+    )
+    # --- end events ---
     # --- web ---
     trusted_proxies: str = Field(
         "",

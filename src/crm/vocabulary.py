@@ -49,3 +49,22 @@ class OperatorRole(StrEnum):
     ADMIN = "admin"  # everything but operators
     AGENT = "agent"  # contacts, identities, sessions, consents
     VIEWER = "viewer"  # read only
+
+
+class EventType(StrEnum):
+    """What happened to a contact (or a webhook endpoint), as other systems learn it."""
+
+    CONTACT_CREATED = "contact.created"
+    CONTACT_UPDATED = "contact.updated"
+    CONTACT_ERASED = "contact.erased"
+    IDENTITY_ADDED = "identity.added"
+    IDENTITY_VERIFIED = "identity.verified"
+    IDENTITY_REMOVED = "identity.removed"
+    IDENTITY_LOCKED = "identity.locked"
+    IDENTITY_UNLOCKED = "identity.unlocked"
+    SESSION_STARTED = "session.started"
+    SESSION_ENDED = "session.ended"
+    CONSENT_CHANGED = "consent.changed"
+    PASSWORD_CHANGED = "password.changed"
+    MESSAGE_FAILED = "message.failed"
+    WEBHOOK_DISABLED = "webhook.disabled"

@@ -84,6 +84,12 @@ INVOCATIONS: dict[str, list[str]] = {
     "operators list": ["operators", "list"],
     "operators disable": ["operators", "disable", "a@example.com"],
     "operators reset-password": ["operators", "reset-password", "a@example.com"],
+    "events list": ["events", "list", "--tenant", "t"],
+    "events show": ["events", "show", "e", "--tenant", "t"],
+    "events listen": ["events", "listen", "--tenant", "t", "--forward-to", "http://127.0.0.1:9/"],
+    "webhooks create": ["webhooks", "create", "--tenant", "t", "--url", "http://127.0.0.1:9/"],
+    "webhooks list": ["webhooks", "list", "--tenant", "t"],
+    "webhooks delete": ["webhooks", "delete", "w", "--tenant", "t"],
 }
 # Commands that need no schema (they create it or only report on it) are left out of the
 # unmigrated sweep but still must not crash on an unreachable database.

@@ -11,6 +11,7 @@ from starlette.responses import PlainTextResponse
 
 from crm.api.deps import RuntimeDep
 from crm.errors import RouteNotFound, Unauthenticated
+from crm.events.delivery import oldest_undelivered
 from crm.messaging.service import outbox_gauges
 from crm.metrics import REGISTRY, ComputedGauge
 from crm.settings import Settings
@@ -28,6 +29,11 @@ _OUTBOX = ComputedGauge(
 _OLDEST = ComputedGauge(
     "crm_outbox_oldest_unsent_age_seconds",
     "Age of the oldest live message still queued or sending (0 when none).",
+)
+_WEBHOOK_OLDEST = ComputedGauge(
+    "crm_webhook_oldest_undelivered_age_seconds",
+    "Per webhook endpoint, the age of its oldest event delivery not yet sent or given up.",
+    ("endpoint_id",),
 )
 _UP = ComputedGauge(
     "crm_outbox_gauges_up", "1 when the outbox gauges could be read from the database."
@@ -57,6 +63,12 @@ async def metrics(request: Request, runtime: RuntimeDep) -> PlainTextResponse:
         )
         lines += _OLDEST.render_samples([((), gauges.oldest_due_age_seconds)])
         lines += _UP.render_samples([((), 1)])
+        try:
+            oldest = await oldest_undelivered(runtime.engine, runtime.clock)
+        except Exception as exc:
+            log.warning("webhook gauges unavailable", extra={"error": type(exc).__name__})
+        else:
+            lines += _WEBHOOK_OLDEST.render_samples(((e,), age) for e, age in oldest)
     return PlainTextResponse("\n".join(lines) + "\n", media_type=CONTENT_TYPE)
 
 

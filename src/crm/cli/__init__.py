@@ -7,10 +7,12 @@ from importlib.metadata import PackageNotFoundError, version
 import typer
 
 from crm.cli import applications, contacts, db, doctor, keys, outbox, serve, tenants, worker
+from crm.cli import events as events_cli
 from crm.cli import identities as identities_cli
 from crm.cli import identity_providers as identity_providers_cli
 from crm.cli import operators as operators_cli
 from crm.cli import templates as templates_cli
+from crm.cli import webhooks as webhooks_cli
 from crm.cli.failures import run_plainly
 
 app = typer.Typer(
@@ -59,6 +61,8 @@ app.add_typer(identities_cli.app, name="identities")
 app.add_typer(templates_cli.app, name="templates")
 app.add_typer(identity_providers_cli.app, name="identity-providers")
 app.add_typer(operators_cli.app, name="operators")
+app.add_typer(events_cli.app, name="events")
+app.add_typer(webhooks_cli.app, name="webhooks")
 serve.register(app)
 worker.register(app)
 doctor.register(app)

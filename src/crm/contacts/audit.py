@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.clock import Clock
 from crm.contacts.models import AuditEvent, Contact
+from crm.events.service import audit_event
 from crm.ids import uuid7
 
 
@@ -23,8 +24,11 @@ def record_audit(
     actor: str,
     fields: Iterable[str],
 ) -> None:
-    """Who did what to which fields of a contact (names only: values of secrets never land here)."""
-    session.add(AuditEvent(**audit_row(contact, action, actor, fields, clock.now())))
+    """Who did what to which fields of a contact (names only: values of secrets never land here).
+    The actions other systems hear of are written as events by the same call."""
+    names = list(fields)
+    session.add(AuditEvent(**audit_row(contact, action, actor, names, clock.now())))
+    audit_event(session, clock, contact, action, actor, names)
 
 
 def audit_row(

@@ -29,6 +29,8 @@ from crm.contacts.models import AuditEvent, ConsentEvent, Contact, ContactPhone
 from crm.contacts.schemas import ContactCreate, ContactRead, contact_read
 from crm.db import Base
 from crm.errors import AppError
+from crm.events.models import Event
+from crm.events.service import created_event_rows
 from crm.ids import short_code
 from crm.tenants.errors import TenantNotFound
 from crm.tenants.models import Tenant
@@ -346,7 +348,13 @@ async def _write(
         audits.append(
             service.audit_row(contact, "CREATED", actor, service.created_audit_fields(fields), now)
         )
-    for model, rows in ((ContactPhone, phones), (ConsentEvent, consents), (AuditEvent, audits)):
+    events = created_event_rows(session, [p.contact for p in prepared], actor=actor, now=now)
+    for model, rows in (
+        (ContactPhone, phones),
+        (ConsentEvent, consents),
+        (AuditEvent, audits),
+        (Event, events),
+    ):
         if rows:
             await session.execute(insert(_table(model)), rows)
 

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.contacts.models import ConsentEvent, Contact, ContactPhone
+from crm.events.service import consent_changed
 from crm.ids import uuid7
 
 
@@ -67,6 +68,7 @@ def _record_consent(
 ) -> None:
     for row in consent_rows(contact, values, source, now):
         session.add(ConsentEvent(**row))
+    consent_changed(session, now, contact, values, source)
 
 
 def consent_rows(

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.clock import Clock
 from crm.errors import RateLimited, retry_after
+from crm.events.sessions import identity_locked
 from crm.identities import throttle
 from crm.identities.errors import (
     OtpAlreadyUsed,
@@ -327,4 +328,6 @@ async def validate_code(
         guard.success()
         return identity
     guard.failure(now)
+    if identity is not None and identity.locked_at == now:
+        await identity_locked(session, now, identity, "CODE")
     raise OtpInvalid()

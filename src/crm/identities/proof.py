@@ -18,6 +18,7 @@ from crm.contacts import service as contacts
 from crm.contacts.models import Contact
 from crm.db import session_scope
 from crm.errors import RateLimited
+from crm.events.service import identity_event
 from crm.identities import otp
 from crm.identities import policy as policies
 from crm.identities.errors import (
@@ -38,7 +39,7 @@ from crm.ratelimits import service as ratelimits
 from crm.runtime import Runtime
 from crm.security import passwords
 from crm.smsguard import service as sms_guard
-from crm.vocabulary import ChallengePurpose, RevokeReason
+from crm.vocabulary import ChallengePurpose, EventType, RevokeReason
 
 # The code that proves an identity a signed-in customer added: entered in that customer's
 # session only, never accepted by validate_otp (otp.CODE_PURPOSES leaves it out).
@@ -179,6 +180,7 @@ async def _first_proof(
         return contact
     if _expired(runtime, identity):
         raise IdentityClaimExpired()
+    identity_event(db, runtime.clock.now(), EventType.IDENTITY_VERIFIED, contact, identity)
     await drop_claims(db, runtime.clock, holder=identity, actor=_ACTOR)
     if identity.origin == IdentityOrigin.BACK_OFFICE:
         # The business's claim keeps the rule it always had: only the first proof of any of

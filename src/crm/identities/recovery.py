@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm.contacts import service as contacts
 from crm.contacts.models import Contact
 from crm.errors import AppError
+from crm.events.service import identity_event
 from crm.identities import decoys, proof
 from crm.identities import policy as policies
 from crm.identities.errors import (
@@ -32,7 +33,7 @@ from crm.runtime import Runtime
 from crm.security import passwords
 from crm.security.crypto import hmac_sha256
 from crm.tenants.schemas import CallerKey
-from crm.vocabulary import ChallengePurpose, RevokeReason
+from crm.vocabulary import ChallengePurpose, EventType, RevokeReason
 
 
 async def _consume_token(
@@ -210,6 +211,7 @@ async def reset_password(
     await _set_password(db, runtime, contact, password, f"password-reset:{identity.id}")
     if identity.verified_at is None:
         identity.verified_at = runtime.clock.now()
+        identity_event(db, runtime.clock.now(), EventType.IDENTITY_VERIFIED, contact, identity)
     identity.failed_attempts = 0
     identity.last_failure_at = None
     await revoke_all_sessions(db, runtime.clock, contact.pk, RevokeReason.PASSWORD_RESET)

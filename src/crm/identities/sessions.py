@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.clock import Clock
 from crm.contacts.models import Contact
+from crm.events import sessions as events
 from crm.identities.errors import RefreshTokenInvalid, RefreshTokenReused
 from crm.identities.models import RetiredRefreshToken, Session
 from crm.identities.tokens import MAX_REFRESH_TOKEN_LENGTH, new_refresh_token, refresh_hash
@@ -59,6 +60,7 @@ def start_session(
         ip_address=(ip_address or None) and ip_address[:64],
     )
     db.add(row)
+    events.session_started(db, now, contact, row.id, application_id)
     return Started(session=row, refresh_token=token)
 
 
@@ -103,7 +105,7 @@ async def rotate_refresh(
             raise RefreshTokenInvalid()
         family = await db.get(Session, retired.session_id, with_for_update=_pg(db))
         if family is not None:
-            _revoke(family, now, RevokeReason.REFRESH_TOKEN_REUSED)
+            await _end(db, family, now, RevokeReason.REFRESH_TOKEN_REUSED)
         raise RefreshTokenReused()
     if not _live(row, now):
         raise RefreshTokenInvalid()
@@ -113,7 +115,7 @@ async def rotate_refresh(
         if rotated_at is not None and now - rotated_at <= grace and row.current_refresh_encrypted:
             successor = _box(secret).decrypt(row.current_refresh_encrypted).decode("utf-8")
             return Started(session=row, refresh_token=successor)
-        _revoke(row, now, RevokeReason.REFRESH_TOKEN_REUSED)
+        await _end(db, row, now, RevokeReason.REFRESH_TOKEN_REUSED)
         raise RefreshTokenReused()
 
     successor = new_refresh_token()
@@ -134,6 +136,13 @@ async def rotate_refresh(
     return Started(session=row, refresh_token=successor)
 
 
+async def _end(db: AsyncSession, row: Session, now: datetime, reason: str) -> None:
+    """Revoke one session and say so (`session.ended`) when it was still live."""
+    if row.revoked_at is None:
+        await events.sessions_ended(db, now, row.contact_pk, [row.id], reason)
+    _revoke(row, now, reason)
+
+
 def _pg(db: AsyncSession) -> bool:
     return db.get_bind().dialect.name == "postgresql"
 
@@ -142,7 +151,7 @@ async def revoke_session(db: AsyncSession, clock: Clock, session_id: str, reason
     row = await db.get(Session, session_id)
     if row is None or row.revoked_at is not None:
         return False
-    _revoke(row, clock.now(), reason)
+    await _end(db, row, clock.now(), reason)
     return True
 
 
@@ -176,6 +185,8 @@ async def revoke_all_sessions(
     conditions = [Session.contact_pk == contact_pk, Session.revoked_at.is_(None)]
     if except_session_id is not None:
         conditions.append(Session.id != except_session_id)
+    ended = list(await db.scalars(select(Session.id).where(*conditions)))
+    await events.sessions_ended(db, clock.now(), contact_pk, ended, reason)
     result = await db.execute(
         update(Session)
         .where(*conditions)

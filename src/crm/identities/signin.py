@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.contacts import service as contacts
 from crm.errors import InvalidEmail, InvalidPhone, InvalidRequest
+from crm.events.sessions import identity_locked
 from crm.identities import decoys, otp, proof, throttle
 from crm.identities import policy as policies
 from crm.identities.errors import (
@@ -255,6 +256,8 @@ async def authenticate(
         raise InvalidCredentials()
     if not await passwords.verify_password(stored_hash, body.password):
         guard.failure(now)
+        if guard.subject.locked_at == now:
+            await identity_locked(db, now, identity, "PASSWORD")
         raise InvalidCredentials()
     guard.success()
     if passwords.needs_rehash(stored_hash):

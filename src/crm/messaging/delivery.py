@@ -44,6 +44,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.db import session_scope
+from crm.events.messages import message_failed
 from crm.messaging.integrations import (
     decrypt_config,
     deployment_provider,
@@ -173,8 +174,13 @@ async def claim(runtime: Runtime, limit: int) -> list[ClaimedMessage]:
                     "message possibly sent: its worker stopped mid-send", extra=_fields(row)
                 )
                 continue
-            if row.status == "sending" and row.attempts >= settings.outbox_max_attempts:
+            if (
+                row.status == "sending"
+                and row.channel != "WEBHOOK"  # retried for a time instead: events/delivery.py
+                and row.attempts >= settings.outbox_max_attempts
+            ):
                 _close(row, "failed", "interrupted during the last try (lease expired)")
+                await message_failed(session, now, row.id)
                 _count(row.channel, "failed")
                 log.warning("message failed: interrupted during its last try", extra=_fields(row))
                 continue
@@ -412,6 +418,8 @@ async def record(
                 values.update(status="queued", next_attempt_at=next_at)
     async with session_scope(runtime.sessions) as session:
         updated = await _fenced_update(session, message, values)
+        if updated and values.get("status") == "failed":
+            await message_failed(session, now, message.id)
     status = str(values["status"])
     fields = _fields(message) | {"provider": result.provider}
     if not updated:

@@ -128,6 +128,7 @@ async def list_test_outbox(
             details=[{"field": "size", "message": f"must be between 1 and {MAX_PAGE_SIZE}"}]
         )
     conditions = [OutboxMessage.tenant_id == caller.tenant_id, OutboxMessage.mode == "test"]
+    conditions.append(OutboxMessage.channel.in_(("SMS", "EMAIL")))  # not webhook deliveries
     if recipient:
         conditions.append(OutboxMessage.recipient == _recipient_filter(recipient))
     if purpose:

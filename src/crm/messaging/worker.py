@@ -12,6 +12,8 @@ import httpx
 # Every table must be mapped before a flush: outbox rows reference contacts.
 import crm.models  # noqa: F401
 from crm.errors import AppError
+from crm.events import delivery as webhook_delivery
+from crm.events import fanout
 from crm.messaging import delivery
 from crm.messaging.delivery import ClaimedMessage
 from crm.messaging.integrations import deployment_provider, require_https
@@ -127,13 +129,17 @@ class DeliveryWorker:
         # Cleared before claiming: a commit that lands while this claim runs sets it again, so
         # its message is picked up on the next turn instead of waiting for a poll.
         self.runtime.outbox_wakeup.clear()
+        fanned = await fanout.fan_out(
+            self.runtime.sessions, self.runtime.clock, limit=self.batch_size
+        )
         wanted = min(self.concurrency - len(self._tasks), self.batch_size)
         if wanted <= 0:
-            return False
+            return fanned == self.batch_size
         batch = await delivery.claim(self.runtime, wanted)
         for message in batch:
             self._spawn(message)
-        return len(batch) == wanted and len(self._tasks) < self.concurrency
+        more = len(batch) == wanted and len(self._tasks) < self.concurrency
+        return more or fanned == self.batch_size
 
     async def _wait(self, seconds: float, *, wake_on_event: bool) -> None:
         """Sleep until stop, a timeout, and (when asked) a wakeup or a free sending slot."""
@@ -156,6 +162,9 @@ class DeliveryWorker:
 
     async def _deliver(self, message: ClaimedMessage) -> None:
         assert self._providers is not None
+        if message.channel == fanout.WEBHOOK_CHANNEL:
+            await self._deliver_event(message)
+            return
         try:
             result = await delivery.send(self._providers, message, self.send_timeout)
         except asyncio.CancelledError:
@@ -166,6 +175,59 @@ class DeliveryWorker:
             raise
         await self._persist(
             lambda: delivery.record(self.runtime, message, result, self._rng), message
+        )
+
+    async def _deliver_event(self, message: ClaimedMessage) -> None:
+        """One webhook POST of an event (events/delivery.py); the tenant's URL goes through the
+        guarded client (netguard) unless private addresses are allowed."""
+        assert self._providers is not None
+        runtime = self.runtime
+        try:
+            target = await webhook_delivery.prepare(
+                runtime.sessions,
+                runtime.secret,
+                runtime.clock,
+                message_id=message.id,
+                endpoint_id=message.recipient,
+                event_id=message.subject or "",
+            )
+        except Exception as exc:
+            # A database outage, or a secret that no longer opens: the lease brings it back.
+            log.error(
+                "could not prepare a webhook delivery; it is retried after its lease",
+                extra={"message_id": message.id, "error": type(exc).__name__},
+            )
+            return
+        if target is None:
+            await self._persist(
+                lambda: webhook_delivery.cancel(runtime.sessions, message.id, message.attempt),
+                message,
+            )
+            return
+        settings = runtime.settings
+        client = (
+            self._providers.client
+            if settings.private_provider_urls_allowed
+            else self._providers.guarded_client
+        )
+        limit = min(settings.webhook_timeout_seconds, self.send_timeout)
+        try:
+            attempt = await webhook_delivery.post(client, target, limit)
+        except asyncio.CancelledError:
+            await self._persist(lambda: delivery.release(runtime, message), message)
+            raise
+        await self._persist(
+            lambda: webhook_delivery.record(
+                runtime.sessions,
+                settings,
+                runtime.clock,
+                message_id=message.id,
+                attempt_number=message.attempt,
+                target=target,
+                attempt=attempt,
+                rng=self._rng,
+            ),
+            message,
         )
 
     async def _persist(
