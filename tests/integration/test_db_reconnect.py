@@ -83,3 +83,41 @@ async def test_a_busy_connection_cut_fails_one_request_with_503_then_recovers(
     finally:
         await client.aclose()
         await runtime.close()
+
+
+async def test_a_statement_cancelled_by_the_timeout_is_503_and_changes_nothing(
+    database: str,
+) -> None:
+    """A row held by another transaction past CRM_DB_STATEMENT_TIMEOUT_MS (overload, a stuck
+    writer): the waiting request is cancelled by PostgreSQL and answers 503, not 500."""
+    import asyncpg
+
+    runtime = Runtime.build(base_settings(database_url=database, db_statement_timeout_ms=300))
+    app = create_app(runtime.settings, runtime=runtime)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with runtime.sessions() as session:
+        created = await tenants.create_tenant(session, runtime.clock, "Timeout")
+        await session.commit()
+    headers = {"api_key": created.keys["secret_test"]}
+    holder = await asyncpg.connect(database)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            made = await client.post(
+                "/backoffice/v1/contacts", json={"first_name": "Ann"}, headers=headers
+            )
+            assert made.status_code == 201, made.text
+            contact_id = made.json()["id"]
+            async with holder.transaction():
+                await holder.execute("SELECT 1 FROM contacts WHERE id = $1 FOR UPDATE", contact_id)
+                response = await client.put(
+                    f"/backoffice/v1/contacts/{contact_id}",
+                    json={"first_name": "Bea"},
+                    headers=headers,
+                )
+            assert response.status_code == 503, response.text
+            assert response.json()["code"] == "SERVICE_UNAVAILABLE"
+            after = await client.get(f"/backoffice/v1/contacts/{contact_id}", headers=headers)
+            assert after.json()["first_name"] == "Ann"
+    finally:
+        await holder.close()
+        await runtime.close()

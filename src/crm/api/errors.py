@@ -105,12 +105,19 @@ async def _on_integrity_error(request: Request, exc: Exception) -> JsonResponse:
 # PostgreSQL's "deadlock detected" and "could not serialize": the database chose this request
 # as the loser of a race and rolled it back, so retrying is safe.
 _LOST_RACE_STATES = frozenset({"40P01", "40001"})
+# "canceling statement due to statement timeout" and "lock not available".
+_BUSY_STATES = frozenset({"57014", "55P03"})
 
 
 async def _on_database_error(request: Request, exc: Exception) -> JsonResponse:
     state = getattr(getattr(exc, "orig", None), "sqlstate", None)
     if state in _LOST_RACE_STATES:
         return await _on_integrity_error(request, exc)
+    if state in _BUSY_STATES:
+        # The statement timeout (or a lock timeout) cancelled a statement that waited too long,
+        # usually on a row many requests update at once under overload: the transaction was
+        # rolled back, and the client may retry later.
+        return await _on_database_unavailable(request, exc)
     if getattr(exc, "connection_invalidated", False):
         # The connection was cut under the request (a restart, a failover): the driver raises an
         # InterfaceError, not an OperationalError, and the pool has already been invalidated.
