@@ -198,11 +198,15 @@ async def _answer_once(
     responses=error_responses(401),
 )
 async def verify_email(
-    caller: PublicKey,
+    request: Request,
     runtime: RuntimeDep,
     db: SessionDep,
     token: Annotated[str, Query(min_length=1, max_length=200)],
+    api_key: ApiKeyHeader = None,
 ) -> Response:
+    """The link's token names the tenant: no api_key is needed (an app opening the link sends
+    none); one sent as well must be of the token's tenant and mode."""
+    caller = await _optional_key(request, runtime, api_key)
     await service.verify_email(db, runtime, caller, token)
     return Response(status_code=200)
 
@@ -455,8 +459,15 @@ async def forgot_password(
     responses=error_responses(401),
 )
 async def reset_password(
-    request: Request, body: ResetPasswordIn, caller: PublicKey, runtime: RuntimeDep, db: SessionDep
+    request: Request,
+    body: ResetPasswordIn,
+    runtime: RuntimeDep,
+    db: SessionDep,
+    api_key: ApiKeyHeader = None,
 ) -> Response:
+    """The reset token names the tenant: no api_key is needed; one sent as well must be of the
+    token's tenant and mode."""
+    caller = await _optional_key(request, runtime, api_key)
     await service.reset_password(db, runtime, caller, body.token, body.password)
     return Response(status_code=204)
 

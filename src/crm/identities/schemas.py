@@ -76,6 +76,26 @@ class PhoneIn(_In):
     country_code: Country = None
 
 
+def _blank_phone_to_none(value: Any) -> Any:
+    """`{number: ""}`: what a generated client sends for a phone it must fill but has none of."""
+    if isinstance(value, dict):
+        number = value.get("number")
+        if number is None or (isinstance(number, str) and not number.strip()):
+            return None
+    return value
+
+
+def _empty_to_none(value: Any) -> Any:
+    # Only the empty string: a password of spaces is still a (policy-checked) password.
+    return None if value == "" else value
+
+
+# A member CRM.COM's schema marks required though it does not apply to the request: a client
+# generated from that schema fills it with an empty value, which means absent.
+OptionalPhone = Annotated[PhoneIn | None, BeforeValidator(_blank_phone_to_none)]
+OptionalPassword = Annotated[PasswordText, BeforeValidator(_empty_to_none)]
+
+
 class CustomField(_In):
     key: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
     value: Annotated[str, StringConstraints(max_length=1000)] | None = None
@@ -145,10 +165,14 @@ class ValidateIn(_In):
 
 
 class AuthenticateIn(_In):
+    """CRM.COM's schema requires `token`, `phone` and `mac_address` too: empty values in the
+    members that do not apply (`""`, `{number: ""}`) read as absent; `token` and `mac_address`
+    themselves are ignored (no provider here uses them)."""
+
     provider: Channel = None
     username: EmailText = Field(None, validation_alias=AliasChoices("username", "email"))
-    password: PasswordText = None
-    phone: PhoneIn | None = None
+    password: OptionalPassword = None
+    phone: OptionalPhone = None
     phone_number: PhoneText = None
     country_code: Country = None
     method: Channel = Field(None, validation_alias=AliasChoices("method", "send_method"))
