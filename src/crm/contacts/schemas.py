@@ -15,8 +15,8 @@ from pydantic import (
     field_validator,
 )
 
+from crm import documents
 from crm.clock import epoch
-from crm.contacts import documents
 from crm.contacts.models import ConsentEvent, Contact, ContactPhone
 from crm.identities.models import Identity, Session
 from crm.paging import Paging
@@ -302,7 +302,7 @@ def contact_read(contact: Contact, phones: list[ContactPhone]) -> ContactRead:
         born = DateOfBirth(
             year=contact.birth_year, month=contact.birth_month, day=contact.birth_day
         )
-    held = documents.values_of(contact)
+    held = {name: getattr(contact, name) for name in documents.DOCUMENT_FIELDS}
     return ContactRead(
         id=contact.id,
         code=contact.code,

@@ -29,6 +29,7 @@ from crm.contacts.audit import audit_row as audit_row
 from crm.contacts.audit import count_audit as count_audit
 from crm.contacts.audit import list_audit as list_audit
 from crm.contacts.audit import record_audit as record_audit
+from crm.contacts.documents import contact_by_number as contact_by_number
 from crm.contacts.errors import (
     CompanyNameRequired,
     ContactCodeAlreadyExists,

@@ -12,8 +12,10 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    model_validator,
 )
 
+from crm.documents import CompanyProfile, DemographicsExtra
 from crm.text import clean_text, parse_bool
 
 
@@ -204,13 +206,36 @@ class DateOfBirth(_In):
     day: int = Field(ge=1, le=31)
 
 
-class Demographics(_In):
+class Demographics(DemographicsExtra):
+    """CRM.COM's demographics; name day, passport, id details and statutory number come from
+    crm.documents, shared with the Back-Office contact."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
     gender: Annotated[str, StringConstraints(strip_whitespace=True, max_length=20)] | None = None
     date_of_birth: DateOfBirth | None = None
 
 
+class ProfilePhoneIn(_In):
+    """The contact's phone as CRM.COM's profile carries it: a national number and its country
+    (or a number with its calling code); without a country, the application's default."""
+
+    type: Literal["MOBILE", "LANDLINE", "FAX"] = "MOBILE"
+    number: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    country_code: Country = None
+
+
 class ProfileUpdateIn(_In):
     """Partial: an absent member is left alone, an explicit null clears it."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_members(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            phone = data.get("phone")
+            if isinstance(phone, dict) and _blank_phone_to_none(phone) is None:
+                data = {k: v for k, v in data.items() if k != "phone"}
+        return data
 
     title: Short = None
     first_name: Name = None
@@ -223,6 +248,9 @@ class ProfileUpdateIn(_In):
     custom_fields: Annotated[list[CustomField], Field(max_length=50)] | None = None
     referral_code: Referral = None
     demographics: Demographics | None = None
+    # `{number: ""}` is dropped (left as stored); null removes the phone.
+    phone: ProfilePhoneIn | None = None
+    company_profile: CompanyProfile | None = None
     service_acceptance: StrBool | None = Field(
         None, validation_alias=AliasChoices("service_acceptance", "accept_terms_&_conditions")
     )
