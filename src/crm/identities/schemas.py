@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from crm.documents import CompanyProfile, DemographicsExtra
+from crm.errors import FieldNotSupported
 from crm.text import clean_text, parse_bool
 
 
@@ -122,7 +123,26 @@ class IdentityIn(_In):
         return self.phone_number, self.country_code
 
 
+# Members of CRM.COM's register schema this server does not keep (gift passes are another
+# product): refused rather than silently dropped.
+UNSUPPORTED_REGISTER_MEMBERS = ("pass_code", "pass_pin", "pass_pin ")
+
+
 class RegisterIn(_In):
+    @model_validator(mode="before")
+    @classmethod
+    def _unsupported(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in UNSUPPORTED_REGISTER_MEMBERS:
+                value = data.get(name)
+                if value is not None and value != "":
+                    member = name.strip()
+                    raise FieldNotSupported(
+                        f"{member} is not supported by this server.",
+                        details=[{"field": member, "message": FieldNotSupported.message}],
+                    )
+        return data
+
     identity: IdentityIn = Field(validation_alias=AliasChoices("identity", "identification"))
     contact_type: Literal["PERSON", "COMPANY"] = Field(
         "PERSON", validation_alias=AliasChoices("contact_type", "type")
