@@ -11,9 +11,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+import phonenumbers
+
 from crm.errors import AppError, InvalidRequest
+from crm.identities.countries import ALPHA3_TO_ALPHA2
 from crm.identities.errors import BirthdateAlone, CredentialNotSupported, ProviderNotSupported
-from crm.identities.identifiers import normalize_email, phone_credential
+from crm.identities.identifiers import normalize_email, normalize_phone, phone_credential
 from crm.identities.schemas import CredentialIn
 from crm.security.crypto import hmac_sha256
 
@@ -102,13 +105,28 @@ def decoy_identity(
     )
     digits = "".join(str(int(ch, 16) % 10) for ch in seed)
     if method != "EMAIL" and default_country is not None:
-        # Eight digits: a national number every numbering plan here reads leniently.
-        for start in range(0, len(digits) - 8):
-            candidate = "9" + digits[start : start + 7]
-            try:
-                return "PHONE", phone_credential(candidate, default_country)
-            except AppError:
-                continue
+        phone = _made_up_mobile(default_country, digits)
+        if phone is not None:
+            return "PHONE", phone
     letters = "".join(chr(ord("a") + int(ch, 16) % 26) for ch in seed[:8])
     domain = _DECOY_DOMAINS[int(seed[8:10], 16) % len(_DECOY_DOMAINS)]
     return "EMAIL", f"{letters}@{domain}"
+
+
+def _made_up_mobile(country: str, digits: str) -> str | None:
+    """A valid mobile number of `country` (E.164) whose subscriber digits come from `digits`."""
+    example = phonenumbers.example_number_for_type(
+        ALPHA3_TO_ALPHA2[country], phonenumbers.PhoneNumberType.MOBILE
+    )
+    if example is None:
+        return None
+    national = str(example.national_number)
+    # The example's leading digits keep the mobile range; the rest are the seed's.
+    keep = min(3, len(national) - 4)
+    for start in range(0, len(digits) - len(national)):
+        candidate = national[:keep] + digits[start : start + len(national) - keep]
+        try:
+            return normalize_phone(candidate, country, strict=True).e164
+        except AppError:
+            continue
+    return None
