@@ -112,9 +112,9 @@ class IdentityIn(_In):
         validation_alias=AliasChoices("provider", "type")
     )
     email: EmailText = Field(None, validation_alias=AliasChoices("email", "email_address"))
-    password: PasswordText = None
+    password: OptionalPassword = None
     phone_number: PhoneText = None
-    phone: PhoneIn | None = None
+    phone: OptionalPhone = None
     country_code: Country = None
 
     def phone_parts(self) -> tuple[str | None, str | None]:
@@ -206,8 +206,8 @@ class IdentityAddIn(_In):
     provider: Channel = Field(None, validation_alias=AliasChoices("provider", "type"))
     email: EmailText = Field(None, validation_alias=AliasChoices("email", "email_address"))
     username: EmailText = None
-    password: PasswordText = None
-    phone: PhoneIn | None = None
+    password: OptionalPassword = None
+    phone: OptionalPhone = None
     phone_number: PhoneText = None
     country_code: Country = None
     # Re-authentication: needed unless the session signed in within the last few minutes.
