@@ -117,6 +117,12 @@ async def test_nothing_matching_answers_like_an_unknown_credential(
         )
         assert wrong.status_code in (400, 401, 404)
     assert len(await messages(runtime, tenant.id, "OTP")) == sent  # nothing was sent
+    # Beside the holder's passport, a wrong extra credential changes nothing in the answer: the
+    # birth date or the other document cannot be guessed from it.
+    for extra in (("ID_NUMBER", "ID999"), ("BIRTHDATE", "1980-01-01")):
+        answer = await _ask(client, tenant, ("PASSPORT", "PA445566"), extra)
+        assert answer.json()["obfuscated_value"] == known.json()["obfuscated_value"]
+    assert len(await messages(runtime, tenant.id, "OTP")) == sent
     # Asking for EMAIL for a contact without a proven email: a decoy too, an email's shape.
     by_mail = await _ask(client, tenant, ("PASSPORT", "PA445566"), method="EMAIL")
     assert by_mail.status_code == 200 and "@" in by_mail.json()["obfuscated_value"]

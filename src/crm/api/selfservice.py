@@ -289,6 +289,11 @@ async def request_otp(
     db: SessionDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
+    """Credentials: `EMAIL`, `PHONE` (without its calling code: the application's
+    `default_country`), or a document of the contact (`LOYALTY_IDENTIFIER`, `ID_NUMBER`,
+    `PASSPORT`, `STATUTORY_ID`), whose proven phone or email gets the code; `BIRTHDATE`
+    (YYYY-MM-DD) only beside another. Nothing matching answers as an unknown credential does
+    (200, nothing sent). `CARD` and `GIFT_PASS`: 400 `CREDENTIAL_NOT_SUPPORTED`."""
     return await _answer_once(
         request,
         db,
@@ -418,6 +423,8 @@ async def contact_exists(
     phone: Annotated[str | None, Query(max_length=64)] = None,
     country_code: Annotated[str | None, Query(max_length=8)] = None,
 ) -> dict[str, bool]:
+    """`phone` without its calling code and without `country_code` is read in the
+    application's `default_country`."""
     exists = await service.contact_exists(
         db,
         runtime,

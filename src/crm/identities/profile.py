@@ -141,7 +141,7 @@ async def update_profile(
     if "company_profile" in present:
         changes.update(documents.company_changes(body.company_profile, only_set=True))
     if "phone" in present:
-        changes["phones"] = await _phones_with(db, runtime, signed, contact, body.phone)
+        changes["phones"] = await _phones_with(db, signed, contact, body.phone)
     await contacts.update_fields(
         db, runtime.clock, contact, changes, source=SOURCE, actor=signed.actor
     )
@@ -150,7 +150,6 @@ async def update_profile(
 
 async def _phones_with(
     db: AsyncSession,
-    runtime: Runtime,
     signed: SignedIn,
     contact: Contact,
     phone: ProfilePhoneIn | None,

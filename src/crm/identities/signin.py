@@ -85,7 +85,7 @@ async def _resolve(
     )
     if not named.documents and named.birthdate is None:
         return found, stand_in
-    holders = {i.contact_pk for i in found}
+    holders = [i.contact_pk for i in found]
     unknown = len(found) < len(named.identities)
     for field, value in named.documents:
         pk = await contacts.contact_by_number(
@@ -94,20 +94,33 @@ async def _resolve(
         if pk is None:
             unknown = True
         else:
-            holders.add(pk)
-    if unknown or len(holders) != 1:
+            holders.append(pk)
+    target = None
+    if holders and named.documents:
+        target = await _destination(db, holders[0], method)
+        if target is not None and not named.identities:
+            # A request that names a contact by document and adds something that does not fit
+            # (another's document, a wrong birth date) answers exactly as the document alone
+            # would, destination included, so the extra credential cannot be guessed from it.
+            stand_in = (target.provider, target.identifier)
+    if unknown or len(set(holders)) != 1:
         return [], stand_in
-    [holder] = holders
-    if named.birthdate is not None and not await _born_on(db, holder, named.birthdate):
+    if named.birthdate is not None and not await _born_on(db, holders[0], named.birthdate):
         return [], stand_in
     if not named.documents:
         return found, stand_in
-    proven = [i for i in await list_identities(db, holder) if proof.has_power(i)]
+    return ([target] if target is not None else []), stand_in
+
+
+async def _destination(db: AsyncSession, contact_pk: int, method: str | None) -> Identity | None:
+    """The contact's proven identity a code named by document goes to: the asked channel's, else
+    its phone, else its email."""
+    proven = [i for i in await list_identities(db, contact_pk) if proof.has_power(i)]
     wanted = {"SMS": "PHONE", "EMAIL": "EMAIL"}.get(method or "")
     target = next((i for i in proven if i.provider == (wanted or "PHONE")), None)
     if target is None and wanted is None:
         target = next((i for i in proven if i.provider == "EMAIL"), None)
-    return ([target] if target is not None else []), stand_in
+    return target
 
 
 async def _born_on(db: AsyncSession, contact_pk: int, born: dt.date) -> bool:
