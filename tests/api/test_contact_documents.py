@@ -3,8 +3,10 @@ statutory number, company profile and loyalty identifiers (contacts.documents)."
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from crm.contacts import importer
 from crm.tenants.schemas import CreatedTenant
 
 BASE = "/backoffice/v1/contacts"
@@ -138,3 +140,35 @@ async def test_bad_document_members_are_refused_and_nothing_is_written(
             assert refused.json()["code"] == code, refused.text
     listed = await client.get(BASE, headers=secret(tenant))
     assert listed.json()["content"] == []
+
+
+async def test_import_keeps_documents_and_rejects_a_taken_one(
+    client: Any, runtime: Any, tenant: Any
+) -> None:
+    first = await client.post(
+        BASE,
+        json={"first_name": "A", "demographics": {"passport": {"number": "IMP-1"}}},
+        headers=secret(tenant, "live"),
+    )
+    assert first.status_code == 201, first.text
+
+    def row(contact_id: str, passport: str) -> dict[str, str | None]:
+        demo = {"passport": {"number": passport, "issuing_country_code": "CYP"}}
+        return {"id": contact_id, "first_name": "B", "demographics": json.dumps(demo)}
+
+    async with runtime.sessions() as session:
+        written = await importer.import_batch(
+            session,
+            runtime.clock,
+            tenant_id=tenant.id,
+            mode="live",
+            rows=[(2, row("imp-a", "IMP 2")), (3, row("imp-b", "imp1"))],
+            actor="cli:import",
+        )
+        await session.commit()
+    assert written.created == 1
+    [rejected] = written.rejected
+    assert rejected.line == 3 and "DOCUMENT_IN_USE" in rejected.reason
+    read = await client.get(f"{BASE}/imp-a", headers=secret(tenant, "live"))
+    assert read.json()["demographics"]["passport"]["number"] == "IMP2"
+    assert read.json()["loyalty_identifiers"] == []

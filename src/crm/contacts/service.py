@@ -318,6 +318,8 @@ def build_contact(
         addresses=[],
         custom_fields=[],
         tags=[],
+        sub_industries=[],
+        loyalty_identifiers=[],
         service_acceptance=False,
         email_opt_out=False,
         sms_opt_out=False,
