@@ -9,6 +9,7 @@ The rules on the values (matching form, uniqueness) are crm.contacts.documents'.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
@@ -53,6 +54,20 @@ COUNTRIES = {
     "id_country": "demographics.id_details.issuing_country_code",
     "registration_country": "company_profile.registration_country",
 }
+_SEPARATORS = re.compile(r"[\s\-./]+")
+_NUMBER = re.compile(r"[0-9A-Z]{1,64}")
+
+
+def folded_number(value: str) -> str | None:
+    """A document or loyalty number as kept and matched ("ab 123-456" -> "AB123456"), or None
+    when it cannot be one (crm.contacts.documents refuses those)."""
+    if not isinstance(value, str) or not value.isascii():
+        # ASCII only: upper() of some letters yields ASCII look-alikes.
+        return None
+    folded = _SEPARATORS.sub("", value.strip()).upper()
+    return folded if _NUMBER.fullmatch(folded) else None
+
+
 # --- what crosses the wire ----------------------------------------------------------------
 
 Text64 = Annotated[

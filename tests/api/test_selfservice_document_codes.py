@@ -117,6 +117,9 @@ async def test_nothing_matching_answers_like_an_unknown_credential(
         )
         assert wrong.status_code in (400, 401, 404)
     assert len(await messages(runtime, tenant.id, "OTP")) == sent  # nothing was sent
+    # Two spellings of one unknown number answer alike, as they do for a number someone holds.
+    spelled = [await _ask(client, tenant, ("PASSPORT", v)) for v in ("ZZ 000-111", "zz000111")]
+    assert spelled[0].json()["obfuscated_value"] == spelled[1].json()["obfuscated_value"]
     # Beside the holder's passport, a wrong extra credential changes nothing in the answer: the
     # birth date or the other document cannot be guessed from it.
     for extra in (("ID_NUMBER", "ID999"), ("BIRTHDATE", "1980-01-01")):

@@ -7,7 +7,6 @@ matching form, without the spaces, dashes, dots and slashes people type, in uppe
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -22,6 +21,7 @@ from crm.documents import (
     LIST_FIELDS,
     MAX_LOYALTY_IDENTIFIERS,
     UNIQUE_NUMBERS,
+    folded_number,
 )
 from crm.errors import AppError
 from crm.ids import uuid7
@@ -29,17 +29,11 @@ from crm.ids import uuid7
 # Re-exported for the contacts service's callers.
 __all__ = ["DOCUMENT_FIELDS", "LIST_FIELDS", "contact_by_number", "matching_form"]
 
-_SEPARATORS = re.compile(r"[\s\-./]+")
-_NUMBER = re.compile(r"[0-9A-Z]{1,64}")
-
 
 def matching_form(value: str) -> str:
     """A document or loyalty number as kept and matched: "ab 123-456" -> "AB123456"."""
-    if not isinstance(value, str):
-        raise InvalidDocumentNumber()
-    folded = _SEPARATORS.sub("", value.strip()).upper()
-    # fullmatch on ASCII only: upper() of some letters yields ASCII look-alikes.
-    if not value.isascii() or not _NUMBER.fullmatch(folded):
+    folded = folded_number(value)
+    if folded is None:
         raise InvalidDocumentNumber()
     return folded
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import phonenumbers
 
+from crm.documents import folded_number
 from crm.errors import AppError, InvalidRequest
 from crm.identities.countries import ALPHA3_TO_ALPHA2
 from crm.identities.errors import BirthdateAlone, CredentialNotSupported, ProviderNotSupported
@@ -101,7 +102,11 @@ def decoy_identity(
     seed = hmac_sha256(
         secret,
         "document-decoy",
-        "|".join([tenant_id, mode, *sorted(f"{f}={v.upper()}" for f, v in documents)]).encode(),
+        # The matching form: two spellings of one number must get one answer, as they do for
+        # a number someone holds.
+        "|".join(
+            [tenant_id, mode, *sorted(f"{f}={folded_number(v) or v}" for f, v in documents)]
+        ).encode(),
     )
     digits = "".join(str(int(ch, 16) % 10) for ch in seed)
     if method != "EMAIL" and default_country is not None:
