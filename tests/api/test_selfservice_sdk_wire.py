@@ -13,10 +13,12 @@ from tests.support.selfservice import (
     key,
     last_code,
     last_token,
+    messages,
     register_email_password_proven,
     register_phone,
     set_policy,
     unique_phone,
+    verify_added_identity,
 )
 
 V2 = "/self-service/v2"
@@ -183,3 +185,33 @@ def test_make_run_sets_the_public_url_from_host_and_port() -> None:
     )
     serve = [line for line in dry.stdout.splitlines() if " serve " in line]
     assert serve and "CRM_PUBLIC_URL=http://127.0.0.1:8101 " in serve[0], dry.stdout
+
+
+async def test_forgotten_password_by_a_national_phone_uses_the_default_country(
+    client: Any, runtime: Any, tenant: Any
+) -> None:
+    address, tokens = await register_email_password_proven(client, runtime, tenant)
+    number = unique_phone()
+    added = await client.post(
+        f"{V2}/contacts/{tokens['contact']['id']}/identities",
+        json={"provider": "PHONE", "phone": {"number": number, "country_code": "CYP"}},
+        headers=bearer(tokens["access_token"]),
+    )
+    assert added.status_code == 201, added.text
+    proven = await verify_added_identity(client, runtime, tenant, tokens, added.json()["id"])
+    assert proven.status_code == 204, proven.text
+
+    async def resets() -> int:
+        return len(await messages(runtime, tenant.id, "PASSWORD_RESET"))
+
+    asked = await client.post(
+        f"{V2}/contacts/forgot_password", json={"username": number}, headers=key(tenant)
+    )
+    assert asked.status_code == 204 and await resets() == 0
+    await set_policy(runtime, tenant, default_country="CYP")
+    asked = await client.post(
+        f"{V2}/contacts/forgot_password", json={"username": number}, headers=key(tenant)
+    )
+    assert asked.status_code == 204 and await resets() == 1
+    [mail] = await messages(runtime, tenant.id, "PASSWORD_RESET")
+    assert mail.recipient == address

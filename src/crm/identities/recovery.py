@@ -25,7 +25,7 @@ from crm.identities.flows_common import (
     _policy,
     _queue_token_email,
 )
-from crm.identities.identifiers import normalize_email, parse_phone_credential
+from crm.identities.identifiers import normalize_email, phone_credential
 from crm.identities.identities import find_identity, list_identities
 from crm.identities.models import Identity, OtpChallenge
 from crm.identities.sessions import revoke_all_sessions
@@ -141,8 +141,14 @@ async def _email_identity_for_username(
                 "EMAIL",
                 normalize_email(username, test_mode=caller.mode == "test").canonical,
             )
+        # A number without its calling code is of the application's default country.
+        policy = await _policy(db, caller.application_id, caller.mode)
         phone = await find_identity(
-            db, caller.tenant_id, caller.mode, "PHONE", parse_phone_credential(username)
+            db,
+            caller.tenant_id,
+            caller.mode,
+            "PHONE",
+            phone_credential(username, policy.default_country),
         )
     except AppError:
         return None
