@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# The URL clients reach and the tokens' issuer (`iss`): follows HOST and PORT unless set.
+CRM_PUBLIC_URL ?= http://$(HOST):$(PORT)
 # Sample test-mode contacts for the demo tenant: make run DEMO_CONTACTS=50
 DEMO_CONTACTS ?= 0
 
@@ -27,7 +29,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/crm db upgrade
 	$(BIN)/crm tenants demo --base-url http://$(HOST):$(PORT) --with-contacts $(DEMO_CONTACTS)
-	$(BIN)/crm serve --host $(HOST) --port $(PORT)
+	CRM_PUBLIC_URL=$(CRM_PUBLIC_URL) $(BIN)/crm serve --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed-test
 	$(BIN)/pytest

@@ -226,3 +226,11 @@ class DecryptionFailed(InternalError):
     It keeps InternalError's code and message on purpose: the cause is server-side and goes to
     the log, never to the client.
     """
+
+
+class FieldNotSupported(InvalidRequest):
+    """A member of CRM.COM's schema this server does not keep: refused rather than dropped, so
+    a client never believes it stored something it did not."""
+
+    code = "FIELD_NOT_SUPPORTED"
+    message = "This field of CRM.COM's schema is not supported by this server."

@@ -85,6 +85,10 @@ async def test_create_with_own_id_and_code_returns_them_and_get_shows_the_record
     assert body["demographics"] == {
         "gender": "MALE",
         "date_of_birth": {"year": 1980, "month": 2, "day": 29},
+        "name_day": None,
+        "passport": None,
+        "id_details": None,
+        "statutory_number": None,
     }
     assert body["custom_fields"] == [{"key": "loyalty_tier", "value": "gold"}]
     assert body["tags"] == ["vip", "b2c"]

@@ -55,7 +55,9 @@ async def test_seed_register_body_verbatim_sends_sms_code_and_validates_by_crede
     )
     assert response.status_code == 200, response.text
     profile = response.json()
-    assert profile["phone"]["number"] == "+3579947823"
+    # The national number beside its country, as written (read back and written again, the same).
+    assert profile["phone"]["number"] == "9947823"
+    assert profile["phone"]["country_code"] == "CYP"
     assert profile["sms_opt_out"] is True and profile["email_opt_out"] is True
     assert profile["accept_terms_&_conditions"] is True
     assert None not in profile.values()

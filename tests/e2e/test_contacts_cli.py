@@ -111,6 +111,10 @@ def test_import_keeps_good_rows_and_reports_bad_ones_then_rerun_is_a_no_op(
     assert ann["demographics"] == {
         "gender": "FEMALE",
         "date_of_birth": {"year": 1990, "month": 5, "day": 17},
+        "name_day": None,
+        "passport": None,
+        "id_details": None,
+        "statutory_number": None,
     }
     assert ann["custom_fields"] == [{"key": "tier", "value": "gold"}]
     assert ann["sms_opt_out"] is True

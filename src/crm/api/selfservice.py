@@ -199,11 +199,15 @@ async def _answer_once(
     responses=error_responses(401),
 )
 async def verify_email(
-    caller: PublicKey,
+    request: Request,
     runtime: RuntimeDep,
     db: SessionDep,
     token: Annotated[str, Query(min_length=1, max_length=200)],
+    api_key: ApiKeyHeader = None,
 ) -> Response:
+    """The link's token names the tenant: no api_key is needed (an app opening the link sends
+    none); one sent as well must be of the token's tenant and mode."""
+    caller = await _optional_key(request, runtime, api_key)
     await service.verify_email(db, runtime, caller, token)
     return Response(status_code=200)
 
@@ -290,6 +294,11 @@ async def request_otp(
     db: SessionDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
+    """Credentials: `EMAIL`, `PHONE` (without its calling code: the application's
+    `default_country`), or a document of the contact (`LOYALTY_IDENTIFIER`, `ID_NUMBER`,
+    `PASSPORT`, `STATUTORY_ID`), whose proven phone or email gets the code; `BIRTHDATE`
+    (YYYY-MM-DD) only beside another. Nothing matching answers as an unknown credential does
+    (200, nothing sent). `CARD` and `GIFT_PASS`: 400 `CREDENTIAL_NOT_SUPPORTED`."""
     return await _answer_once(
         request,
         db,
@@ -423,6 +432,8 @@ async def contact_exists(
     phone: Annotated[str | None, Query(max_length=64)] = None,
     country_code: Annotated[str | None, Query(max_length=8)] = None,
 ) -> dict[str, bool]:
+    """`phone` without its calling code and without `country_code` is read in the
+    application's `default_country`."""
     exists = await service.contact_exists(
         db,
         runtime,
@@ -464,8 +475,15 @@ async def forgot_password(
     responses=error_responses(401),
 )
 async def reset_password(
-    request: Request, body: ResetPasswordIn, caller: PublicKey, runtime: RuntimeDep, db: SessionDep
+    request: Request,
+    body: ResetPasswordIn,
+    runtime: RuntimeDep,
+    db: SessionDep,
+    api_key: ApiKeyHeader = None,
 ) -> Response:
+    """The reset token names the tenant: no api_key is needed; one sent as well must be of the
+    token's tenant and mode."""
+    caller = await _optional_key(request, runtime, api_key)
     await service.reset_password(db, runtime, caller, body.token, body.password)
     return Response(status_code=204)
 

@@ -27,13 +27,18 @@ from crm.identities.schemas import IdentityAddIn, IdentityCodeIn, PasswordIn, Pr
 @router.put(
     "/contacts/{id}",
     summary="Update the signed-in contact",
-    responses=error_responses(401, 403),
+    responses=error_responses(401, 403, 409),
     openapi_extra=BEARER,
 )
 async def update_contact(
     id: ContactId, body: ProfileUpdateIn, signed: SignedInDep, runtime: RuntimeDep, db: SessionDep
 ) -> dict[str, str]:
-    """Partial: absent members stay as they are."""
+    """Partial: absent members stay as they are. `phone {type, country_code, number}` is the
+    contact's primary phone (read back as the national number beside its country; `{number:
+    ""}` leaves it, null removes it); `demographics` keeps `name_day`, `passport`,
+    `id_details` and `statutory_number` too, and `company_profile` its registration, tax, VAT
+    and industry members. Document numbers are unique per tenant and mode (409
+    `DOCUMENT_IN_USE`)."""
     _own(signed, id)
     return {"id": await service.update_profile(db, runtime, signed, body)}
 

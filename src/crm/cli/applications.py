@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.cli.common import JsonOption, console, print_json, run_in_session, when
 from crm.errors import InvalidCountry
+from crm.identities.identifiers import normalize_country
 from crm.identities.policy import (
     EmailPasswordRegistration,
     Policy,
@@ -156,6 +157,11 @@ def _parse(assignment: str) -> tuple[str, Any]:
     if name == "sms_countries" and isinstance(value, str):
         try:
             value = ",".join(parse_sms_countries(value))
+        except InvalidCountry as exc:
+            raise typer.BadParameter(exc.message) from exc
+    if name == "default_country" and isinstance(value, str):
+        try:
+            value = normalize_country(value)
         except InvalidCountry as exc:
             raise typer.BadParameter(exc.message) from exc
     if name == "allowed_origins" and isinstance(value, str) and origin_problem(value):

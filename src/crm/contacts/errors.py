@@ -71,3 +71,21 @@ class InvalidSearch(InvalidRequest):
 class VerifyNeedsOneIdentifier(InvalidRequest):
     code = "VERIFY_NEEDS_ONE_IDENTIFIER"
     message = "Give exactly one of email_address or phone."
+
+
+class InvalidDocumentNumber(InvalidRequest):
+    code = "INVALID_DOCUMENT_NUMBER"
+    message = (
+        "A document or loyalty number is 1 to 64 letters and digits (spaces, dashes, dots and "
+        "slashes between them are dropped)."
+    )
+
+
+class DocumentInUse(Conflict):
+    code = "DOCUMENT_IN_USE"
+    message = "Another contact of this tenant already holds this document or loyalty number."
+
+
+class InvalidNameDay(InvalidRequest):
+    code = "INVALID_NAME_DAY"
+    message = "name_day is a month (1-12) and a day that exists in it."

@@ -75,6 +75,11 @@ class Contact(Base):
         _prefix_index("ix_contacts_tenant_mode_company", "company_name_norm"),
         _prefix_index("ix_contacts_tenant_mode_email", "email_canonical"),
         _prefix_index("ix_contacts_tenant_mode_code_norm", "code_norm"),
+        # Documents that identify one person: a code request may name them (see
+        # contacts.documents); NULLs (no document, erased contacts) never collide.
+        UniqueConstraint("tenant_id", "mode", "passport_number"),
+        UniqueConstraint("tenant_id", "mode", "id_number"),
+        UniqueConstraint("tenant_id", "mode", "statutory_number"),
     )
 
     pk: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
@@ -106,6 +111,27 @@ class Contact(Base):
     custom_fields: Mapped[list[dict[str, Any]]] = mapped_column(PortableJSON, default=list)
     tags: Mapped[list[str]] = mapped_column(PortableJSON, default=list)
     referral_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # CRM.COM's demographics beyond gender and birth date (contacts.documents). Document
+    # numbers are kept in their matching form: no spaces or dashes, upper case.
+    name_day_month: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    name_day_day: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    passport_number: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    passport_country: Mapped[str | None] = mapped_column(String(3), nullable=True)
+    passport_expiration: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    id_number: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    id_country: Mapped[str | None] = mapped_column(String(3), nullable=True)
+    id_expiration: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    statutory_number: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # A COMPANY's registration details (CRM.COM's company_profile).
+    registration_number: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    registration_country: Mapped[str | None] = mapped_column(String(3), nullable=True)
+    tax_reference_number: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    vat_registration_number: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    industry_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    sub_industries: Mapped[list[str]] = mapped_column(PortableJSON, default=list)
+    # Shown with the contact; the matching copy, unique per tenant and mode, is
+    # ContactLoyaltyIdentifier.
+    loyalty_identifiers: Mapped[list[str]] = mapped_column(PortableJSON, default=list)
     service_acceptance: Mapped[bool] = mapped_column(Boolean, default=False)
     email_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
     sms_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -131,6 +157,22 @@ class ContactPhone(Base):
     number: Mapped[str] = mapped_column(String(40))
     e164: Mapped[str] = mapped_column(String(16))
     is_primary: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ContactLoyaltyIdentifier(Base):
+    """A loyalty identifier (card number, member number) of a contact: unique per tenant and
+    mode, so a code request naming one finds exactly one contact."""
+
+    __tablename__ = "contact_loyalty_identifiers"
+    __table_args__ = (UniqueConstraint("tenant_id", "mode", "identifier"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    contact_pk: Mapped[int] = mapped_column(
+        ForeignKey("contacts.pk", ondelete="CASCADE"), index=True
+    )
+    tenant_id: Mapped[str] = mapped_column(String(36))
+    mode: Mapped[str] = mapped_column(String(10))
+    identifier: Mapped[str] = mapped_column(String(64))
 
 
 class ConsentEvent(Base):

@@ -15,6 +15,7 @@ from pydantic import (
     field_validator,
 )
 
+from crm import documents
 from crm.clock import epoch
 from crm.contacts.models import ConsentEvent, Contact, ContactPhone
 from crm.identities.models import Identity, Session
@@ -69,7 +70,10 @@ class DateOfBirth(BaseModel):
     day: Annotated[int, Field(ge=1, le=31)]
 
 
-class Demographics(BaseModel):
+class Demographics(documents.DemographicsExtra):
+    """CRM.COM's demographics: name day, passport, id details and statutory number come from
+    contacts.documents."""
+
     model_config = ConfigDict(extra="ignore")
 
     gender: Literal["FEMALE", "MALE", "OTHER"] | None = None
@@ -114,6 +118,14 @@ class _ContactFields(BaseModel):
     demographics: Demographics | None = None
     custom_fields: Annotated[list[CustomField], Field(max_length=MAX_CUSTOM_FIELDS)] | None = None
     tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] | None = None
+    company_profile: documents.CompanyProfile | None = None
+    loyalty_identifiers: (
+        Annotated[
+            list[documents.LoyaltyIdentifier],
+            Field(max_length=documents.MAX_LOYALTY_IDENTIFIERS),
+        ]
+        | None
+    ) = Field(None, description="Unique per tenant and mode; a code request may name one.")
     # Booleans may be absent but never null: consent is either given or not.
     service_acceptance: WireBool = None  # type: ignore[assignment]
     email_opt_out: WireBool = None  # type: ignore[assignment]
@@ -173,6 +185,11 @@ class _ContactFields(BaseModel):
                 out["birth_year"] = born.year if born else None
                 out["birth_month"] = born.month if born else None
                 out["birth_day"] = born.day if born else None
+            out.update(documents.demographics_changes(demo, only_set=only_set))
+        if "company_profile" in present:
+            out.update(documents.company_changes(self.company_profile, only_set=only_set))
+        if "loyalty_identifiers" in present:
+            out.update(documents.loyalty_changes(self.loyalty_identifiers))
         return out
 
 
@@ -221,9 +238,36 @@ class AddressOut(BaseModel):
     is_primary: bool = False
 
 
+class DocumentOut(BaseModel):
+    number: str
+    issuing_country_code: str | None = None
+    expiration_date: int | None = Field(None, description="Epoch seconds.")
+
+
 class DemographicsOut(BaseModel):
     gender: str | None = None
     date_of_birth: DateOfBirth | None = None
+    name_day: documents.NameDay | None = None
+    passport: DocumentOut | None = None
+    id_details: DocumentOut | None = None
+    statutory_number: str | None = None
+
+
+class IndustryOut(BaseModel):
+    id: str
+
+
+class CompanyProfileOut(BaseModel):
+    registration_number: str | None = None
+    registration_country: str | None = None
+    tax_reference_number: str | None = None
+    vat_registration_number: str | None = None
+    industry: IndustryOut | None = None
+    sub_industries: list[IndustryOut] | None = None
+
+
+class LoyaltyIdentifierOut(BaseModel):
+    identifier: str
 
 
 class ContactRead(BaseModel):
@@ -241,6 +285,8 @@ class ContactRead(BaseModel):
     language_code: str | None = None
     country_of_agreement: str | None = None
     demographics: DemographicsOut = DemographicsOut()
+    company_profile: CompanyProfileOut | None = None
+    loyalty_identifiers: list[LoyaltyIdentifierOut] = []
     custom_fields: list[CustomField] = []
     tags: list[str] = []
     service_acceptance: bool = False
@@ -256,6 +302,7 @@ def contact_read(contact: Contact, phones: list[ContactPhone]) -> ContactRead:
         born = DateOfBirth(
             year=contact.birth_year, month=contact.birth_month, day=contact.birth_day
         )
+    held = {name: getattr(contact, name) for name in documents.DOCUMENT_FIELDS}
     return ContactRead(
         id=contact.id,
         code=contact.code,
@@ -279,7 +326,11 @@ def contact_read(contact: Contact, phones: list[ContactPhone]) -> ContactRead:
         addresses=[AddressOut.model_validate(a) for a in contact.addresses or []],
         language_code=contact.language_code,
         country_of_agreement=contact.country_of_agreement,
-        demographics=DemographicsOut(gender=contact.gender, date_of_birth=born),
+        demographics=DemographicsOut.model_validate(
+            {"gender": contact.gender, "date_of_birth": born, **documents.demographics_out(held)}
+        ),
+        company_profile=documents.company_profile_out(held),
+        loyalty_identifiers=documents.loyalty_out(held) or [],
         custom_fields=[
             CustomField.model_construct(key=f["key"], value=f["value"])
             for f in contact.custom_fields or []

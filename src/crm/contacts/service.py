@@ -23,11 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm.clock import Clock
 
 # The audit and derived-row helpers live in their own modules; callers keep importing them here.
+from crm.contacts import documents
 from crm.contacts.audit import AuditPage as AuditPage
 from crm.contacts.audit import audit_row as audit_row
 from crm.contacts.audit import count_audit as count_audit
 from crm.contacts.audit import list_audit as list_audit
 from crm.contacts.audit import record_audit as record_audit
+from crm.contacts.documents import contact_by_number as contact_by_number
 from crm.contacts.errors import (
     CompanyNameRequired,
     ContactCodeAlreadyExists,
@@ -72,10 +74,11 @@ SIMPLE_FIELDS = (
     "custom_fields",
     "tags",
     "referral_code",
+    *documents.DOCUMENT_FIELDS,
 )
 # Fields kept in their own table rather than a column of `contacts`.
 PHONES = "phones"
-_LIST_FIELDS = ("addresses", "custom_fields", "tags")
+_LIST_FIELDS = ("addresses", "custom_fields", "tags", *documents.LIST_FIELDS)
 _NORMALISED = {
     "first_name": "first_name_norm",
     "last_name": "last_name_norm",
@@ -141,6 +144,7 @@ def normalise_fields(fields: Mapping[str, Any], *, test_mode: bool = False) -> d
         out[PHONES] = _normalise_phones(out[PHONES])
     if out.get("addresses") is not None:
         out["addresses"] = _normalise_addresses(out["addresses"])
+    documents.normalise(out, country=normalize_country)
     return out
 
 
@@ -233,6 +237,9 @@ async def create(
         raise ContactIdAlreadyExists()
     if code is not None and await _exists(session, tenant_id, mode, Contact.code == code):
         raise ContactCodeAlreadyExists()
+    await documents.check_unique(
+        session, tenant_id=tenant_id, mode=mode, fields=fields, contact_pk=None
+    )
     for attempt in range(_CODE_ATTEMPTS):
         contact = build_contact(
             tenant_id=tenant_id,
@@ -258,6 +265,8 @@ async def create(
         break
     for row in phone_rows(contact, fields.get(PHONES) or []):
         session.add(ContactPhone(**row))
+    if contact.loyalty_identifiers:
+        await documents.store_loyalty(session, contact)
     for row in consent_rows(contact, created_consent(fields), source, now):
         session.add(ConsentEvent(**row))
     record_audit(session, clock, contact, "CREATED", actor, created_audit_fields(fields))
@@ -309,6 +318,8 @@ def build_contact(
         addresses=[],
         custom_fields=[],
         tags=[],
+        sub_industries=[],
+        loyalty_identifiers=[],
         service_acceptance=False,
         email_opt_out=False,
         sms_opt_out=False,
@@ -443,10 +454,19 @@ async def update_fields(
         and not changes["company_name"]
     ):
         raise CompanyNameRequired(details=[{"field": "company_name", "message": "required"}])
+    await documents.check_unique(
+        session,
+        tenant_id=contact.tenant_id,
+        mode=contact.mode,
+        fields={k: changes[k] for k in changed},
+        contact_pk=contact.pk,
+    )
     now = clock.now()
     consent = {f: bool(changes[f]) for f in CONSENT_FLAGS if f in changed}
     _assign(contact, {k: changes[k] for k in changed if k != PHONES})
     _check_birth_date(contact)
+    if "loyalty_identifiers" in changed:
+        await documents.store_loyalty(session, contact)
     if PHONES in changed:
         await session.execute(delete(ContactPhone).where(ContactPhone.contact_pk == contact.pk))
         _add_phones(session, contact, changes[PHONES] or [])
@@ -489,6 +509,7 @@ async def erase(session: AsyncSession, clock: Clock, contact: Contact, *, actor:
     )
     for name in SIMPLE_FIELDS:
         setattr(contact, name, [] if name in _LIST_FIELDS else None)
+    await documents.store_loyalty(session, contact)  # none left: the identifiers are free
     for norm in _NORMALISED.values():
         setattr(contact, norm, None)
     contact.email_canonical = None

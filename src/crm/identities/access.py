@@ -10,8 +10,9 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.contacts.models import Contact
+from crm.contacts.models import Contact, ContactPhone
 from crm.db import UTCDateTime, read_connection
+from crm.documents import DOCUMENT_FIELDS, LIST_FIELDS
 from crm.identities import readpool, sessions
 from crm.identities.errors import RefreshTokenInvalid, SessionRevoked, TokenAudienceMismatch
 from crm.identities.flows_common import Grant, RequestMeta, SignedIn, _grant, _signer_ready
@@ -76,6 +77,17 @@ def _phone_subquery(column: Any) -> Any:
     )
 
 
+def _contact_phone(column: Any) -> Any:
+    # The profile's phone: the contact's primary phone (registration writes one).
+    return (
+        select(column)
+        .where(ContactPhone.contact_pk == Contact.pk)
+        .order_by(ContactPhone.is_primary.desc(), ContactPhone.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
 _PROFILE_COLUMNS = (
     Contact.pk,
     Contact.id,
@@ -98,7 +110,9 @@ _PROFILE_COLUMNS = (
     Contact.service_acceptance,
     Contact.email_opt_out,
     Contact.sms_opt_out,
+    *(getattr(Contact, name) for name in DOCUMENT_FIELDS),
 )
+_JSON_COLUMNS = ("custom_fields", *LIST_FIELDS)
 
 
 # Built once: constructing a select costs more than running it on the hot path.
@@ -108,6 +122,10 @@ _SIGNED_IN_QUERY = (
         Tenant.name,
         _phone_subquery(Identity.identifier).label("phone_e164"),
         _phone_subquery(Identity.country_code).label("phone_country"),
+        _contact_phone(ContactPhone.id).label("cphone_id"),
+        _contact_phone(ContactPhone.phone_type).label("cphone_type"),
+        _contact_phone(ContactPhone.e164).label("cphone_e164"),
+        _contact_phone(ContactPhone.country_code).label("cphone_country"),
     )
     .select_from(Session)
     .join(Contact, Contact.pk == Session.contact_pk)
@@ -169,8 +187,9 @@ async def resolve_access(runtime: Runtime, token: str, api_caller: CallerKey | N
             sql,
             *(params[n] if n in params else fixed[n] for n in names),
         )
-        if row is not None and isinstance(row["custom_fields"], str | bytes):
-            row["custom_fields"] = json.loads(row["custom_fields"])
+        for name in _JSON_COLUMNS:
+            if row is not None and isinstance(row[name], str | bytes):
+                row[name] = json.loads(row[name])
     else:
         async with read_connection(runtime.engine) as connection:
             result = await connection.execute(_SIGNED_IN_QUERY, params)

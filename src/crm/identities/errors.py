@@ -132,3 +132,17 @@ class IdentityAlreadyVerified(Conflict):
 class IdentityClaimExpired(InvalidRequest):
     code = "IDENTITY_CLAIM_EXPIRED"
     message = "This unproven email or phone has expired; register or add it again."
+
+
+class CredentialNotSupported(InvalidRequest):
+    code = "CREDENTIAL_NOT_SUPPORTED"
+    message = (
+        "CARD and GIFT_PASS credentials belong to CRM.COM's payment and gift-pass products, "
+        "which this server does not include; name an email, phone, loyalty identifier, id "
+        "number, passport or statutory id."
+    )
+
+
+class BirthdateAlone(InvalidRequest):
+    code = "BIRTHDATE_NEEDS_ANOTHER_CREDENTIAL"
+    message = "BIRTHDATE identifies nobody on its own: give it with another credential."

@@ -11,10 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.contacts.models import Contact
 from crm.db import session_scope
-from crm.identities import otp, proof, sessions, throttle
+from crm.identities import credentials, otp, proof, sessions, throttle
 from crm.identities import policy as policies
-from crm.identities.errors import ProviderNotSupported
-from crm.identities.identifiers import normalize_email, parse_phone_credential
 from crm.identities.identities import find_identity
 from crm.identities.models import Identity, OtpChallenge
 from crm.identities.schemas import CredentialIn
@@ -187,13 +185,10 @@ async def _grant(
     )
 
 
-def _credential_identifier(credential: CredentialIn, mode: str) -> tuple[str, str]:
-    name = credential.name.upper()
-    if name in ("EMAIL", "EMAIL_ADDRESS", "USERNAME"):
-        return "EMAIL", normalize_email(credential.value, test_mode=mode == "test").canonical
-    if name in ("PHONE", "PHONE_NUMBER", "MOBILE"):
-        return "PHONE", parse_phone_credential(credential.value)
-    raise ProviderNotSupported()
+def _credential_identifier(
+    credential: CredentialIn, mode: str, default_country: str | None = None
+) -> tuple[str, str]:
+    return credentials.identity_of(credential, mode, default_country)
 
 
 async def _identities_for(

@@ -212,6 +212,48 @@ def parse_phone_credential(value: str) -> str:
     return _build(calling_code, national, None, strict=False).e164
 
 
+def _is_valid_e164(e164: str) -> bool:
+    calling_code, national = _split_calling_code(e164[1:])
+    return phone_rules.is_valid(calling_code, national)
+
+
+def phone_credential(value: str, default_country: str | None) -> str:
+    """E.164 for a phone a client names without a separate country (a code request's value, the
+    existence check's `phone` query), read with the application's default country.
+
+    With `+` or `00` the number carries its calling code. Otherwise, without a default country,
+    as parse_phone_credential. With one, the first reading that holds: a valid national number
+    of the default country ("99773656" with CYP), a valid number with its calling code
+    ("35799773656"), then the lenient readings in that order (the calling-code reading first, as
+    API.md has always read bare digits).
+    """
+    international, _digits = _clean_phone(value)
+    if international or default_country is None:
+        return parse_phone_credential(value)
+    readings: list[str] = []
+    try:
+        readings.append(normalize_phone(value, default_country).e164)
+    except InvalidPhone:
+        pass
+    try:
+        with_code = parse_phone_credential(value)
+    except InvalidPhone:
+        with_code = None
+    for candidate in readings:
+        if _is_valid_e164(candidate):
+            return candidate
+    if with_code is not None:
+        return with_code
+    if readings:
+        return readings[0]
+    raise InvalidPhone()
+
+
+def national_number(e164: str) -> str:
+    """The national significant number of an E.164 number: "+3579947823" -> "9947823"."""
+    return _split_calling_code(e164.lstrip("+"))[1]
+
+
 def obfuscate_phone(e164: str) -> str:
     """Mask the middle of an E.164 number: "+3579947823" -> "+357994***23".
 

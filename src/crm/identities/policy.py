@@ -99,6 +99,10 @@ class Policy:
     email_verification_url: str | None = None
     # ISO alpha-3 countries whose numbers may receive SMS; None: every country.
     sms_countries: tuple[str, ...] | None = None
+    # The country of a phone number written without its calling code ("99773656") where no
+    # country_code comes with it: code requests, sign-in, the existence check, profile phones.
+    # None (tenants have no country of their own): such a number is refused as before.
+    default_country: str | None = None
     # Per-client-address limits (see CLIENT_LIMITS). Unset here, the deployment's CRM_* default
     # applies; these values are those defaults' own defaults.
     register_limit_per_client_hour: int = 30
@@ -189,6 +193,16 @@ def _countries(raw: Mapping[str, Any]) -> tuple[str, ...] | None:
         return parse_sms_countries(value)
     except (InvalidCountry, AttributeError):
         return ()
+
+
+def _default_country(raw: Mapping[str, Any]) -> str | None:
+    value = raw.get("default_country")
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        return normalize_country(value)
+    except InvalidCountry:
+        return None  # unreadable: numbers need their calling code, as without the setting
 
 
 def parse_origins(raw: object) -> frozenset[str]:
@@ -340,6 +354,7 @@ def from_settings(
         password_reset_url=_url(raw, "password_reset_url"),
         email_verification_url=_url(raw, "email_verification_url"),
         sms_countries=_countries(raw),
+        default_country=_default_country(raw),
         allowed_origins=",".join(sorted(origins)) or None,
         oidc_redirect_urls=_redirect_urls(raw),
         email_password_registration=_registration(raw),

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm import documents
 from crm.contacts import service as contacts
 from crm.contacts.models import Contact, ContactPhone
 from crm.identities import policy as policies
@@ -14,33 +15,31 @@ from crm.identities import proof
 from crm.identities.errors import IdentifierRequired, ProviderNotSupported
 from crm.identities.flows_common import SOURCE, RequestMeta, SignedIn, _client_limit, _policy
 from crm.identities.identifiers import (
+    national_number,
     normalize_country,
     normalize_email,
     normalize_phone,
-    parse_phone_credential,
+    phone_credential,
 )
 from crm.identities.identities import PROVIDERS, add_identity, holds
 from crm.identities.models import Identity, IdentityOrigin
-from crm.identities.schemas import IdentityAddIn, ProfileUpdateIn
+from crm.identities.schemas import IdentityAddIn, ProfilePhoneIn, ProfileUpdateIn
 from crm.runtime import Runtime
 from crm.tenants.schemas import CallerKey
 
 
 def profile(row: dict[str, Any]) -> dict[str, Any]:
     """The contact as GET /contacts/{id} shows it (CRM.COM's field names)."""
-    phone = None
-    if row.get("phone_e164"):
-        phone = {
-            "type": "MOBILE",
-            "number": row["phone_e164"],
-            "country_code": row["phone_country"],
-        }
     birth = None
     if row.get("birth_year") and row.get("birth_month") and row.get("birth_day"):
         birth = {"year": row["birth_year"], "month": row["birth_month"], "day": row["birth_day"]}
-    demographics = None
-    if row.get("gender") or birth:
-        demographics = {"gender": row.get("gender"), "date_of_birth": birth}
+    demographics: dict[str, Any] | None = {
+        "gender": row.get("gender"),
+        "date_of_birth": birth,
+        **documents.demographics_out(row),
+    }
+    if demographics is not None and all(v is None for v in demographics.values()):
+        demographics = None
     return {
         "id": row["id"],
         "code": row["code"],
@@ -52,8 +51,10 @@ def profile(row: dict[str, Any]) -> dict[str, Any]:
         "company_name": row["company_name"],
         "language_code": row["language_code"],
         "email": row["email_address"],
-        "phone": phone,
+        "phone": _profile_phone(row),
         "demographics": demographics,
+        "company_profile": documents.company_profile_out(row),
+        "loyalty_identifiers": documents.loyalty_out(row),
         "referral_code": row["referral_code"],
         "country_of_agreement": row["country_of_agreement"],
         "custom_fields": row["custom_fields"] or None,
@@ -61,6 +62,27 @@ def profile(row: dict[str, Any]) -> dict[str, Any]:
         "email_opt_out": bool(row["email_opt_out"]),
         "sms_opt_out": bool(row["sms_opt_out"]),
     }
+
+
+def _profile_phone(row: dict[str, Any]) -> dict[str, Any] | None:
+    """The phone as CRM.COM's profile shows it, in the shape it is written: the national number
+    beside its country, so an app that writes back what it read stores the same number (the
+    E.164 form here would gain a second calling code). CRM.COM's schema has no member for the
+    E.164 form; the Back-Office contact's `phones[].number` carries it."""
+    if row.get("cphone_e164"):
+        return {
+            "id": row["cphone_id"],
+            "type": row["cphone_type"],
+            "country_code": row["cphone_country"],
+            "number": national_number(row["cphone_e164"]),
+        }
+    if row.get("phone_e164"):  # a phone identity added after registration, no contact phone
+        return {
+            "type": "MOBILE",
+            "country_code": row["phone_country"],
+            "number": national_number(row["phone_e164"]),
+        }
+    return None
 
 
 # --- own profile -----------------------------------------------------------------------
@@ -115,10 +137,52 @@ async def update_profile(
                 changes["birth_year"] = dob.year if dob else None
                 changes["birth_month"] = dob.month if dob else None
                 changes["birth_day"] = dob.day if dob else None
+        changes.update(documents.demographics_changes(demo, only_set=True))
+    if "company_profile" in present:
+        changes.update(documents.company_changes(body.company_profile, only_set=True))
+    if "phone" in present:
+        changes["phones"] = await _phones_with(db, signed, contact, body.phone)
     await contacts.update_fields(
         db, runtime.clock, contact, changes, source=SOURCE, actor=signed.actor
     )
     return contact.id
+
+
+async def _phones_with(
+    db: AsyncSession,
+    signed: SignedIn,
+    contact: Contact,
+    phone: ProfilePhoneIn | None,
+) -> list[dict[str, Any]]:
+    """The contact's phones with `phone` as the primary one (None: the primary removed).
+
+    The profile shows one phone, the primary; the others (the back office's) stay.
+    """
+    current = (await contacts.phones_of(db, [contact.pk]))[contact.pk]
+    new: dict[str, Any] | None = None
+    if phone is not None:
+        country = phone.country_code
+        if not country:
+            policy = await _policy(db, signed.claims.application_id, signed.claims.mode)
+            country = policy.default_country
+        parsed = normalize_phone(phone.number, country)
+        new = {
+            "phone_type": phone.type,
+            "country_code": parsed.country_code,
+            "number": parsed.e164,
+            "is_primary": True,
+        }
+    kept = [
+        {
+            "phone_type": p.phone_type,
+            "country_code": p.country_code,
+            "number": p.e164,
+            "is_primary": False,
+        }
+        for p in current
+        if not p.is_primary and (new is None or p.e164 != new["number"])
+    ]
+    return [new, *kept] if new is not None else kept
 
 
 async def unregister(db: AsyncSession, runtime: Runtime, signed: SignedIn) -> None:
@@ -214,11 +278,12 @@ async def contact_exists(
         )
     else:
         assert phone is not None
-        e164 = (
-            normalize_phone(phone, country_code).e164
-            if country_code
-            else parse_phone_credential(phone)
-        )
+        if country_code:
+            e164 = normalize_phone(phone, country_code).e164
+        else:
+            # A number without its calling code is of the application's default country.
+            policy = await _policy(db, caller.application_id, caller.mode)
+            e164 = phone_credential(phone, policy.default_country)
         condition = or_(
             exists().where(
                 Identity.contact_pk == Contact.pk,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.contacts import service as contacts
@@ -13,6 +13,7 @@ from crm.identities import decoys, proof
 from crm.identities import policy as policies
 from crm.identities.errors import (
     NoPasswordIdentity,
+    TokenAudienceMismatch,
     TokenInvalidForReset,
     VerificationTokenInvalid,
 )
@@ -25,7 +26,7 @@ from crm.identities.flows_common import (
     _policy,
     _queue_token_email,
 )
-from crm.identities.identifiers import normalize_email, parse_phone_credential
+from crm.identities.identifiers import normalize_email, phone_credential
 from crm.identities.identities import find_identity, list_identities
 from crm.identities.models import Identity, OtpChallenge
 from crm.identities.sessions import revoke_all_sessions
@@ -37,24 +38,37 @@ from crm.vocabulary import ChallengePurpose, EventType, RevokeReason
 
 
 async def _consume_token(
-    db: AsyncSession, runtime: Runtime, caller: CallerKey, purpose: str, token: str
+    db: AsyncSession, runtime: Runtime, caller: CallerKey | None, purpose: str, token: str
 ) -> Identity | None:
+    """Consume an emailed token. The token alone names its tenant and mode (links carry no
+    api_key); a key sent as well must be of that tenant and mode, as on signed-in calls."""
     if not token or len(token) > 200:
         return None
     digest = hmac_sha256(runtime.secret, _TOKEN_PURPOSE[purpose], token.encode())
     now = runtime.clock.now()
+    live = (
+        OtpChallenge.code_hmac == digest,
+        OtpChallenge.purpose == purpose,
+        OtpChallenge.consumed_at.is_(None),
+        OtpChallenge.expires_at > now,
+    )
+    found = (
+        await db.execute(
+            select(OtpChallenge.id, OtpChallenge.tenant_id, OtpChallenge.mode).where(*live)
+        )
+    ).first()
+    if found is None:
+        return None
+    if caller is not None and (caller.tenant_id != found.tenant_id or caller.mode != found.mode):
+        # Checked before consuming: a wrong key leaves the link usable by its owner.
+        raise TokenAudienceMismatch(
+            "The token does not belong to the tenant or mode of the api_key."
+        )
     # One conditional UPDATE: of two requests racing with the same token, only one sees a row.
     identity_id = (
         await db.execute(
             update(OtpChallenge)
-            .where(
-                OtpChallenge.code_hmac == digest,
-                OtpChallenge.purpose == purpose,
-                OtpChallenge.tenant_id == caller.tenant_id,
-                OtpChallenge.mode == caller.mode,
-                OtpChallenge.consumed_at.is_(None),
-                OtpChallenge.expires_at > now,
-            )
+            .where(OtpChallenge.id == found.id, *live)
             .values(consumed_at=now)
             .returning(OtpChallenge.identity_id)
             .execution_options(synchronize_session=False)
@@ -128,8 +142,14 @@ async def _email_identity_for_username(
                 "EMAIL",
                 normalize_email(username, test_mode=caller.mode == "test").canonical,
             )
+        # A number without its calling code is of the application's default country.
+        policy = await _policy(db, caller.application_id, caller.mode)
         phone = await find_identity(
-            db, caller.tenant_id, caller.mode, "PHONE", parse_phone_credential(username)
+            db,
+            caller.tenant_id,
+            caller.mode,
+            "PHONE",
+            phone_credential(username, policy.default_country),
         )
     except AppError:
         return None
@@ -201,7 +221,7 @@ async def forgot_password(
 
 
 async def reset_password(
-    db: AsyncSession, runtime: Runtime, caller: CallerKey, token: str, password: str
+    db: AsyncSession, runtime: Runtime, caller: CallerKey | None, token: str, password: str
 ) -> None:
     """Set a new password with an emailed token; all sessions end, the mailbox counts as verified."""
     identity = await _consume_token(db, runtime, caller, "PASSWORD_RESET", token)
@@ -247,7 +267,9 @@ async def request_email_verification(
     await _email_token(db, runtime, caller, identity, "EMAIL_VERIFICATION")
 
 
-async def verify_email(db: AsyncSession, runtime: Runtime, caller: CallerKey, token: str) -> None:
+async def verify_email(
+    db: AsyncSession, runtime: Runtime, caller: CallerKey | None, token: str
+) -> None:
     identity = await _consume_token(db, runtime, caller, "EMAIL_VERIFICATION", token)
     if identity is None:
         raise VerificationTokenInvalid()

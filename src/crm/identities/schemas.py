@@ -12,8 +12,11 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    model_validator,
 )
 
+from crm.documents import CompanyProfile, DemographicsExtra
+from crm.errors import FieldNotSupported
 from crm.text import clean_text, parse_bool
 
 
@@ -79,6 +82,26 @@ class PhoneIn(_In):
     country_code: Country = None
 
 
+def _blank_phone_to_none(value: Any) -> Any:
+    """`{number: ""}`: what a generated client sends for a phone it must fill but has none of."""
+    if isinstance(value, dict):
+        number = value.get("number")
+        if number is None or (isinstance(number, str) and not number.strip()):
+            return None
+    return value
+
+
+def _empty_to_none(value: Any) -> Any:
+    # Only the empty string: a password of spaces is still a (policy-checked) password.
+    return None if value == "" else value
+
+
+# A member CRM.COM's schema marks required though it does not apply to the request: a client
+# generated from that schema fills it with an empty value, which means absent.
+OptionalPhone = Annotated[PhoneIn | None, BeforeValidator(_blank_phone_to_none)]
+OptionalPassword = Annotated[PasswordText, BeforeValidator(_empty_to_none)]
+
+
 class CustomField(_In):
     key: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
     value: Annotated[str, StringConstraints(max_length=1000)] | None = None
@@ -92,9 +115,9 @@ class IdentityIn(_In):
         validation_alias=AliasChoices("provider", "type")
     )
     email: EmailText = Field(None, validation_alias=AliasChoices("email", "email_address"))
-    password: PasswordText = None
+    password: OptionalPassword = None
     phone_number: PhoneText = None
-    phone: PhoneIn | None = None
+    phone: OptionalPhone = None
     country_code: Country = None
     # GOOGLE, APPLE, FACEBOOK, OIDC_OAUTH: the provider's ID token (and the nonce the app gave it).
     token: IdTokenText = None
@@ -106,7 +129,26 @@ class IdentityIn(_In):
         return self.phone_number, self.country_code
 
 
+# Members of CRM.COM's register schema this server does not keep (gift passes are another
+# product): refused rather than silently dropped.
+UNSUPPORTED_REGISTER_MEMBERS = ("pass_code", "pass_pin", "pass_pin ")
+
+
 class RegisterIn(_In):
+    @model_validator(mode="before")
+    @classmethod
+    def _unsupported(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in UNSUPPORTED_REGISTER_MEMBERS:
+                value = data.get(name)
+                if value is not None and value != "":
+                    member = name.strip()
+                    raise FieldNotSupported(
+                        f"{member} is not supported by this server.",
+                        details=[{"field": member, "message": FieldNotSupported.message}],
+                    )
+        return data
+
     identity: IdentityIn = Field(validation_alias=AliasChoices("identity", "identification"))
     contact_type: Literal["PERSON", "COMPANY"] = Field(
         "PERSON", validation_alias=AliasChoices("contact_type", "type")
@@ -151,10 +193,14 @@ class ValidateIn(_In):
 
 
 class AuthenticateIn(_In):
+    """CRM.COM's schema requires `token`, `phone` and `mac_address` too: empty values in the
+    members that do not apply (`""`, `{number: ""}`) read as absent; `token` and `mac_address`
+    themselves are ignored (no provider here uses them)."""
+
     provider: Channel = None
     username: EmailText = Field(None, validation_alias=AliasChoices("username", "email"))
-    password: PasswordText = None
-    phone: PhoneIn | None = None
+    password: OptionalPassword = None
+    phone: OptionalPhone = None
     phone_number: PhoneText = None
     country_code: Country = None
     method: Channel = Field(None, validation_alias=AliasChoices("method", "send_method"))
@@ -172,8 +218,8 @@ class IdentityAddIn(_In):
     provider: Channel = Field(None, validation_alias=AliasChoices("provider", "type"))
     email: EmailText = Field(None, validation_alias=AliasChoices("email", "email_address"))
     username: EmailText = None
-    password: PasswordText = None
-    phone: PhoneIn | None = None
+    password: OptionalPassword = None
+    phone: OptionalPhone = None
     phone_number: PhoneText = None
     country_code: Country = None
     # Re-authentication: needed unless the session signed in within the last few minutes.
@@ -192,13 +238,36 @@ class DateOfBirth(_In):
     day: int = Field(ge=1, le=31)
 
 
-class Demographics(_In):
+class Demographics(DemographicsExtra):
+    """CRM.COM's demographics; name day, passport, id details and statutory number come from
+    crm.documents, shared with the Back-Office contact."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
     gender: Annotated[str, StringConstraints(strip_whitespace=True, max_length=20)] | None = None
     date_of_birth: DateOfBirth | None = None
 
 
+class ProfilePhoneIn(_In):
+    """The contact's phone as CRM.COM's profile carries it: a national number and its country
+    (or a number with its calling code); without a country, the application's default."""
+
+    type: Literal["MOBILE", "LANDLINE", "FAX"] = "MOBILE"
+    number: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    country_code: Country = None
+
+
 class ProfileUpdateIn(_In):
     """Partial: an absent member is left alone, an explicit null clears it."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_members(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            phone = data.get("phone")
+            if isinstance(phone, dict) and _blank_phone_to_none(phone) is None:
+                data = {k: v for k, v in data.items() if k != "phone"}
+        return data
 
     title: Short = None
     first_name: Name = None
@@ -211,6 +280,9 @@ class ProfileUpdateIn(_In):
     custom_fields: Annotated[list[CustomField], Field(max_length=50)] | None = None
     referral_code: Referral = None
     demographics: Demographics | None = None
+    # `{number: ""}` is dropped (left as stored); null removes the phone.
+    phone: ProfilePhoneIn | None = None
+    company_profile: CompanyProfile | None = None
     service_acceptance: StrBool | None = Field(
         None, validation_alias=AliasChoices("service_acceptance", "accept_terms_&_conditions")
     )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.contacts import service as contacts
-from crm.errors import InvalidEmail, InvalidPhone, InvalidRequest
+from crm.errors import AppError, InvalidEmail, InvalidPhone, InvalidRequest
 from crm.events.sessions import identity_locked
-from crm.identities import decoys, otp, proof, throttle
+from crm.identities import credentials, decoys, otp, proof, throttle
 from crm.identities import policy as policies
 from crm.identities.errors import (
     CredentialsMismatch,
@@ -24,12 +26,11 @@ from crm.identities.flows_common import (
     _client_limit,
     _credential_identifier,
     _grant,
-    _identities_for,
     _policy,
     _send_code,
     _signer_ready,
 )
-from crm.identities.identifiers import normalize_email, normalize_phone, parse_phone_credential
+from crm.identities.identifiers import normalize_email, normalize_phone, phone_credential
 from crm.identities.identities import KNOWN_PROVIDERS, PROVIDERS, find_identity, list_identities
 from crm.identities.models import Identity, OtpDecoy
 from crm.identities.schemas import AuthenticateIn, CredentialIn, OtpRequestIn, ValidateIn
@@ -43,9 +44,96 @@ def _named(
     credentials: list[CredentialIn], method: str | None, mode: str
 ) -> tuple[str, str] | None:
     """The (provider, identifier) a code request names: the one of the asked channel, or the first."""
-    named = [_credential_identifier(c, mode) for c in credentials]
+    return _pick([_credential_identifier(c, mode) for c in credentials], method)
+
+
+def _pick(named: list[tuple[str, str]], method: str | None) -> tuple[str, str] | None:
     wanted = {"SMS": "PHONE", "EMAIL": "EMAIL"}.get(method or "")
     return next((n for n in named if n[0] == wanted), named[0] if named else None)
+
+
+async def _resolve(
+    db: AsyncSession,
+    runtime: Runtime,
+    caller: CallerKey,
+    given: list[CredentialIn],
+    method: str | None,
+) -> tuple[list[Identity], tuple[str, str]]:
+    """The identities a code request's credentials name, and what a decoy answers as when none.
+
+    A document names its contact, whose proven phone or email (the asked channel's) gets the
+    code; documents of nobody, of different contacts, a birth date that does not match, or a
+    contact with no proven identity on the channel all answer as an unknown credential.
+    """
+    policy = await _policy(db, caller.application_id, caller.mode)
+    named = credentials.sort(given, caller.mode, policy.default_country)
+    found: list[Identity] = []
+    for provider, identifier in named.identities:
+        identity = await find_identity(
+            db, caller.tenant_id, caller.mode, provider, identifier
+        ) or await proof.registration_claim(
+            db, runtime, caller.tenant_id, caller.mode, provider, identifier
+        )
+        if identity is not None:
+            found.append(identity)
+    stand_in = _pick(named.identities, method) or credentials.decoy_identity(
+        runtime.secret,
+        tenant_id=caller.tenant_id,
+        mode=caller.mode,
+        documents=named.documents,
+        method=method,
+        default_country=policy.default_country,
+    )
+    if not named.documents and named.birthdate is None:
+        return found, stand_in
+    holders = [i.contact_pk for i in found]
+    unknown = len(found) < len(named.identities)
+    for field, value in named.documents:
+        pk = await contacts.contact_by_number(
+            db, tenant_id=caller.tenant_id, mode=caller.mode, field=field, value=value
+        )
+        if pk is None:
+            unknown = True
+        else:
+            holders.append(pk)
+    target = None
+    if holders and named.documents:
+        target = await _destination(db, holders[0], method)
+        if target is not None and not named.identities:
+            # A request that names a contact by document and adds something that does not fit
+            # (another's document, a wrong birth date) answers exactly as the document alone
+            # would, destination included, so the extra credential cannot be guessed from it.
+            stand_in = (target.provider, target.identifier)
+    if unknown or len(set(holders)) != 1:
+        return [], stand_in
+    if named.birthdate is not None and not await _born_on(db, holders[0], named.birthdate):
+        return [], stand_in
+    if not named.documents:
+        return found, stand_in
+    return ([target] if target is not None else []), stand_in
+
+
+async def _destination(db: AsyncSession, contact_pk: int, method: str | None) -> Identity | None:
+    """The contact's proven identity a code named by document goes to: the asked channel's, else
+    its phone, else its email."""
+    proven = [i for i in await list_identities(db, contact_pk) if proof.has_power(i)]
+    wanted = {"SMS": "PHONE", "EMAIL": "EMAIL"}.get(method or "")
+    target = next((i for i in proven if i.provider == (wanted or "PHONE")), None)
+    if target is None and wanted is None:
+        target = next((i for i in proven if i.provider == "EMAIL"), None)
+    return target
+
+
+async def _born_on(db: AsyncSession, contact_pk: int, born: dt.date) -> bool:
+    try:
+        contact = await contacts.get_by_pk(db, contact_pk)
+    except AppError:  # erased meanwhile: nobody was born that day
+        return False
+    return (contact.birth_year, contact.birth_month, contact.birth_day) == (
+        born.year,
+        born.month,
+        born.day,
+    )
 
 
 async def _send_decoy(
@@ -125,8 +213,7 @@ async def request_code(
     await _client_limit(
         db, runtime, caller, meta or RequestMeta(), policies.ClientOperation.OTP_REQUEST
     )
-    found = await _identities_for(db, runtime, caller, body.credentials)
-    named = _named(body.credentials, body.method, caller.mode)
+    found, named = await _resolve(db, runtime, caller, body.credentials, body.method)
     return await _send_sign_in_code(db, runtime, caller, found, body.method, named, meta)
 
 
@@ -139,13 +226,10 @@ async def validate(
     if body.auth_otp:
         challenge = await otp.find_challenge(db, caller.tenant_id, caller.mode, body.auth_otp)
     elif body.credentials:
-        found = await _identities_for(db, runtime, caller, body.credentials)
-        named = _named(body.credentials, None, caller.mode)
-        if not found and named is not None:
+        found, named = await _resolve(db, runtime, caller, body.credentials, None)
+        if not found:
             subject = decoys.code_subject(runtime.secret, caller.tenant_id, caller.mode, *named)
             challenge = await otp.newest_decoy(db, subject)
-        elif not found:
-            raise OtpNotFound()
         elif len({i.id for i in found}) > 1:
             raise CredentialsMismatch("Give the one identity the code was sent to.")
         else:
@@ -208,10 +292,11 @@ async def authenticate(
     if provider not in PROVIDERS:
         raise ProviderNotSupported()
     if provider == "PHONE":
+        default_country = (await _policy(db, caller.application_id, caller.mode)).default_country
         if number:
-            identifier = normalize_phone(number, country).e164
+            identifier = normalize_phone(number, country or default_country).e164
         elif body.username:
-            identifier = parse_phone_credential(body.username)
+            identifier = phone_credential(body.username, default_country)
         else:
             raise InvalidPhone("A phone number is required.")
     else:
