@@ -9,8 +9,19 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from crm import __version__
-from crm.api import backoffice, docs, errors, health, openapi, selfservice, wellknown
+from crm.api import (
+    backoffice,
+    backoffice_extras,
+    docs,
+    errors,
+    health,
+    openapi,
+    selfservice,
+    selfservice_extras,
+    wellknown,
+)
 from crm.api import integrations as integrations_api
+from crm.api import media as media_api
 from crm.api import metrics as metrics_api
 from crm.api import outbox as outbox_api
 from crm.api import templates as templates_api
@@ -86,15 +97,20 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(wellknown.router)
     for version in ("v1", "v2"):
         app.include_router(selfservice.router, prefix=f"/self-service/{version}")
+        app.include_router(selfservice_extras.router, prefix=f"/self-service/{version}")
     app.include_router(backoffice.router, prefix="/backoffice/v1")
     app.include_router(integrations_api.router, prefix="/backoffice/v1")
     app.include_router(outbox_api.router, prefix="/backoffice/v1")
     app.include_router(unlock_api.router, prefix="/backoffice/v1")
     app.include_router(templates_api.router, prefix="/backoffice/v1")
+    app.include_router(backoffice_extras.router, prefix="/backoffice/v1")
+    app.include_router(media_api.router)
     app.include_router(metrics_api.router)
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,
+        # A picture upload: the picture's limit plus room for the multipart framing.
+        upload_max_bytes=settings.avatar_max_bytes + 16 * 1024,
         # Built once here: per request the middleware only looks things up.
         proxies=TrustedProxies.from_settings(settings),
         origins=AllowedOrigins(ttl=settings.api_key_cache_seconds),

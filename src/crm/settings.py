@@ -138,6 +138,23 @@ class Settings(BaseSettings):
         "recent, or the current password.",
     )
     # --- end self-service ---
+    # --- contact pictures ---
+    media_dir: Path = Field(
+        Path("var/media"),
+        description="Where contact pictures are stored (the local storage backend).",
+    )
+    media_public_url: str | None = Field(
+        None,
+        description="Base URL of served pictures (default: `CRM_PUBLIC_URL` + `/media`); set it "
+        "when a CDN or proxy serves the media directory.",
+    )
+    avatar_max_bytes: int = Field(
+        2 * 1024 * 1024,
+        ge=1024,
+        le=20 * 1024 * 1024,
+        description="Largest contact picture (PNG, JPEG or WEBP); larger is 413.",
+    )
+    # --- end contact pictures ---
     # --- SMS pumping defence ---
     sms_daily_limit: int = Field(
         5000,

@@ -40,3 +40,29 @@ class RevokeReason(StrEnum):
     PASSWORD_CHANGED = "PASSWORD_CHANGED"
     UNPROVEN_ACCESS_ENDED = "UNPROVEN_ACCESS_ENDED"
     BACK_OFFICE = "back_office"  # stored lower-case since the first release
+
+
+class AddressType(StrEnum):
+    """What an address of a contact is for (CRM.COM's words; several may share a type)."""
+
+    HOME = "HOME"
+    BUSINESS = "BUSINESS"
+    ALTERNATIVE = "ALTERNATIVE"
+
+
+class DevicePlatform(StrEnum):
+    """Where a contact's push-notification device runs."""
+
+    MOBILE = "MOBILE"
+    BROWSER = "BROWSER"
+    OTHER = "OTHER"
+
+
+class CustomFieldType(StrEnum):
+    """What a tenant's custom field holds; every value travels as a string on the wire."""
+
+    STRING = "STRING"
+    INTEGER = "INTEGER"
+    DECIMAL = "DECIMAL"
+    BOOLEAN = "BOOLEAN"
+    DATE = "DATE"  # YYYY-MM-DD

@@ -10,13 +10,14 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.contacts.models import Contact
+from crm.contacts.models import Contact, ContactPicture
 from crm.db import UTCDateTime, read_connection
 from crm.identities import readpool, sessions
 from crm.identities.errors import RefreshTokenInvalid, SessionRevoked, TokenAudienceMismatch
 from crm.identities.flows_common import Grant, RequestMeta, SignedIn, _grant, _signer_ready
 from crm.identities.models import Identity, Session
 from crm.identities.tokens import verify_access_token
+from crm.media import media_store
 from crm.runtime import Runtime
 from crm.tenants.models import Tenant
 from crm.tenants.schemas import CallerKey
@@ -108,6 +109,10 @@ _SIGNED_IN_QUERY = (
         Tenant.name,
         _phone_subquery(Identity.identifier).label("phone_e164"),
         _phone_subquery(Identity.country_code).label("phone_country"),
+        select(ContactPicture.name)
+        .where(ContactPicture.contact_pk == Contact.pk)
+        .scalar_subquery()
+        .label("avatar_name"),
     )
     .select_from(Session)
     .join(Contact, Contact.pk == Session.contact_pk)
@@ -178,6 +183,8 @@ async def resolve_access(runtime: Runtime, token: str, api_caller: CallerKey | N
             row = dict(mapping) if mapping is not None else None
     if row is None:
         raise SessionRevoked()
+    avatar = row.get("avatar_name")
+    row["avatar_url"] = media_store(settings).url(avatar) if avatar else None
     return SignedIn(
         claims=claims, contact_pk=int(row["pk"]), tenant_name=str(row["name"]), profile=row
     )

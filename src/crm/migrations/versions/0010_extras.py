@@ -1,0 +1,103 @@
+"""a contact's devices and picture, and a tenant's custom field definitions
+
+Revision ID: 0010_extras
+Revises: 0009_ops2
+Create Date: 2026-11-29
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+import crm.db
+
+revision: str = "0010_extras"
+down_revision: str | None = "0009_ops2"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+_PK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "contact_devices",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("contact_pk", _PK, nullable=False),
+        sa.Column("tenant_id", sa.String(length=36), nullable=False),
+        sa.Column("mode", sa.String(length=10), nullable=False),
+        sa.Column("registration_token", sa.String(length=512), nullable=False),
+        sa.Column("platform", sa.String(length=10), nullable=True),
+        sa.Column("mac_address", sa.String(length=64), nullable=True),
+        sa.Column("serial_number", sa.String(length=100), nullable=True),
+        sa.Column("electronic_id", sa.String(length=100), nullable=True),
+        sa.Column("application_id", sa.String(length=64), nullable=True),
+        sa.Column("registered_at", crm.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["contact_pk"],
+            ["contacts.pk"],
+            name=op.f("fk_contact_devices_contact_pk_contacts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_contact_devices")),
+        sa.UniqueConstraint(
+            "tenant_id",
+            "mode",
+            "registration_token",
+            name=op.f("uq_contact_devices_tenant_id_mode_registration_token"),
+        ),
+    )
+    op.create_index(
+        op.f("ix_contact_devices_contact_pk"), "contact_devices", ["contact_pk"], unique=False
+    )
+    op.create_table(
+        "contact_pictures",
+        sa.Column("contact_pk", _PK, nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("content_type", sa.String(length=40), nullable=False),
+        sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("created_at", crm.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["contact_pk"],
+            ["contacts.pk"],
+            name=op.f("fk_contact_pictures_contact_pk_contacts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("contact_pk", name=op.f("pk_contact_pictures")),
+        sa.UniqueConstraint("name", name=op.f("uq_contact_pictures_name")),
+    )
+    op.create_table(
+        "custom_field_definitions",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("tenant_id", sa.String(length=36), nullable=False),
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("value_type", sa.String(length=10), nullable=False),
+        sa.Column("max_length", sa.Integer(), nullable=False),
+        sa.Column(
+            "allowed_values",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("description", sa.String(length=200), nullable=True),
+        sa.Column("created_at", crm.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", crm.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"],
+            ["tenants.id"],
+            name=op.f("fk_custom_field_definitions_tenant_id_tenants"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_custom_field_definitions")),
+        sa.UniqueConstraint(
+            "tenant_id", "key", name=op.f("uq_custom_field_definitions_tenant_id_key")
+        ),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("custom_field_definitions")
+    op.drop_table("contact_pictures")
+    op.drop_index(op.f("ix_contact_devices_contact_pk"), table_name="contact_devices")
+    op.drop_table("contact_devices")
