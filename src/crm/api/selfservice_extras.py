@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, UploadFile
+from fastapi import APIRouter, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
 from crm import media
