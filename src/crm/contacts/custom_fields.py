@@ -29,6 +29,7 @@ from crm.contacts.errors import (
 from crm.contacts.models import CustomFieldDefinition
 from crm.errors import AppError, Conflict, InvalidRequest
 from crm.ids import uuid7
+from crm.text import clean_text
 from crm.vocabulary import CustomFieldType
 
 # Keys a tenant may define; each contact may carry up to MAX_CUSTOM_FIELDS (contacts.schemas).
@@ -179,15 +180,20 @@ def check_values(
                 f"The tenant defines no custom field {key!r}.",
                 details=[{"field": f"custom_fields.{index}.key", "message": key}],
             )
-        raw = item.get("value")
-        if raw is None or raw == "":
+        field = f"custom_fields.{index}.value"
+        try:
+            # Every surface's values pass here, whatever its schema did already.
+            cleaned = clean_text(str(item.get("value") or ""))
+        except ValueError as exc:
+            raise CustomFieldInvalidValue(details=[{"field": field, "message": str(exc)}]) from None
+        if cleaned is None:
             continue
         value = _check_value(
             CustomFieldType(definition.value_type),
             definition.max_length,
             definition.allowed_values or [],
-            str(raw),
-            f"custom_fields.{index}.value",
+            cleaned,
+            field,
         )
         out.append({"key": key, "value": value})
     return out
