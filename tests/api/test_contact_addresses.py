@@ -3,6 +3,7 @@ someone else's ids, and the audit trail and erasure."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -242,3 +243,24 @@ async def test_erasure_clears_addresses(client: httpx.AsyncClient, tenant: Creat
     assert (await client.delete(f"{BO}/{ref}", headers=sk(tenant))).status_code == 204
     after = await client.get(f"{BO}/{ref}/addresses", headers=sk(tenant))
     assert after.status_code == 404
+
+
+async def test_concurrent_additions_are_all_kept(
+    client: httpx.AsyncClient, tenant: CreatedTenant
+) -> None:
+    created = await client.post(BO, json={"first_name": "Race"}, headers=sk(tenant))
+    base = f"{BO}/{created.json()['id']}/addresses"
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                base, json={"type": "HOME", "address_line_1": f"{n} Lane"}, headers=sk(tenant)
+            )
+            for n in range(6)
+        )
+    )
+    # None lost to another's write (the contact row is locked while its list changes).
+    assert [r.status_code for r in responses] == [201] * 6, [r.text for r in responses]
+    added = {r.json()["id"] for r in responses if r.status_code == 201}
+    listed = (await client.get(base, headers=sk(tenant))).json()["content"]
+    assert {a["id"] for a in listed} == added and len(added) == 6
+    assert [a["is_primary"] for a in listed].count(True) == 1

@@ -284,3 +284,17 @@ async def test_a_rolled_back_unit_of_work_removes_what_it_wrote(tmp_path: Path) 
     with pytest.raises(ValueError):
         await store.put("../escape.png", b"x")
     assert not (tmp_path.parent / "escape.png").exists()
+
+
+async def test_back_office_lists_show_the_avatar(
+    pclient: httpx.AsyncClient, ptenant: CreatedTenant
+) -> None:
+    with_picture = await pclient.post(BO, json={"first_name": "Has"}, headers=sk(ptenant))
+    await pclient.post(BO, json={"first_name": "Hasnt"}, headers=sk(ptenant))
+    put = await pclient.put(
+        f"{BO}/{with_picture.json()['id']}/image", headers=sk(ptenant), **upload(png())
+    )
+    listed = await pclient.get(BO, headers=sk(ptenant))
+    assert listed.status_code == 200, listed.text
+    avatars = {c["first_name"]: c["avatar_url"] for c in listed.json()["content"]}
+    assert avatars["Has"] == put.json()["avatar_url"] and avatars["Hasnt"] is None

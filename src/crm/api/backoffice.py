@@ -103,6 +103,7 @@ async def create_contact(
 async def list_contacts(
     caller: SecretKey,
     session: SessionDep,
+    runtime: RuntimeDep,
     search_value: Annotated[
         str | None,
         Query(max_length=100, description="Name, email or code prefix, or a phone in any format."),
@@ -165,11 +166,16 @@ async def list_contacts(
             include_total=include_total,
         ),
     )
+    avatars = await pictures.names_of(session, [c.pk for c in result.contacts])
+    store = media_store(runtime.settings)
     return ContactPage(
         paging=Paging(page=page, size=size, total=result.total, has_more=result.has_more),
         content=[
             ContactFound(
-                **dict(contact_read(c, result.phones[c.pk])),
+                **{
+                    **dict(contact_read(c, result.phones[c.pk])),
+                    "avatar_url": store.url(avatars[c.pk]) if c.pk in avatars else None,
+                },
                 email_verified=result.email_verified.get(c.pk),
             )
             for c in result.contacts

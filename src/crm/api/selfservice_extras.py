@@ -88,11 +88,8 @@ async def update_address(
     db: SessionDep,
 ) -> dict[str, Any]:
     contact = await own_contact(db, signed, id)
-    stored = body.stored()
-    if "is_primary" not in body.model_fields_set:
-        stored["is_primary"] = None
     saved = await addresses.update(
-        db, runtime.clock, contact, address_id, stored, actor=signed.actor
+        db, runtime.clock, contact, address_id, body.stored(), actor=signed.actor
     )
     return {"id": saved["id"]}
 

@@ -10,6 +10,7 @@ about whose picture it is.
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm import media
@@ -17,6 +18,7 @@ from crm.clock import Clock
 from crm.contacts.audit import record_audit
 from crm.contacts.errors import PictureTooLarge, PictureTypeMismatch, PictureTypeNotAllowed
 from crm.contacts.models import Contact, ContactPicture
+from crm.errors import ConcurrentChange
 
 # What a client may declare besides the real type: nothing in particular.
 _UNDECLARED = {"", "application/octet-stream"}
@@ -93,16 +95,21 @@ async def set_picture(
     await store.put(name, data)
     media.record(session.info, media.WRITTEN, name)
     now = clock.now()
+    values = {"name": name, "content_type": media.CONTENT_TYPES[extension], "size": len(data)}
     picture = await session.get(ContactPicture, contact.pk, with_for_update=True)
     if picture is None:
-        picture = ContactPicture(contact_pk=contact.pk, created_at=now)
-        session.add(picture)
+        picture = ContactPicture(contact_pk=contact.pk, created_at=now, **values)
+        try:
+            async with session.begin_nested():
+                session.add(picture)
+        except IntegrityError:
+            # A concurrent upload for the same contact inserted first.
+            raise ConcurrentChange() from None
     else:
         media.record(session.info, media.REMOVED, picture.name)
-    picture.name = name
-    picture.content_type = media.CONTENT_TYPES[extension]
-    picture.size = len(data)
-    picture.created_at = now
+        for field, value in values.items():
+            setattr(picture, field, value)
+        picture.created_at = now
     contact.updated_at = now
     record_audit(session, clock, contact, "PICTURE_SET", actor, ["avatar_url"])
     await session.flush()
