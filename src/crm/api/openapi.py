@@ -121,7 +121,6 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("GET", "/backoffice/v1/custom_fields"): "listCustomFieldDefinitions",
     ("PUT", "/backoffice/v1/custom_fields/{key}"): "defineCustomField",
     ("DELETE", "/backoffice/v1/custom_fields/{key}"): "removeCustomFieldDefinition",
-    ("GET", "/media/{name}"): "getMedia",
 }
 
 # Two modules define models of the same name (the Back-Office contact and the Self-Service
