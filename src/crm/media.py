@@ -1,5 +1,5 @@
-"""Where contact pictures live: a small storage interface, its local-directory backend, and the
-file operations a unit of work owes once it commits or rolls back.
+"""Where contact pictures live: a small storage interface, its local-directory backend (the S3
+one is crm.media_s3), and the file operations a unit of work owes once it commits or rolls back.
 
 Files are not transactional, the database is. So a new picture is written before the commit
 under a fresh name (a rollback removes it again), and a replaced or erased picture's file is
@@ -107,7 +107,19 @@ def media_base_url(settings: Settings) -> str:
 
 
 def media_store(settings: Settings) -> MediaStore:
-    """The configured store (one backend today: a local directory)."""
+    """The configured store: a local directory, or an S3-compatible bucket."""
+    if settings.media_backend == "s3":
+        from crm.media_s3 import S3MediaStore  # its module imports this one
+
+        secret = settings.media_s3_secret_access_key
+        return S3MediaStore(
+            endpoint=settings.media_s3_endpoint or "",
+            bucket=settings.media_s3_bucket or "",
+            region=settings.media_s3_region,
+            access_key_id=settings.media_s3_access_key_id or "",
+            secret_access_key=secret.get_secret_value() if secret else "",
+            base_url=media_base_url(settings),
+        )
     return LocalMediaStore(Path(settings.media_dir), media_base_url(settings))
 
 
