@@ -9,8 +9,10 @@ import hashlib
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -75,7 +77,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    binary = shutil.which("moto_server")
+    beside = Path(sys.executable).with_name("moto_server")
+    binary = str(beside) if beside.exists() else shutil.which("moto_server")
     if binary is None:
         pytest.skip("no S3-compatible server: moto_server is not installed")
     port = _free_port()
