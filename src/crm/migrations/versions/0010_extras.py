@@ -94,6 +94,54 @@ def upgrade() -> None:
             "tenant_id", "key", name=op.f("uq_custom_field_definitions_tenant_id_key")
         ),
     )
+    _define_keys_in_use()
+
+
+def _define_keys_in_use() -> None:
+    """Keys contacts already carry become STRING definitions of the widest length, so that
+    requiring definitions does not start refusing the writes that worked before this upgrade."""
+    import datetime as dt
+    import json
+    import uuid
+
+    bind = op.get_bind()
+    rows = bind.execute(
+        sa.text("SELECT DISTINCT tenant_id, custom_fields FROM contacts WHERE erased_at IS NULL")
+    )
+    keys: dict[str, set[str]] = {}
+    for tenant_id, raw in rows:
+        fields = json.loads(raw) if isinstance(raw, str | bytes) else raw
+        for item in fields or []:
+            if isinstance(item, dict) and isinstance(item.get("key"), str):
+                keys.setdefault(tenant_id, set()).add(item["key"][:64])
+    now = dt.datetime.now(dt.UTC)
+    table = sa.table(
+        "custom_field_definitions",
+        sa.column("id", sa.String()),
+        sa.column("tenant_id", sa.String()),
+        sa.column("key", sa.String()),
+        sa.column("value_type", sa.String()),
+        sa.column("max_length", sa.Integer()),
+        sa.column("allowed_values", sa.JSON()),
+        sa.column("created_at", crm.db.UTCDateTime(timezone=True)),
+        sa.column("updated_at", crm.db.UTCDateTime(timezone=True)),
+    )
+    values = [
+        {
+            "id": str(uuid.uuid4()),
+            "tenant_id": tenant_id,
+            "key": key,
+            "value_type": "STRING",
+            "max_length": 1024,
+            "allowed_values": [],
+            "created_at": now,
+            "updated_at": now,
+        }
+        for tenant_id, tenant_keys in sorted(keys.items())
+        for key in sorted(tenant_keys)
+    ]
+    if values:
+        op.bulk_insert(table, values)
 
 
 def downgrade() -> None:
