@@ -9,10 +9,21 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from crm import __version__, console
-from crm.api import backoffice, docs, errors, health, openapi, selfservice, wellknown
+from crm.api import (
+    backoffice,
+    backoffice_extras,
+    docs,
+    errors,
+    health,
+    openapi,
+    selfservice,
+    selfservice_extras,
+    wellknown,
+)
 from crm.api import events as events_api
 from crm.api import identity_providers as identity_providers_api
 from crm.api import integrations as integrations_api
+from crm.api import media as media_api
 from crm.api import metrics as metrics_api
 from crm.api import oidc as oidc_api
 from crm.api import outbox as outbox_api
@@ -92,6 +103,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(oidc_api.router, prefix="/self-service/v2")
     for version in ("v1", "v2"):
         app.include_router(selfservice.router, prefix=f"/self-service/{version}")
+        app.include_router(selfservice_extras.router, prefix=f"/self-service/{version}")
     app.include_router(backoffice.router, prefix="/backoffice/v1")
     app.include_router(integrations_api.router, prefix="/backoffice/v1")
     app.include_router(outbox_api.router, prefix="/backoffice/v1")
@@ -100,10 +112,14 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(identity_providers_api.router, prefix="/backoffice/v1")
     app.include_router(events_api.router, prefix="/backoffice/v1")
     app.include_router(webhooks_api.router, prefix="/backoffice/v1")
+    app.include_router(backoffice_extras.router, prefix="/backoffice/v1")
+    app.include_router(media_api.router)
     app.include_router(metrics_api.router)
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,
+        # A picture upload: the picture's limit plus room for the multipart framing.
+        upload_max_bytes=settings.avatar_max_bytes + 16 * 1024,
         # Built once here: per request the middleware only looks things up.
         proxies=TrustedProxies.from_settings(settings),
         origins=AllowedOrigins(ttl=settings.api_key_cache_seconds),

@@ -1,6 +1,14 @@
 """Imports every table so Alembic and the tests see the whole schema."""
 
-from crm.contacts.models import AuditEvent, ConsentEvent, Contact, ContactPhone
+from crm.contacts.models import (
+    AuditEvent,
+    ConsentEvent,
+    Contact,
+    ContactDevice,
+    ContactPhone,
+    ContactPicture,
+    CustomFieldDefinition,
+)
 from crm.db import Base
 from crm.deployment.models import SecretCheck
 from crm.events.models import Event, WebhookAttempt, WebhookEndpoint
@@ -26,7 +34,10 @@ __all__ = [
     "Base",
     "ConsentEvent",
     "Contact",
+    "ContactDevice",
     "ContactPhone",
+    "ContactPicture",
+    "CustomFieldDefinition",
     "Event",
     "IdempotencyRecord",
     "Identity",

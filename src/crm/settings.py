@@ -144,6 +144,33 @@ class Settings(BaseSettings):
         "recent, or the current password.",
     )
     # --- end self-service ---
+    # --- contact pictures ---
+    media_dir: Path = Field(
+        Path("var/media"),
+        description="Where contact pictures are stored (the local storage backend).",
+    )
+    media_public_url: str | None = Field(
+        None,
+        description="Base URL of served pictures (default: `CRM_PUBLIC_URL` + `/media`); set it "
+        "when a CDN or proxy serves the media directory.",
+    )
+    avatar_max_bytes: int = Field(
+        2 * 1024 * 1024,
+        ge=1024,
+        le=20 * 1024 * 1024,
+        description="Largest contact picture (PNG, JPEG or WEBP); larger is 413.",
+    )
+    media_backend: Literal["local", "s3"] = Field(
+        "local", description="`local`: CRM_MEDIA_DIR; `s3`: an S3-compatible bucket."
+    )
+    media_s3_endpoint: str | None = Field(
+        None, description="The bucket's server, e.g. `https://s3.eu-west-1.amazonaws.com`."
+    )
+    media_s3_bucket: str | None = Field(None, description="The bucket (path-style addressing).")
+    media_s3_region: str = Field("us-east-1", description="The region requests are signed for.")
+    media_s3_access_key_id: str | None = None
+    media_s3_secret_access_key: SecretStr | None = None
+    # --- end contact pictures ---
     # --- SMS pumping defence ---
     sms_daily_limit: int = Field(
         5000,
@@ -307,6 +334,18 @@ class Settings(BaseSettings):
         if scheme not in {"sqlite", "postgresql", "postgres"}:
             raise ValueError("CRM_DATABASE_URL must start with sqlite:// or postgresql://")
         return value
+
+    @model_validator(mode="after")
+    def _media_s3_is_complete(self) -> Settings:
+        if self.media_backend == "s3":
+            missing = [
+                f"CRM_MEDIA_S3_{name.upper()}"
+                for name in ("endpoint", "bucket", "access_key_id", "secret_access_key")
+                if not getattr(self, f"media_s3_{name}")
+            ]
+            if missing:
+                raise ValueError(f"CRM_MEDIA_BACKEND=s3 needs {', '.join(missing)}")
+        return self
 
     @model_validator(mode="after")
     def _production_is_strict(self) -> Settings:

@@ -68,3 +68,29 @@ class EventType(StrEnum):
     PASSWORD_CHANGED = "password.changed"
     MESSAGE_FAILED = "message.failed"
     WEBHOOK_DISABLED = "webhook.disabled"
+
+
+class AddressType(StrEnum):
+    """What an address of a contact is for (CRM.COM's words; several may share a type)."""
+
+    HOME = "HOME"
+    BUSINESS = "BUSINESS"
+    ALTERNATIVE = "ALTERNATIVE"
+
+
+class DevicePlatform(StrEnum):
+    """Where a contact's push-notification device runs."""
+
+    MOBILE = "MOBILE"
+    BROWSER = "BROWSER"
+    OTHER = "OTHER"
+
+
+class CustomFieldType(StrEnum):
+    """What a tenant's custom field holds; every value travels as a string on the wire."""
+
+    STRING = "STRING"
+    INTEGER = "INTEGER"
+    DECIMAL = "DECIMAL"
+    BOOLEAN = "BOOLEAN"
+    DATE = "DATE"  # YYYY-MM-DD

@@ -28,6 +28,15 @@ async def get(client: httpx.AsyncClient, tenant: CreatedTenant, ref: str) -> htt
     return await client.get(f"{BASE}/{ref}", headers=key(tenant))
 
 
+@pytest.fixture(autouse=True)
+async def loyalty_tier_defined(client: httpx.AsyncClient, tenant: CreatedTenant) -> None:
+    """FULL's custom field key, defined for the tenant (an undefined key is refused)."""
+    defined = await client.put(
+        "/backoffice/v1/custom_fields/loyalty_tier", json={}, headers=key(tenant)
+    )
+    assert defined.status_code == 201, defined.text
+
+
 FULL = {
     "id": "ext-0001",
     "code": "CUST.0001",

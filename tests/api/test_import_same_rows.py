@@ -88,6 +88,12 @@ async def _rows(runtime: Runtime, tenant_id: str, contact_id: str) -> dict[str, 
 async def test_batch_import_writes_what_the_api_writes(
     client: httpx.AsyncClient, runtime: Runtime, tenant: CreatedTenant
 ) -> None:
+    defined = await client.put(
+        "/backoffice/v1/custom_fields/tier",
+        json={},
+        headers={"api_key": tenant.keys["secret_live"]},
+    )
+    assert defined.status_code == 201, defined.text
     response = await client.post(
         "/backoffice/v1/contacts",
         json={**BODY, "id": "via-api", "code": "API-1"},

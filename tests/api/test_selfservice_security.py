@@ -177,6 +177,12 @@ async def test_bad_input_is_400_with_stable_codes(client: Any, tenant: Any) -> N
 
 
 async def test_v2_register_spelling_with_phone_object(client: Any, tenant: Any) -> None:
+    defined = await client.put(
+        "/backoffice/v1/custom_fields/tier",
+        json={},
+        headers={"api_key": tenant.keys["secret_test"]},
+    )
+    assert defined.status_code == 201, defined.text
     response = await client.post(
         f"{V2}/contacts/register",
         json={

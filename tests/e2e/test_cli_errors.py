@@ -23,6 +23,7 @@ INVOCATIONS: dict[str, list[str]] = {
     "tenants list": ["tenants", "list"],
     "tenants demo": ["tenants", "demo"],
     "tenants settings": ["tenants", "settings", "t"],
+    "tenants custom-fields": ["tenants", "custom-fields", "t"],
     "applications create": ["applications", "create", "--tenant", "t", "--name", "App"],
     "applications list": ["applications", "list", "--tenant", "t"],
     "applications settings": ["applications", "settings", "app"],

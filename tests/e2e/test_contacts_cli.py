@@ -49,6 +49,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]
     crm(db, "db", "upgrade")
     first = json.loads(crm(db, "tenants", "create", "--name", "One", "--json").stdout)["id"]
     second = json.loads(crm(db, "tenants", "create", "--name", "Two", "--json").stdout)["id"]
+    for tenant in (first, second):
+        defined = crm(db, "tenants", "custom-fields", tenant, "--define", "tier", "--json")
+        assert json.loads(defined.stdout)[0]["key"] == "tier"
     return db, first, second
 
 

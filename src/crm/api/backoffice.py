@@ -11,6 +11,7 @@ from crm.api.deps import RuntimeDep, SecretKey, SessionDep
 from crm.api.idempotency import IdempotencyKey, run_once
 from crm.api.responses import error_responses
 from crm.clock import epoch
+from crm.contacts import pictures
 from crm.contacts import search as contact_search
 from crm.contacts import service as contacts
 from crm.contacts.errors import VerifyNeedsOneIdentifier
@@ -35,6 +36,7 @@ from crm.contacts.schemas import (
     session_read,
 )
 from crm.identities import service as identities
+from crm.media import media_store
 from crm.paging import Paging
 from crm.tenants.schemas import CallerKey
 from crm.vocabulary import RevokeReason
@@ -101,6 +103,7 @@ async def create_contact(
 async def list_contacts(
     caller: SecretKey,
     session: SessionDep,
+    runtime: RuntimeDep,
     search_value: Annotated[
         str | None,
         Query(max_length=100, description="Name, email or code prefix, or a phone in any format."),
@@ -163,11 +166,16 @@ async def list_contacts(
             include_total=include_total,
         ),
     )
+    avatars = await pictures.names_of(session, [c.pk for c in result.contacts])
+    store = media_store(runtime.settings)
     return ContactPage(
         paging=Paging(page=page, size=size, total=result.total, has_more=result.has_more),
         content=[
             ContactFound(
-                **dict(contact_read(c, result.phones[c.pk])),
+                **{
+                    **dict(contact_read(c, result.phones[c.pk])),
+                    "avatar_url": store.url(avatars[c.pk]) if c.pk in avatars else None,
+                },
                 email_verified=result.email_verified.get(c.pk),
             )
             for c in result.contacts
@@ -207,10 +215,15 @@ async def verify_contact(
     responses=error_responses(401, 403, 404),
     summary="Get a contact by id or code",
 )
-async def get_contact(ref: str, caller: SecretKey, session: SessionDep) -> ContactRead:
+async def get_contact(
+    ref: str, caller: SecretKey, session: SessionDep, runtime: RuntimeDep
+) -> ContactRead:
     contact = await contacts.get_by_ref(session, caller.tenant_id, caller.mode, ref)
     phones = await contacts.phones_of(session, [contact.pk])
-    return contact_read(contact, phones[contact.pk])
+    read = contact_read(contact, phones[contact.pk])
+    picture = (await pictures.names_of(session, [contact.pk])).get(contact.pk)
+    read.avatar_url = media_store(runtime.settings).url(picture) if picture else None
+    return read
 
 
 @router.put(

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm import media
 from crm.errors import ApiKeyInvalid, ApiKeyMissing, WrongKeyKind
 from crm.messaging.outbox import OUTBOX_DIRTY
 from crm.runtime import Runtime
@@ -31,9 +32,17 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
             await session.commit()
         except BaseException:
             await session.rollback()
+            await _settle_media(runtime, session, committed=False)
             raise
+    await _settle_media(runtime, session, committed=True)
     if session.info.get(OUTBOX_DIRTY):
         runtime.outbox_wakeup.set()
+
+
+async def _settle_media(runtime: Runtime, session: AsyncSession, *, committed: bool) -> None:
+    """Remove the picture files this unit of work replaced (committed) or wrote in vain."""
+    if session.info.get(media.WRITTEN) or session.info.get(media.REMOVED):
+        await media.settle(session.info, media.media_store(runtime.settings), committed=committed)
 
 
 # scope="function": the commit happens before the response is sent, so a client never sees

@@ -58,9 +58,11 @@ class RequestContextMiddleware:
         max_body_bytes: int,
         proxies: TrustedProxies | None = None,
         origins: AllowedOrigins | None = None,
+        upload_max_bytes: int | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.upload_max_bytes = upload_max_bytes or max_body_bytes
         self.proxies = proxies if proxies is not None and proxies.enabled else None
         self.origins = origins
 
@@ -128,17 +130,20 @@ class RequestContextMiddleware:
                     return
             # A request that declares no body (no Content-Length, no Transfer-Encoding) has none
             # in HTTP/1.1: nothing to read or replay, and the receive channel is passed as is.
-            body = await self._read_body(declared, receive) if has_body else b""
+            upload = scope["method"] == "PUT" and _UPLOAD_PATH.match(scope["path"]) is not None
+            limit = self.upload_max_bytes if upload else self.max_body_bytes
+            body = await self._read_body(declared, receive, limit) if has_body else b""
             if body is None:
                 await _send_error(
                     send_with_id,
                     413,
                     "PAYLOAD_TOO_LARGE",
-                    f"The request body is larger than {self.max_body_bytes} bytes.",
+                    f"The request body is larger than {limit} bytes.",
                     request_id,
                 )
                 return
-            if _has_nul(scope, body):
+            # A picture is binary: NUL bytes are its content there, not an attack on a text column.
+            if _has_nul(scope, b"" if upload else body):
                 await _send_error(
                     send_with_id,
                     400,
@@ -202,8 +207,10 @@ class RequestContextMiddleware:
         )
         await send({"type": "http.response.body", "body": b""})
 
-    async def _read_body(self, declared: bytes | None, receive: Receive) -> bytes | None:
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+    async def _read_body(
+        self, declared: bytes | None, receive: Receive, limit: int
+    ) -> bytes | None:
+        if declared is not None and declared.isdigit() and int(declared) > limit:
             return None
         chunks: list[bytes] = []
         size = 0
@@ -213,12 +220,16 @@ class RequestContextMiddleware:
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
+            if size > limit:
                 return None
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+
+# The picture uploads (PUT .../contacts/{id}/image on both APIs): a larger, binary body.
+_UPLOAD_PATH = re.compile(r"^/(?:self-service/v[12]|backoffice/v1)/contacts/[^/]+/image$")
 
 
 # A JSON "\u0000" escape: preceded by an even number of backslashes (an odd one would make it

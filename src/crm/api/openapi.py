@@ -60,6 +60,15 @@ _SELF_SERVICE = {
     ("POST", "/contacts/{id}/identities/{identity_id}/otp"): "sendIdentityCode",
     ("POST", "/contacts/{id}/identities/{identity_id}/verify"): "verifyIdentity",
     ("POST", "/contacts/{id}/change_password"): "changePassword",
+    ("GET", "/contacts/{id}/addresses"): "listContactAddresses",
+    ("POST", "/contacts/{id}/addresses"): "addContactAddress",
+    ("PUT", "/contacts/{id}/addresses/{address_id}"): "updateContactAddress",
+    ("DELETE", "/contacts/{id}/addresses/{address_id}"): "deleteContactAddress",
+    ("GET", "/contacts/{id}/devices"): "listContactDevices",
+    ("POST", "/contacts/{id}/devices"): "registerContactDevice",
+    ("DELETE", "/contacts/{id}/devices/{fcm_token}"): "removeContactDevice",
+    ("PUT", "/contacts/{id}/image"): "uploadContactImage",
+    ("DELETE", "/contacts/{id}/image"): "deleteContactImage",
 }
 
 # Every operation's operationId, by (method, path). A route missing here keeps FastAPI's long
@@ -111,6 +120,24 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("GET", "/self-service/v2/contacts/oidc/callback"): "oidcCallback",
     ("GET", "/self-service/v2/contacts/oidc/{type}"): "startOidcSignIn",
     ("POST", "/self-service/v2/contacts/{id}/oidc_identities"): "linkOidcIdentity",
+    ("GET", "/backoffice/v1/contacts/{ref}/addresses"): "listBackOfficeContactAddresses",
+    ("POST", "/backoffice/v1/contacts/{ref}/addresses"): "addBackOfficeContactAddress",
+    ("PUT", "/backoffice/v1/contacts/{ref}/addresses/{address_id}"): (
+        "updateBackOfficeContactAddress"
+    ),
+    ("DELETE", "/backoffice/v1/contacts/{ref}/addresses/{address_id}"): (
+        "deleteBackOfficeContactAddress"
+    ),
+    ("GET", "/backoffice/v1/contacts/{ref}/devices"): "listBackOfficeContactDevices",
+    ("POST", "/backoffice/v1/contacts/{ref}/devices"): "registerBackOfficeContactDevice",
+    ("DELETE", "/backoffice/v1/contacts/{ref}/devices/{fcm_token}"): (
+        "removeBackOfficeContactDevice"
+    ),
+    ("PUT", "/backoffice/v1/contacts/{ref}/image"): "uploadBackOfficeContactImage",
+    ("DELETE", "/backoffice/v1/contacts/{ref}/image"): "deleteBackOfficeContactImage",
+    ("GET", "/backoffice/v1/custom_fields"): "listCustomFieldDefinitions",
+    ("PUT", "/backoffice/v1/custom_fields/{key}"): "defineCustomField",
+    ("DELETE", "/backoffice/v1/custom_fields/{key}"): "removeCustomFieldDefinition",
 }
 
 # Two modules define models of the same name (the Back-Office contact and the Self-Service

@@ -22,7 +22,7 @@ from rich.table import Table
 from sqlalchemy import text
 
 from crm.cli.common import err_console, settings
-from crm.contacts import import_reader, importer
+from crm.contacts import custom_fields, import_reader, importer
 from crm.db import session_scope
 from crm.errors import AppError
 from crm.runtime import Runtime
@@ -126,6 +126,7 @@ def import_(
         try:
             async with session_scope(runtime.sessions) as session:
                 await importer.check_tenant(session, tenant)
+                rules = await custom_fields.rules_of(session, tenant)
             reader = import_reader.Reader(handle, encoding=encoding, delimiter=delimiter)
             if reader.unknown:
                 err_console.print(
@@ -165,6 +166,7 @@ def import_(
                         tenant_id=tenant,
                         mode=mode,
                         now=runtime.clock.now(),
+                        rules=rules,
                     )
                     batch.clear()
                     if writing is not None:

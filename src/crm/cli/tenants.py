@@ -1,4 +1,5 @@
-"""`crm tenants`: create and list tenants, show and change their settings, and a demo tenant."""
+"""`crm tenants`: create and list tenants, show and change their settings and custom fields, and
+a demo tenant."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.cli import demo_data
 from crm.cli.common import JsonOption, console, print_json, run_in_session, when
+from crm.contacts import custom_fields
+from crm.contacts.custom_fields import MAX_VALUE_LENGTH
+from crm.contacts.subresource_schemas import definition_out
 from crm.runtime import Runtime
 from crm.smsguard import service as sms_guard
 from crm.tenants import service
@@ -24,6 +28,7 @@ from crm.tenants.schemas import (
     tenant_setting_value,
     tenant_settings_from,
 )
+from crm.vocabulary import CustomFieldType
 
 app = typer.Typer(help="Tenants (businesses) and their keys.", no_args_is_help=True)
 
@@ -252,3 +257,70 @@ def _write_keys(path: Path, data: dict[str, Any]) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump(data, handle, indent=2)
+
+
+@app.command("custom-fields")
+def custom_fields_(
+    tenant: str = typer.Argument(..., help="Tenant id."),
+    define: list[str] = typer.Option(
+        [],
+        "--define",
+        help="KEY, KEY=TYPE or KEY=TYPE:MAX_LENGTH (TYPE: STRING, INTEGER, DECIMAL, BOOLEAN, "
+        "DATE; MAX_LENGTH 1-1024, default 255). Repeatable.",
+    ),
+    remove: list[str] = typer.Option([], "--remove", help="Remove KEY's definition."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Show or change the custom field keys the tenant's contacts may carry (both modes).
+
+    A contact written with a key not defined here is refused (400 CUSTOM_FIELD_UNDEFINED).
+    """
+    try:
+        parsed = [_parse_definition(item) for item in define]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+    async def work(runtime: Runtime, session: AsyncSession) -> list[dict[str, Any]]:
+        await service.get_tenant_settings(session, tenant)  # an unknown tenant stops here
+        for key, value_type, max_length in parsed:
+            await custom_fields.define(
+                session,
+                runtime.clock,
+                tenant_id=tenant,
+                key=key,
+                value_type=value_type,
+                max_length=max_length,
+                allowed_values=[],
+                description=None,
+            )
+        for key in remove:
+            await custom_fields.undefine(session, tenant_id=tenant, key=key)
+        rows = await custom_fields.list_definitions(session, tenant)
+        return [definition_out(row).model_dump() for row in rows]
+
+    result = run_in_session(work)
+    if as_json:
+        print_json(result)
+        return
+    table = Table("key", "type", "max length", "allowed values")
+    for item in result:
+        table.add_row(
+            item["key"], item["type"], str(item["max_length"]), ", ".join(item["allowed_values"])
+        )
+    console.print(table)
+
+
+def _parse_definition(item: str) -> tuple[str, CustomFieldType, int]:
+    key, _, spec = item.partition("=")
+    type_name, _, length = spec.partition(":")
+    try:
+        value_type = CustomFieldType((type_name or "STRING").strip().upper())
+    except ValueError:
+        known = ", ".join(CustomFieldType)
+        raise ValueError(f"{item!r}: the type is one of {known}") from None
+    max_length = int(length) if length.strip().isdigit() else 255
+    if (length and not length.strip().isdigit()) or not 1 <= max_length <= MAX_VALUE_LENGTH:
+        raise ValueError(f"{item!r}: the max length is a whole number from 1 to 1024")
+    if not custom_fields.KEY_PATTERN.fullmatch(key.strip()):
+        raise ValueError(f"{item!r}: a key is 1-64 of A-Z a-z 0-9 _ . : -")
+    return key.strip(), value_type, max_length

@@ -1,6 +1,6 @@
 """Errors of the contacts domain."""
 
-from crm.errors import Conflict, InvalidRequest, NotFound
+from crm.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 
 
 class ContactNotFound(NotFound):
@@ -89,3 +89,63 @@ class DocumentInUse(Conflict):
 class InvalidNameDay(InvalidRequest):
     code = "INVALID_NAME_DAY"
     message = "name_day is a month (1-12) and a day that exists in it."
+
+
+class AddressNotFound(NotFound):
+    code = "ADDRESS_NOT_FOUND"
+    message = "The contact has no such address."
+
+
+class AddressLimitReached(Conflict):
+    code = "ADDRESS_LIMIT_REACHED"
+    message = "The contact has the most addresses it may have; remove one first."
+
+
+class AddressNameTaken(Conflict):
+    code = "ADDRESS_NAME_TAKEN"
+    message = "Another address of this type already has this name."
+
+
+class DeviceNotFound(NotFound):
+    code = "DEVICE_NOT_FOUND"
+    message = "The contact has no device with this registration token."
+
+
+class PictureTooLarge(PayloadTooLarge):
+    code = "PICTURE_TOO_LARGE"
+    message = "The picture is larger than allowed."
+
+
+class PictureMissing(InvalidRequest):
+    code = "PICTURE_MISSING"
+    message = "Send the picture as the `image` part of a multipart/form-data body."
+
+
+class PictureTypeNotAllowed(InvalidRequest):
+    code = "PICTURE_TYPE_NOT_ALLOWED"
+    message = "A picture must be a PNG, JPEG or WEBP image."
+
+
+class PictureTypeMismatch(InvalidRequest):
+    code = "PICTURE_TYPE_MISMATCH"
+    message = "The declared content type is not the type of the picture's content."
+
+
+class CustomFieldUndefined(InvalidRequest):
+    code = "CUSTOM_FIELD_UNDEFINED"
+    message = "The tenant defines no custom field with this key."
+
+
+class CustomFieldInvalidValue(InvalidRequest):
+    code = "CUSTOM_FIELD_INVALID_VALUE"
+    message = "The value does not fit the custom field's definition."
+
+
+class CustomFieldDefinitionNotFound(NotFound):
+    code = "CUSTOM_FIELD_DEFINITION_NOT_FOUND"
+    message = "The tenant defines no custom field with this key."
+
+
+class CustomFieldDefinitionLimitReached(Conflict):
+    code = "CUSTOM_FIELD_DEFINITION_LIMIT_REACHED"
+    message = "The tenant defines the most custom fields it may; remove one first."

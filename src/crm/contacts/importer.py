@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.clock import Clock
-from crm.contacts import service
+from crm.contacts import custom_fields, service
 from crm.contacts.errors import ContactCodeAlreadyExists, ContactIdAlreadyExists
 from crm.contacts.models import AuditEvent, ConsentEvent, Contact, ContactPhone
 from crm.contacts.schemas import ContactCreate, ContactRead, contact_read
@@ -166,7 +166,13 @@ class _Prepared:
 
 
 def _prepare(
-    line: int, row: Mapping[str, str | None], *, tenant_id: str, mode: str, now: Any
+    line: int,
+    row: Mapping[str, str | None],
+    *,
+    tenant_id: str,
+    mode: str,
+    now: Any,
+    rules: Mapping[str, custom_fields.FieldRule],
 ) -> _Prepared:
     """A row checked by the API's schema and the service's rules, as the contact row to write."""
     body = ContactCreate.model_validate(row_to_body(row))
@@ -177,6 +183,10 @@ def _prepare(
         code=body.code,
         contact_type=body.contact_type,
     )
+    if fields.get(custom_fields.CUSTOM_FIELDS):
+        fields[custom_fields.CUSTOM_FIELDS] = custom_fields.check_values(
+            rules, fields[custom_fields.CUSTOM_FIELDS]
+        )
     contact = service.build_contact(
         tenant_id=tenant_id,
         mode=mode,
@@ -217,7 +227,10 @@ async def import_batch(
     (another writer won a race), the batch falls back to one savepoint per row, so a bad row
     never takes its neighbours with it. The caller commits.
     """
-    result, prepared = prepare_batch(rows, tenant_id=tenant_id, mode=mode, now=clock.now())
+    rules = await custom_fields.rules_of(session, tenant_id)
+    result, prepared = prepare_batch(
+        rows, tenant_id=tenant_id, mode=mode, now=clock.now(), rules=rules
+    )
     await write_batch(
         session, clock, prepared, tenant_id=tenant_id, mode=mode, actor=actor, result=result
     )
@@ -231,7 +244,12 @@ class PreparedBatch:
 
 
 def prepare_batch(
-    rows: Sequence[tuple[int, Mapping[str, str | None]]], *, tenant_id: str, mode: str, now: Any
+    rows: Sequence[tuple[int, Mapping[str, str | None]]],
+    *,
+    tenant_id: str,
+    mode: str,
+    now: Any,
+    rules: Mapping[str, custom_fields.FieldRule],
 ) -> tuple[BatchResult, PreparedBatch]:
     """Validate a batch (no database: it may run in a thread while the last batch is written)."""
     result = BatchResult()
@@ -240,7 +258,7 @@ def prepare_batch(
     seen_codes: dict[str, int] = {}
     for line, row in rows:
         try:
-            item = _prepare(line, row, tenant_id=tenant_id, mode=mode, now=now)
+            item = _prepare(line, row, tenant_id=tenant_id, mode=mode, now=now, rules=rules)
         except (ValidationError, ValueError, AppError) as exc:
             result.rejected.append(Rejected(line, _reason(exc)))
             continue

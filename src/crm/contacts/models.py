@@ -206,3 +206,60 @@ class AuditEvent(Base):
     actor: Mapped[str] = mapped_column(String(80))  # api key id, contact session, or cli
     fields: Mapped[list[str]] = mapped_column(PortableJSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ContactDevice(Base):
+    """A device of a contact that receives push notifications, keyed by its registration token.
+
+    A token belongs to one app install, so it is unique per tenant and mode: when another contact
+    signs in on the same install and registers it, the row moves to them, and pushes stop going
+    to the contact who left.
+    """
+
+    __tablename__ = "contact_devices"
+    __table_args__ = (UniqueConstraint("tenant_id", "mode", "registration_token"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    contact_pk: Mapped[int] = mapped_column(
+        ForeignKey("contacts.pk", ondelete="CASCADE"), index=True
+    )
+    tenant_id: Mapped[str] = mapped_column(String(36))
+    mode: Mapped[str] = mapped_column(String(10))
+    registration_token: Mapped[str] = mapped_column(String(512))
+    platform: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    mac_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    serial_number: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    electronic_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    application_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    registered_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ContactPicture(Base):
+    """A contact's picture: the random name it is stored and served under, never its contact id."""
+
+    __tablename__ = "contact_pictures"
+
+    contact_pk: Mapped[int] = mapped_column(
+        ForeignKey("contacts.pk", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    content_type: Mapped[str] = mapped_column(String(40))
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CustomFieldDefinition(Base):
+    """A custom field key a tenant allows on its contacts, with the type and length of its value."""
+
+    __tablename__ = "custom_field_definitions"
+    __table_args__ = (UniqueConstraint("tenant_id", "key"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(64))
+    value_type: Mapped[str] = mapped_column(String(10))
+    max_length: Mapped[int] = mapped_column(Integer)
+    allowed_values: Mapped[list[str]] = mapped_column(PortableJSON, default=list)
+    description: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -12,6 +12,8 @@ from crm.contacts.models import ConsentEvent, Contact, ContactPhone
 from crm.events.service import consent_changed
 from crm.ids import uuid7
 
+CONSENT_FLAGS = ("service_acceptance", "email_opt_out", "sms_opt_out")
+
 
 def _add_phones(
     session: AsyncSession, contact: Contact, phones: Sequence[Mapping[str, Any]]
@@ -96,3 +98,13 @@ async def consent_history(session: AsyncSession, contact: Contact) -> list[Conse
         .order_by(ConsentEvent.changed_at, ConsentEvent.id)
     )
     return list(rows)
+
+
+def created_consent(fields: Mapping[str, Any]) -> dict[str, bool]:
+    """The consent flags a new contact's fields set, each a first entry of its history."""
+    return {f: bool(fields[f]) for f in CONSENT_FLAGS if f in fields}
+
+
+def created_audit_fields(fields: Mapping[str, Any]) -> list[str]:
+    """The field names the CREATED audit entry lists: those given a value."""
+    return sorted(k for k in fields if fields[k] not in (None, [], ""))

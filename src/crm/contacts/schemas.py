@@ -54,7 +54,10 @@ class PhoneIn(BaseModel):
 class AddressIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    address_type: Literal["HOME", "BUSINESS"] = "HOME"
+    address_type: Literal["HOME", "BUSINESS", "ALTERNATIVE"] = Field(
+        "HOME", validation_alias=AliasChoices("address_type", "type")
+    )
+    name: Text100 | None = None
     address_line_1: Text200 | None = None
     address_line_2: Text200 | None = None
     town_city: Text100 | None = None
@@ -62,6 +65,10 @@ class AddressIn(BaseModel):
     postal_code: Text20 | None = None
     country_code: CountryText | None = None
     is_primary: WireBool = False
+    lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)] | None = None
+    lon: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)] | None = None
+    google_place_id: Annotated[str, StringConstraints(max_length=255)] | None = None
+    is_billing_address: WireBool | None = None
 
 
 class DateOfBirth(BaseModel):
@@ -236,6 +243,11 @@ class AddressOut(BaseModel):
     postal_code: str | None = None
     country_code: str | None = None
     is_primary: bool = False
+    name: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    google_place_id: str | None = None
+    is_billing_address: bool | None = None
 
 
 class DocumentOut(BaseModel):
@@ -292,6 +304,7 @@ class ContactRead(BaseModel):
     service_acceptance: bool = False
     email_opt_out: bool = False
     sms_opt_out: bool = False
+    avatar_url: str | None = None
     created_date: int = Field(description="Epoch seconds.")
     updated_date: int = Field(description="Epoch seconds.")
 

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm.clock import Clock
 
 # The audit and derived-row helpers live in their own modules; callers keep importing them here.
-from crm.contacts import documents
+from crm.contacts import custom_fields, devices, documents, pictures
 from crm.contacts.audit import AuditPage as AuditPage
 from crm.contacts.audit import audit_row as audit_row
 from crm.contacts.audit import count_audit as count_audit
@@ -44,9 +44,12 @@ from crm.contacts.errors import (
     MultiplePrimary,
 )
 from crm.contacts.models import ConsentEvent, Contact, ContactPhone
+from crm.contacts.rows import CONSENT_FLAGS as CONSENT_FLAGS
 from crm.contacts.rows import _add_phones, _address_key, _phone_key, _record_consent
 from crm.contacts.rows import consent_history as consent_history
 from crm.contacts.rows import consent_rows as consent_rows
+from crm.contacts.rows import created_audit_fields as created_audit_fields
+from crm.contacts.rows import created_consent as created_consent
 from crm.contacts.rows import phone_rows as phone_rows
 from crm.contacts.rows import phones_of as phones_of
 from crm.errors import AppError
@@ -55,7 +58,6 @@ from crm.identities.models import Identity, OtpChallenge, Session
 from crm.ids import short_code, uuid7
 from crm.messaging.models import OutboxMessage
 
-CONSENT_FLAGS = ("service_acceptance", "email_opt_out", "sms_opt_out")
 # Plain columns a surface may set directly (everything else has its own handling).
 SIMPLE_FIELDS = (
     "title",
@@ -232,6 +234,7 @@ async def create(
     fields = prepare_new(
         mode=mode, fields=fields, contact_id=contact_id, code=code, contact_type=contact_type
     )
+    fields = await custom_fields.checked(session, tenant_id, fields)
     now = clock.now()
     if contact_id is not None and await _exists(session, tenant_id, mode, Contact.id == contact_id):
         raise ContactIdAlreadyExists()
@@ -329,16 +332,6 @@ def build_contact(
     return contact
 
 
-def created_consent(fields: Mapping[str, Any]) -> dict[str, bool]:
-    """The consent flags a new contact's fields set, each a first entry of its history."""
-    return {f: bool(fields[f]) for f in CONSENT_FLAGS if f in fields}
-
-
-def created_audit_fields(fields: Mapping[str, Any]) -> list[str]:
-    """The field names the CREATED audit entry lists: those given a value."""
-    return sorted(k for k in fields if fields[k] not in (None, [], ""))
-
-
 async def _exists(session: AsyncSession, tenant_id: str, mode: str, condition: Any) -> bool:
     found = await session.scalar(
         select(Contact.pk)
@@ -419,6 +412,7 @@ async def update_fields(
         if changes.pop("contact_type") != contact.contact_type:
             raise ContactTypeImmutable(details=[{"field": "contact_type", "message": "immutable"}])
     changes = normalise_fields(changes, test_mode=contact.mode == "test")
+    changes = dict(await custom_fields.checked(session, contact.tenant_id, changes))
     changed: list[str] = []
     for name, value in changes.items():
         if name == PHONES:
@@ -488,6 +482,8 @@ async def erase(session: AsyncSession, clock: Clock, contact: Contact, *, actor:
     await session.execute(delete(Identity).where(Identity.contact_pk == contact.pk))
     await session.execute(delete(ContactPhone).where(ContactPhone.contact_pk == contact.pk))
     await session.execute(delete(ConsentEvent).where(ConsentEvent.contact_pk == contact.pk))
+    await devices.forget(session, contact)
+    await pictures.forget(session, contact)  # its file goes after the commit
     await session.execute(
         update(OutboxMessage)
         .where(

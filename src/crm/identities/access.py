@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.contacts.models import Contact, ContactPhone
+from crm.contacts.models import Contact, ContactPhone, ContactPicture
 from crm.db import UTCDateTime, read_connection
 from crm.documents import DOCUMENT_FIELDS, LIST_FIELDS
 from crm.identities import readpool, sessions
@@ -18,6 +18,7 @@ from crm.identities.errors import RefreshTokenInvalid, SessionRevoked, TokenAudi
 from crm.identities.flows_common import Grant, RequestMeta, SignedIn, _grant, _signer_ready
 from crm.identities.models import Identity, Session
 from crm.identities.tokens import verify_access_token
+from crm.media import media_store
 from crm.runtime import Runtime
 from crm.tenants.models import Tenant
 from crm.tenants.schemas import CallerKey
@@ -126,6 +127,10 @@ _SIGNED_IN_QUERY = (
         _contact_phone(ContactPhone.phone_type).label("cphone_type"),
         _contact_phone(ContactPhone.e164).label("cphone_e164"),
         _contact_phone(ContactPhone.country_code).label("cphone_country"),
+        select(ContactPicture.name)
+        .where(ContactPicture.contact_pk == Contact.pk)
+        .scalar_subquery()
+        .label("avatar_name"),
     )
     .select_from(Session)
     .join(Contact, Contact.pk == Session.contact_pk)
@@ -197,6 +202,8 @@ async def resolve_access(runtime: Runtime, token: str, api_caller: CallerKey | N
             row = dict(mapping) if mapping is not None else None
     if row is None:
         raise SessionRevoked()
+    avatar = row.get("avatar_name")
+    row["avatar_url"] = media_store(settings).url(avatar) if avatar else None
     return SignedIn(
         claims=claims, contact_pk=int(row["pk"]), tenant_name=str(row["name"]), profile=row
     )

@@ -58,6 +58,7 @@ def profile(row: dict[str, Any]) -> dict[str, Any]:
         "referral_code": row["referral_code"],
         "country_of_agreement": row["country_of_agreement"],
         "custom_fields": row["custom_fields"] or None,
+        "avatar_url": row.get("avatar_url"),
         "accept_terms_&_conditions": bool(row["service_acceptance"]),
         "email_opt_out": bool(row["email_opt_out"]),
         "sms_opt_out": bool(row["sms_opt_out"]),
