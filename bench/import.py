@@ -108,13 +108,33 @@ def _where(tenant_id: str) -> list[str]:
     return ["--tenant", tenant_id, "--mode", "live"]
 
 
-def crm_import(url: str, tenant_id: str, path: Path, cwd: Path) -> tuple[float, str]:
+def crm_import(
+    url: str, tenant_id: str, path: Path, cwd: Path, profile: Path | None = None
+) -> tuple[float, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
     env["CRM_DATABASE_URL"] = url
     env["CRM_SECRET_KEY"] = "bench-" + "x" * 40
+    command = [sys.executable, "-m", "crm", "contacts", "import", str(path), *_where(tenant_id)]
+    if profile is not None:
+        # py-spy's raw format (one stack per line with its count); --idle keeps the waits on the
+        # database, which are what an import spends its time on when it is not validating.
+        spy = Path(sys.executable).with_name("py-spy")
+        command = [
+            str(spy),
+            "record",
+            "--idle",
+            "-r",
+            "100",
+            "-f",
+            "raw",
+            "-o",
+            str(profile),
+            "--",
+            *command,
+        ]
     began = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "crm", "contacts", "import", str(path), *_where(tenant_id)],
+        command,
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -154,6 +174,9 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--sqlite", action="store_true", help="also time crm into SQLite")
+    parser.add_argument(
+        "--profile", type=Path, help="record py-spy samples of crm's import here (raw format)"
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.rows <= 5_000_000:
         parser.error("--rows must be 1..5,000,000")
@@ -180,7 +203,7 @@ async def main(argv: list[str]) -> int:
             bare_rate = copied / bare_seconds
             print(f"bare parse+validate+COPY  {copied:>9,} rows {bare_seconds:7.1f} s ")
             print(f"                          {bare_rate:9,.0f} rows/s")
-            seconds, summary = crm_import(url, tenant_id, source, work)
+            seconds, summary = crm_import(url, tenant_id, source, work, args.profile)
             rate = args.rows / seconds
             print(f"crm contacts import       {args.rows:>9,} rows {seconds:7.1f} s  ({summary})")
             print(f"                          {rate:9,.0f} rows/s")
