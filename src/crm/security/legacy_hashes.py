@@ -217,7 +217,7 @@ def import_hash(value: str, *, firebase: FirebaseScrypt | None = None) -> str:
 
 def is_legacy(stored: str) -> bool:
     """Whether a stored hash is an imported one that argon2 cannot verify itself."""
-    return stored.startswith(("$2b$", "$pbkdf2-", _FIREBASE_STORED))
+    return stored.startswith(("$2a$", "$2b$", "$pbkdf2-", _FIREBASE_STORED))
 
 
 def firebase_scrypt(password: bytes, salt: bytes, params: FirebaseScrypt) -> bytes:
@@ -266,7 +266,7 @@ def _verify_pbkdf2(stored: str, password: bytes) -> bool:
 def verify(stored: str, password: str) -> bool:
     """Whether `password` (as typed, not normalised: the old system hashed it so) matches."""
     raw = password.encode("utf-8")
-    if stored.startswith("$2b$"):
+    if stored.startswith(("$2a$", "$2b$")):
         try:
             return bcrypt.checkpw(raw[:_BCRYPT_MAX_BYTES], stored.encode("ascii"))
         except ValueError:
