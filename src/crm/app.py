@@ -9,7 +9,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from crm import __version__
-from crm.api import backoffice, docs, errors, health, openapi, selfservice, wellknown
+from crm.api import (
+    backoffice,
+    backoffice_imports,
+    docs,
+    errors,
+    health,
+    openapi,
+    selfservice,
+    wellknown,
+)
 from crm.api import integrations as integrations_api
 from crm.api import metrics as metrics_api
 from crm.api import outbox as outbox_api
@@ -86,6 +95,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(wellknown.router)
     for version in ("v1", "v2"):
         app.include_router(selfservice.router, prefix=f"/self-service/{version}")
+    app.include_router(backoffice_imports.router, prefix="/backoffice/v1")
     app.include_router(backoffice.router, prefix="/backoffice/v1")
     app.include_router(integrations_api.router, prefix="/backoffice/v1")
     app.include_router(outbox_api.router, prefix="/backoffice/v1")
@@ -98,6 +108,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         # Built once here: per request the middleware only looks things up.
         proxies=TrustedProxies.from_settings(settings),
         origins=AllowedOrigins(ttl=settings.api_key_cache_seconds),
+        large_bodies={
+            ("POST", "/backoffice/v1" + backoffice_imports.PATH): settings.import_max_bytes
+        },
     )
     openapi.install(app)
     if settings.docs_enabled:

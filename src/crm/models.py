@@ -11,6 +11,7 @@ from crm.identities.models import (
     Session,
     SigningKey,
 )
+from crm.imports.models import ImportJob, ImportJobError
 from crm.messaging.models import MessageTemplate, OutboxMessage
 from crm.ratelimits.models import RateCounter
 from crm.smsguard.models import SmsDailyCount
@@ -26,6 +27,8 @@ __all__ = [
     "ContactPhone",
     "IdempotencyRecord",
     "Identity",
+    "ImportJob",
+    "ImportJobError",
     "Integration",
     "MessageTemplate",
     "OtpChallenge",

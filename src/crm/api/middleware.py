@@ -58,9 +58,12 @@ class RequestContextMiddleware:
         max_body_bytes: int,
         proxies: TrustedProxies | None = None,
         origins: AllowedOrigins | None = None,
+        large_bodies: dict[tuple[str, str], int] | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # (method, path) -> its own limit: a route that takes whole files (contact imports).
+        self.large_bodies = large_bodies or {}
         self.proxies = proxies if proxies is not None and proxies.enabled else None
         self.origins = origins
 
@@ -128,13 +131,14 @@ class RequestContextMiddleware:
                     return
             # A request that declares no body (no Content-Length, no Transfer-Encoding) has none
             # in HTTP/1.1: nothing to read or replay, and the receive channel is passed as is.
-            body = await self._read_body(declared, receive) if has_body else b""
+            limit = self.large_bodies.get((scope["method"], scope["path"]), self.max_body_bytes)
+            body = await self._read_body(declared, receive, limit) if has_body else b""
             if body is None:
                 await _send_error(
                     send_with_id,
                     413,
                     "PAYLOAD_TOO_LARGE",
-                    f"The request body is larger than {self.max_body_bytes} bytes.",
+                    f"The request body is larger than {limit} bytes.",
                     request_id,
                 )
                 return
@@ -202,8 +206,10 @@ class RequestContextMiddleware:
         )
         await send({"type": "http.response.body", "body": b""})
 
-    async def _read_body(self, declared: bytes | None, receive: Receive) -> bytes | None:
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+    async def _read_body(
+        self, declared: bytes | None, receive: Receive, limit: int
+    ) -> bytes | None:
+        if declared is not None and declared.isdigit() and int(declared) > limit:
             return None
         chunks: list[bytes] = []
         size = 0
@@ -213,7 +219,7 @@ class RequestContextMiddleware:
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
+            if size > limit:
                 return None
             chunks.append(chunk)
             if not message.get("more_body", False):
