@@ -10,7 +10,7 @@ from typing import Any
 
 import bcrypt
 from argon2 import PasswordHasher, Type
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from crm.contacts.import_reader import Reader
 from crm.contacts.models import AuditEvent, Contact
@@ -217,3 +217,34 @@ async def test_an_imported_password_ends_at_the_first_proof_by_code(
         f"{V2}/contacts/refresh", headers=bearer(signed.json()["refresh_token"])
     )
     assert refreshed.status_code == 401
+
+
+async def test_validator_processes_import_the_same_as_a_thread(
+    client: Any, runtime: Runtime, tenant: CreatedTenant
+) -> None:
+    tag = secrets.token_hex(4)
+    value = bcrypt.hashpw(OLD.encode(), bcrypt.gensalt(4)).decode()
+    rows = [
+        {
+            "id": f"p{n}-{tag}",
+            "first_name": "P",
+            "email_address": f"p{n}-{tag}@example.com" if n % 50 else "not an email",
+            "password_hash": value if n % 3 == 0 else "",
+        }
+        for n in range(300)
+    ]
+    options = pipeline.Options(
+        tenant_id=tenant.id, mode="test", actor="test:import", batch_size=64, processes=2
+    )
+    reader = Reader(_csv(rows), encoding="utf-8", delimiter=None)
+    summary = await pipeline.run(runtime.sessions, runtime.clock, reader, options)
+    assert (summary.seen, summary.created, len(summary.rejected)) == (300, 294, 6)
+    assert sorted(r.line for r in summary.rejected) == [n + 2 for n in range(0, 300, 50)]
+    async with runtime.sessions() as session:
+        identities = await session.scalar(
+            select(func.count()).select_from(Identity).where(Identity.tenant_id == tenant.id)
+        )
+    assert identities == len([n for n in range(300) if n % 3 == 0 and n % 50])
+    signed = await _authenticate(client, tenant, f"p3-{tag}@example.com", OLD)
+    assert signed.status_code == 200, signed.text
+    assert signed.json()["contact"]["id"] == f"p3-{tag}"

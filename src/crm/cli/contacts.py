@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import os
 import sys
 import time
 from pathlib import Path
@@ -44,6 +45,7 @@ _COLUMNS_HELP = (
     "passlib, PHC or Django form, $firebase-scrypt$SALT$HASH with the --firebase-* options): "
     "an EMAIL identity for email_address that signs in with the old password."
 )
+_PROCESSES_FROM_BYTES = 2 * 1024 * 1024
 # Without a terminal, a progress line goes to stderr this often (seconds).
 _PROGRESS_EVERY = 10.0
 
@@ -143,6 +145,14 @@ def import_(
     report: Path | None = typer.Option(
         None, "--report", help="Write every rejected row (line, reason) here as CSV."
     ),
+    processes: int = typer.Option(
+        min(os.cpu_count() or 1, 4),
+        "--processes",
+        min=0,
+        max=32,
+        help="Validator processes for a file over 2 MB (0 or 1, or a smaller file: a thread). "
+        "Default: the CPUs, at most 4.",
+    ),
     firebase_signer_key: str | None = typer.Option(
         None,
         "--firebase-signer-key",
@@ -178,7 +188,13 @@ def import_(
                     f"[yellow]Ignoring unknown columns:[/yellow] {', '.join(reader.unknown)}"
                 )
             options = pipeline.Options(
-                tenant_id=tenant, mode=mode, actor=ACTOR, batch_size=batch_size, firebase=firebase
+                tenant_id=tenant,
+                mode=mode,
+                actor=ACTOR,
+                batch_size=batch_size,
+                firebase=firebase,
+                # Starting the processes costs more than a small file's validation.
+                processes=processes if size >= _PROCESSES_FROM_BYTES else 0,
             )
             with _Meter("imported", size, unit_total=False) as meter:
                 summary = await pipeline.run(

@@ -203,8 +203,8 @@ def _table(model: type[Base]) -> Table:
 _CONTACT_COLUMNS = [c.key for c in Contact.__table__.columns if c.key != "pk"]
 
 
-def _contact_row(contact: Contact) -> dict[str, Any]:
-    # Columns the builder left unset are NULL, as the ORM would write them.
+def contact_values(contact: Contact) -> dict[str, Any]:
+    """The columns of a contact row (those the builder left unset are NULL, as the ORM writes)."""
     return {name: contact.__dict__.get(name) for name in _CONTACT_COLUMNS}
 
 
@@ -345,7 +345,7 @@ async def _write(
     pks = (
         await session.execute(
             insert(table).returning(table.c.pk, sort_by_parameter_order=True),
-            [_contact_row(p.contact) for p in prepared],
+            [contact_values(p.contact) for p in prepared],
         )
     ).scalars()
     phones: list[dict[str, Any]] = []

@@ -1,16 +1,19 @@
 """The batch loop of a contact import, shared by `crm contacts import` and the import jobs.
 
-Each batch is validated in a worker thread while the previous batch is written, so the
-database's work overlaps the CPU's. A batch is one transaction: its contacts, phones, consent
-history, identities (rows with a password hash) and audit rows, each table in one multi-row
-INSERT, plus whatever the caller records for it (an import job's progress and errors), so a
-crash loses no committed batch and repeats none. Rows are not held beyond their batch.
+Batches are validated ahead (in a thread, or in worker processes) while earlier batches are
+written, so the database's work overlaps the CPU's. A batch is one transaction: its contacts,
+phones, consent history, identities (rows with a password hash) and audit rows, each table in
+one multi-row INSERT, plus whatever the caller records for it (an import job's progress and
+errors). Batches are written in file order, so a crash loses no committed batch and a resumed
+run repeats none. Rows are not held beyond their batch.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import functools
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import text
@@ -21,7 +24,8 @@ from crm.contacts import importer
 from crm.contacts.import_reader import BadRow, Row
 from crm.contacts.importer import BatchResult, Rejected
 from crm.db import session_scope
-from crm.imports import credentials
+from crm.imports import credentials, prepare
+from crm.imports.prepare import Batch
 from crm.security.legacy_hashes import FirebaseScrypt
 
 # Called in each batch's transaction with the batch's result and its last line.
@@ -39,6 +43,8 @@ class Options:
     actor: str
     batch_size: int = 1000
     firebase: FirebaseScrypt | None = None
+    # Validator processes; 0 or 1 validates in a thread of this process.
+    processes: int = 0
 
 
 @dataclass
@@ -56,31 +62,21 @@ class Summary:
             self.rejected.extend(result.rejected)
 
 
-@dataclass
-class _Batch:
-    result: BatchResult
-    prepared: importer.PreparedBatch
-    hashes: credentials.Hashes
-    last_line: int
-
-
-def _prepare(
-    rows: list[tuple[int, Mapping[str, str | None]]], options: Options, clock: Clock
-) -> _Batch:
-    """Validate one batch (no database: this runs in a thread)."""
-    rejected: list[Rejected] = []
-    kept, hashes = credentials.check_hashes(rows, firebase=options.firebase, rejected=rejected)
-    result, prepared = importer.prepare_batch(
-        kept, tenant_id=options.tenant_id, mode=options.mode, now=clock.now()
+def _prepare(rows: prepare.Rows, options: Options, clock: Clock) -> Batch:
+    """Validate one batch in a thread of this process."""
+    return prepare.prepare(
+        rows,
+        tenant_id=options.tenant_id,
+        mode=options.mode,
+        firebase=options.firebase,
+        now=clock.now(),
     )
-    result.rejected[:0] = rejected
-    return _Batch(result, prepared, hashes, 0)
 
 
 async def _write(
     sessions: async_sessionmaker[AsyncSession],
     clock: Clock,
-    batch: _Batch,
+    batch: Batch,
     options: Options,
     on_batch: OnBatch | None,
     analyze: bool,
@@ -109,6 +105,13 @@ async def _write(
             await importer.refresh_statistics(session)
 
 
+@dataclass
+class _Pending:
+    validating: asyncio.Future[Batch]
+    bad: list[Rejected]
+    last_line: int
+
+
 async def run(
     sessions: async_sessionmaker[AsyncSession],
     clock: Clock,
@@ -121,22 +124,38 @@ async def run(
 ) -> Summary:
     """Import `rows` batch by batch; the summary counts every row, rejections with their line."""
     summary = summary or Summary()
-    pending: list[tuple[int, Mapping[str, str | None]]] = []
-    bad: list[Rejected] = []
+    loop = asyncio.get_running_loop()
+    pool = prepare.executor(options.processes)
+    # Batches validated ahead of the one being written: one per validator.
+    ahead = max(1, options.processes)
+    queued: deque[_Pending] = deque()
     writing: asyncio.Task[None] | None = None
     written = analyzed_at = 0
 
-    async def write(batch: _Batch, analyze: bool) -> None:
+    def validate(rows: prepare.Rows) -> asyncio.Future[Batch]:
+        if pool is None:
+            return asyncio.ensure_future(asyncio.to_thread(_prepare, rows, options, clock))
+        call = functools.partial(
+            prepare.prepare_plain,
+            rows,
+            options.tenant_id,
+            options.mode,
+            options.firebase,
+            clock.now(),
+        )
+        plain = loop.run_in_executor(pool, call)
+        return asyncio.ensure_future(_rebuilt(plain))
+
+    async def write(batch: Batch, analyze: bool) -> None:
         await _write(sessions, clock, batch, options, on_batch, analyze)
         summary.add(batch.result)  # counted once its transaction committed
 
-    async def flush(last_line: int) -> None:
+    async def write_oldest() -> None:
         nonlocal writing, written, analyzed_at
-        batch = await asyncio.to_thread(_prepare, list(pending), options, clock)
-        batch.result.rejected[:0] = bad
-        batch.last_line = last_line
-        pending.clear()
-        bad.clear()
+        pending = queued.popleft()
+        batch = await pending.validating
+        batch.result.rejected[:0] = pending.bad
+        batch.last_line = pending.last_line
         if writing is not None:
             await writing
         # The planner's statistics after the first batch and each time the table doubled.
@@ -146,24 +165,40 @@ async def run(
             analyzed_at = max(written, 1)
         writing = asyncio.create_task(write(batch, analyze))
 
-    last_line = 0
+    rows_now: prepare.Rows = []
+    bad: list[Rejected] = []
     try:
         for row in rows:
             summary.seen += 1
-            last_line = row.line
             if isinstance(row, BadRow):
                 bad.append(Rejected(row.line, row.reason))
             else:
-                pending.append((row.line, row.cells))
-            if len(pending) + len(bad) >= options.batch_size:
-                await flush(last_line)
+                rows_now.append((row.line, row.cells))
+            if len(rows_now) + len(bad) >= options.batch_size:
+                queued.append(_Pending(validate(rows_now), bad, row.line))
+                rows_now, bad = [], []
+                while len(queued) > ahead:
+                    await write_oldest()
                 if progress is not None:
                     progress(summary.seen)
-        if pending or bad:
-            await flush(last_line)
+        if rows_now or bad:
+            last = max([line for line, _ in rows_now] + [r.line for r in bad])
+            queued.append(_Pending(validate(rows_now), bad, last))
+        while queued:
+            await write_oldest()
     finally:
-        if writing is not None:
-            await writing
+        try:
+            if writing is not None:
+                await writing
+        finally:
+            for pending in queued:
+                pending.validating.cancel()
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
     if progress is not None:
         progress(summary.seen)
     return summary
+
+
+async def _rebuilt(plain: Awaitable[prepare.Plain]) -> Batch:
+    return prepare.from_plain(await plain)
