@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import time
 from typing import Any
 
 import httpx
@@ -13,6 +15,7 @@ from crm.app import create_app
 from crm.contacts.models import Contact
 from crm.imports import jobs, pipeline
 from crm.imports.models import ImportJob
+from crm.imports.worker import ImportWorker
 from crm.runtime import Runtime
 from crm.tenants import service as tenants
 from crm.tenants.schemas import CreatedTenant
@@ -230,3 +233,27 @@ async def test_imported_firebase_hashes_sign_in_through_the_bulk_endpoint(
         headers=key(tenant),
     )
     assert signed.status_code == 200, signed.text
+
+
+async def test_the_worker_loop_runs_queued_jobs_and_stops(
+    client: Any, runtime: Runtime, tenant: CreatedTenant
+) -> None:
+    tag = "Loop" + secrets.token_hex(3)
+    worker = ImportWorker(runtime.sessions, runtime.clock, lease_seconds=60, poll_seconds=0.05)
+    running = asyncio.create_task(worker.run())
+    try:
+        posted = await client.post(URL, content=_file(tag, 5), headers=_secret(tenant))
+        job_id = posted.json()["id"]
+        worker.wakeup.set()
+        deadline = time.monotonic() + 60
+        status = ""
+        while time.monotonic() < deadline:
+            status = (await client.get(f"{URL}/{job_id}", headers=_secret(tenant))).json()["status"]
+            if status in ("SUCCEEDED", "FAILED"):
+                break
+            await asyncio.sleep(0.05)
+        assert status == "SUCCEEDED"
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, 30)
+    assert await _count(runtime, tenant, tag) == 5
