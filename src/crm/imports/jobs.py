@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import undefer
 
 from crm.clock import Clock
 from crm.contacts import import_reader
@@ -210,7 +211,7 @@ async def run_job(
 ) -> None:
     """Run a claimed job from where it stopped; mark it SUCCEEDED or FAILED at the end."""
     async with session_scope(sessions) as session:
-        job = await session.get(ImportJob, job_id)
+        job = await session.get(ImportJob, job_id, options=[undefer(ImportJob.content)])
         if job is None or job.claim != claim:
             return
         content, start, options = job.content, job.next_line, dict(job.options)

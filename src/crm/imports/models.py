@@ -27,7 +27,8 @@ class ImportJob(Base):
     mode: Mapped[str] = mapped_column(String(10))
     actor: Mapped[str] = mapped_column(String(80))
     status: Mapped[str] = mapped_column(String(20))  # QUEUED | RUNNING | SUCCEEDED | FAILED
-    content: Mapped[bytes] = mapped_column(LargeBinary)
+    # Deferred: a status read must not load a file of up to CRM_IMPORT_MAX_BYTES.
+    content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     size_bytes: Mapped[int] = mapped_column(Integer)
     options: Mapped[dict[str, Any]] = mapped_column(PortableJSON)
     # The last line whose batch committed (0: none); a resumed run starts after it.
