@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -217,3 +217,13 @@ async def _drop_rival_claims(
             holder = await session.get(Identity, row["id"])
             if holder is not None:
                 await drop_claims(session, clock, holder=holder, actor=actor)
+
+
+async def refresh_statistics(session: AsyncSession) -> None:
+    """As `importer.refresh_statistics`, for the identities an import adds.
+
+    Measured: planned from the empty table's statistics, the per-batch check of the addresses
+    took 10 s a batch at 70,000 imported identities (a scan) instead of milliseconds.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("ANALYZE identities"))

@@ -80,6 +80,7 @@ async def _write(
     options: Options,
     on_batch: OnBatch | None,
     analyze: bool,
+    analyze_identities: bool = False,
 ) -> None:
     async with session_scope(sessions) as session:
         if session.get_bind().dialect.name == "postgresql":
@@ -103,6 +104,8 @@ async def _write(
             await on_batch(session, batch.result, batch.last_line)
         if analyze:
             await importer.refresh_statistics(session)
+            if analyze_identities:
+                await credentials.refresh_statistics(session)
 
 
 @dataclass
@@ -131,6 +134,7 @@ async def run(
     queued: deque[_Pending] = deque()
     writing: asyncio.Task[None] | None = None
     written = analyzed_at = 0
+    hashed = False  # whether identities were written: their statistics are refreshed too
 
     def validate(rows: prepare.Rows) -> asyncio.Future[Batch]:
         if pool is None:
@@ -147,13 +151,14 @@ async def run(
         return asyncio.ensure_future(_rebuilt(plain))
 
     async def write(batch: Batch, analyze: bool) -> None:
-        await _write(sessions, clock, batch, options, on_batch, analyze)
+        await _write(sessions, clock, batch, options, on_batch, analyze, hashed)
         summary.add(batch.result)  # counted once its transaction committed
 
     async def write_oldest() -> None:
-        nonlocal writing, written, analyzed_at
+        nonlocal writing, written, analyzed_at, hashed
         pending = queued.popleft()
         batch = await pending.validating
+        hashed = hashed or bool(batch.hashes.by_line)
         batch.result.rejected[:0] = pending.bad
         batch.last_line = pending.last_line
         if writing is not None:
