@@ -212,7 +212,7 @@ async def run_job(
     """Run a claimed job from where it stopped; mark it SUCCEEDED or FAILED at the end."""
     async with session_scope(sessions) as session:
         job = await session.get(ImportJob, job_id, options=[undefer(ImportJob.content)])
-        if job is None or job.claim != claim:
+        if job is None or job.claim != claim or job.status != RUNNING:
             return
         content, start, options = job.content, job.next_line, dict(job.options)
         opts = pipeline.Options(
