@@ -205,9 +205,14 @@ async def test_a_worker_that_lost_its_lease_writes_nothing(
     async with runtime.sessions() as session:
         job = await session.get(ImportJob, job_id)
         assert job is not None and job.status == "SUCCEEDED"
-    # A stale worker (an old claim number) cannot touch a job another claim holds.
-    await jobs.run_job(runtime.sessions, runtime.clock, job_id, 0, lease_seconds=60)
+    # A stale worker (an old claim number) cannot touch a job another claim holds, and a
+    # finished job is not run again, even under its own claim.
+    for claim in (0, job.claim):
+        await jobs.run_job(runtime.sessions, runtime.clock, job_id, claim, lease_seconds=60)
     assert await _count(runtime, tenant, tag) == 3
+    async with runtime.sessions() as session:
+        again = await session.get(ImportJob, job_id)
+        assert again is not None and again.status == "SUCCEEDED"
 
 
 async def test_imported_firebase_hashes_sign_in_through_the_bulk_endpoint(
