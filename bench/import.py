@@ -151,6 +151,7 @@ def crm_import(
             str(spy),
             "record",
             "--idle",
+            "--subprocesses",  # the validator processes too
             "-r",
             "100",
             "-f",
