@@ -23,7 +23,7 @@ router = APIRouter(tags=["Back-Office"])
 
 PATH = "/contacts/imports"
 MAX_ERRORS_PAGE = 100
-_CSV_TYPES = ("text/csv", "application/csv", "text/plain")
+_CSV_TYPES = ("text/csv", "application/csv", "text/plain", "application/octet-stream")
 
 
 class ImportJobRead(BaseModel):
@@ -93,7 +93,10 @@ def _firebase(
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"text/csv": {"schema": {"type": "string", "format": "binary"}}},
+            # Declared as bytes (what generated clients can send); text/csv is accepted too.
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
         }
     },
 )
@@ -108,7 +111,8 @@ async def create_import(
     x_firebase_rounds: Annotated[int | None, Header()] = None,
     x_firebase_mem_cost: Annotated[int | None, Header()] = None,
 ) -> JSONResponse:
-    """The body is the file `crm contacts import` reads (UTF-8 CSV, the header naming the
+    """The body is the file `crm contacts import` reads (UTF-8 CSV sent as `text/csv` or
+    `application/octet-stream`, the header naming the
     columns, `password_hash` included), at most `CRM_IMPORT_MAX_BYTES`. The file is checked as
     a whole (encoding, header) and stored with the job before the 202; the rows are imported by
     a worker in batches, with the same rules and per-row errors as the command line. Firebase
