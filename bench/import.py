@@ -5,6 +5,7 @@ Usage (PostgreSQL on loopback, trust or password in the URL):
     python bench/import.py --rows 100000
     python bench/import.py --rows 1000000
     python bench/import.py --rows 100000 --sqlite     # also time crm into a SQLite file
+    python bench/import.py --rows 100000 --sqlite --password-hashes   # with bcrypt hashes
 
 It writes a CSV of N generated contacts (id, code, names, an email and a mobile phone each),
 creates its own database (`crm_bench_<random>`), migrates it and creates a tenant, then in the
@@ -21,6 +22,7 @@ import asyncio
 import csv
 import os
 import random
+import re
 import secrets
 import subprocess
 import sys
@@ -39,6 +41,10 @@ from crm.tenants import service as tenants
 
 _SYLLABLES = ["an", "be", "ca", "do", "el", "fi", "ga", "ho", "is", "ja", "ko", "lu", "ma", "ni"]
 HEADER = ["id", "code", "first_name", "last_name", "email_address", "phone", "phone_country_code"]
+# --password-hashes: this many distinct bcrypt hashes (cost 4) shared by the rows (import does not
+# verify them; sign-in does), and every BAD_HASH_EVERY-th row gets a hash crm must refuse.
+_HASHES = 50
+BAD_HASH_EVERY = 10_000
 _BARE_BATCH = 10_000
 # A run that takes longer than this is stopped (every step is bounded in time).
 _TIMEOUT = 3600
@@ -48,13 +54,29 @@ def _name(rng: random.Random) -> str:
     return "".join(rng.choice(_SYLLABLES) for _ in range(3)).capitalize()
 
 
-def write_csv(path: Path, rows: int) -> None:
+def bench_password(n: int) -> str:
+    return f"bench password {n % _HASHES}"
+
+
+def write_csv(path: Path, rows: int, *, hashes: bool = False) -> None:
     rng = random.Random(1)
+    known: list[str] = []
+    if hashes:
+        import bcrypt
+
+        known = [
+            bcrypt.hashpw(bench_password(k).encode(), bcrypt.gensalt(4)).decode()
+            for k in range(_HASHES)
+        ]
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(HEADER)
+        writer.writerow([*HEADER, "password_hash"] if hashes else HEADER)
         for n in range(rows):
             first, last = _name(rng), _name(rng)
+            extra = []
+            if hashes:
+                bad = n % BAD_HASH_EVERY == BAD_HASH_EVERY - 1
+                extra = ["5f4dcc3b5aa765d61d8327deb882cf99" if bad else known[n % _HASHES]]
             writer.writerow(
                 [
                     f"b-{n}",
@@ -64,6 +86,7 @@ def write_csv(path: Path, rows: int) -> None:
                     f"{first.lower()}.{last.lower()}{n}@example.com",
                     f"99{n % 1_000_000:06d}",
                     "CYP",
+                    *extra,
                 ]
             )
 
@@ -81,7 +104,7 @@ async def bare(dsn: str, path: Path) -> int:
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.reader(handle)
             next(reader)
-            for cid, code, first, last, email, phone, country in reader:
+            for cid, code, first, last, email, phone, country, *_ in reader:
                 try:
                     email = validate_email(email, check_deliverability=False).normalized
                 except EmailNotValidError:
@@ -108,13 +131,39 @@ def _where(tenant_id: str) -> list[str]:
     return ["--tenant", tenant_id, "--mode", "live"]
 
 
-def crm_import(url: str, tenant_id: str, path: Path, cwd: Path) -> tuple[float, str]:
+def crm_import(
+    url: str,
+    tenant_id: str,
+    path: Path,
+    cwd: Path,
+    profile: Path | None = None,
+    expect_rejected: int = 0,
+) -> tuple[float, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
     env["CRM_DATABASE_URL"] = url
     env["CRM_SECRET_KEY"] = "bench-" + "x" * 40
+    command = [sys.executable, "-m", "crm", "contacts", "import", str(path), *_where(tenant_id)]
+    if profile is not None:
+        # py-spy's raw format (one stack per line with its count); --idle keeps the waits on the
+        # database, which are what an import spends its time on when it is not validating.
+        spy = Path(sys.executable).with_name("py-spy")
+        command = [
+            str(spy),
+            "record",
+            "--idle",
+            "--subprocesses",  # the validator processes too
+            "-r",
+            "100",
+            "-f",
+            "raw",
+            "-o",
+            str(profile),
+            "--",
+            *command,
+        ]
     began = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "crm", "contacts", "import", str(path), *_where(tenant_id)],
+        command,
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -123,7 +172,8 @@ def crm_import(url: str, tenant_id: str, path: Path, cwd: Path) -> tuple[float, 
         check=False,
     )
     seconds = time.perf_counter() - began
-    if result.returncode != 0:
+    rejected_ok = expect_rejected and f"rejected {expect_rejected}" in result.stdout
+    if result.returncode != 0 and not rejected_ok:
         raise SystemExit(f"crm contacts import failed:\n{result.stdout}\n{result.stderr[-2000:]}")
     return seconds, result.stdout.strip()
 
@@ -141,6 +191,34 @@ async def _prepare(url: str) -> str:
     return tenant.id
 
 
+async def check_sign_in_hashes(url: str, tenant_id: str) -> None:
+    """The first five imported identities verify their customer's old password."""
+    from sqlalchemy import select
+
+    from crm.identities.models import Identity
+    from crm.security import passwords
+
+    settings = Settings(database_url=url, secret_key="bench-" + "x" * 40, _env_file=None)  # type: ignore[call-arg]
+    runtime = Runtime.build(settings)
+    try:
+        async with runtime.sessions() as session:
+            found = (
+                await session.execute(
+                    select(Identity.display, Identity.password_hash)
+                    .where(Identity.tenant_id == tenant_id)
+                    .order_by(Identity.created_at)
+                    .limit(5)
+                )
+            ).all()
+    finally:
+        await runtime.close()
+    for display, stored in found:
+        n = int(re.search(r"(\d+)@", display)[1])  # type: ignore[index]
+        if not await passwords.verify_password(stored or "", bench_password(n)):
+            raise SystemExit(f"imported hash of {display} does not verify")
+    print(f"imported bcrypt hashes verify ({len(found)} checked)")
+
+
 async def _admin(admin_url: str, sql: str) -> None:
     conn = await asyncpg.connect(admin_url)
     try:
@@ -154,6 +232,14 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--sqlite", action="store_true", help="also time crm into SQLite")
+    parser.add_argument(
+        "--password-hashes",
+        action="store_true",
+        help="add a bcrypt password_hash column (and a refused hash every 10,000 rows)",
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="record py-spy samples of crm's import here (raw format)"
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.rows <= 5_000_000:
         parser.error("--rows must be 1..5,000,000")
@@ -164,7 +250,8 @@ async def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="crm-bench-import-") as tmp:
         work = Path(tmp)
         source = work / "contacts.csv"
-        write_csv(source, args.rows)
+        write_csv(source, args.rows, hashes=args.password_hashes)
+        expect = args.rows // BAD_HASH_EVERY if args.password_hashes else 0
         size = source.stat().st_size / 1e6
         print(f"{args.rows:,} contacts, {size:.1f} MB of CSV")
 
@@ -180,7 +267,11 @@ async def main(argv: list[str]) -> int:
             bare_rate = copied / bare_seconds
             print(f"bare parse+validate+COPY  {copied:>9,} rows {bare_seconds:7.1f} s ")
             print(f"                          {bare_rate:9,.0f} rows/s")
-            seconds, summary = crm_import(url, tenant_id, source, work)
+            seconds, summary = crm_import(
+                url, tenant_id, source, work, args.profile, expect_rejected=expect
+            )
+            if args.password_hashes:
+                await check_sign_in_hashes(url, tenant_id)
             rate = args.rows / seconds
             print(f"crm contacts import       {args.rows:>9,} rows {seconds:7.1f} s  ({summary})")
             print(f"                          {rate:9,.0f} rows/s")
@@ -192,7 +283,11 @@ async def main(argv: list[str]) -> int:
         if args.sqlite:
             sqlite_url = f"sqlite:///{work / 'crm.db'}"
             tenant_id = await _prepare(sqlite_url)
-            seconds, summary = crm_import(sqlite_url, tenant_id, source, work)
+            seconds, summary = crm_import(
+                sqlite_url, tenant_id, source, work, expect_rejected=expect
+            )
+            if args.password_hashes:
+                await check_sign_in_hashes(sqlite_url, tenant_id)
             print(
                 f"crm contacts import, SQLite {args.rows:,} rows {seconds:.1f} s "
                 f"({args.rows / seconds:,.0f} rows/s; {summary})"

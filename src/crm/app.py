@@ -12,6 +12,7 @@ from crm import __version__, console
 from crm.api import (
     backoffice,
     backoffice_extras,
+    backoffice_imports,
     docs,
     errors,
     health,
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     for version in ("v1", "v2"):
         app.include_router(selfservice.router, prefix=f"/self-service/{version}")
         app.include_router(selfservice_extras.router, prefix=f"/self-service/{version}")
+    app.include_router(backoffice_imports.router, prefix="/backoffice/v1")
     app.include_router(backoffice.router, prefix="/backoffice/v1")
     app.include_router(integrations_api.router, prefix="/backoffice/v1")
     app.include_router(outbox_api.router, prefix="/backoffice/v1")
@@ -123,6 +125,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         # Built once here: per request the middleware only looks things up.
         proxies=TrustedProxies.from_settings(settings),
         origins=AllowedOrigins(ttl=settings.api_key_cache_seconds),
+        large_bodies={
+            ("POST", "/backoffice/v1" + backoffice_imports.PATH): settings.import_max_bytes
+        },
     )
     openapi.install(app)
     if settings.console_enabled:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from crm import maintenance
+from crm.imports.worker import ImportWorker
 from crm.messaging.worker import DeliveryWorker
 from crm.runtime import Runtime
 
@@ -22,6 +23,13 @@ async def background_work(runtime: Runtime) -> AsyncIterator[None]:
     """
     worker = DeliveryWorker(runtime)
     delivery = asyncio.create_task(worker.run(), name="delivery-worker")
+    imports = ImportWorker(
+        runtime.sessions,
+        runtime.clock,
+        lease_seconds=runtime.settings.import_lease_seconds,
+        poll_seconds=runtime.settings.import_poll_seconds,
+    )
+    importing = asyncio.create_task(imports.run(), name="import-worker")
     stop_housekeeping = asyncio.Event()
     housekeeping = asyncio.create_task(
         maintenance.run_periodically(runtime, stop_housekeeping), name="housekeeping"
@@ -32,7 +40,8 @@ async def background_work(runtime: Runtime) -> AsyncIterator[None]:
         stop_housekeeping.set()
         # Sends in flight finish (or are released for another worker) before the engine closes.
         worker.stop()
-        for task in (housekeeping, delivery):
+        imports.stop()
+        for task in (housekeeping, delivery, importing):
             try:
                 await task
             except Exception:

@@ -20,6 +20,7 @@ from crm.identities.models import (
     Session,
     SigningKey,
 )
+from crm.imports.models import ImportJob, ImportJobError
 from crm.messaging.models import MessageTemplate, OutboxMessage
 from crm.operators.models import Operator, OperatorSession
 from crm.ratelimits.models import RateCounter
@@ -42,6 +43,8 @@ __all__ = [
     "IdempotencyRecord",
     "Identity",
     "IdentityProvider",
+    "ImportJob",
+    "ImportJobError",
     "Integration",
     "MessageTemplate",
     "OidcFlow",

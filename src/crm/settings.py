@@ -68,6 +68,18 @@ class Settings(BaseSettings):
     worker_enabled: bool = Field(
         True, description="Run the message delivery worker inside `crm serve`."
     )
+    import_max_bytes: int = Field(
+        50 * 1024 * 1024,
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        description="Largest file `POST /backoffice/v1/contacts/imports` accepts.",
+    )
+    import_lease_seconds: float = Field(
+        120, ge=5, le=3600, description="An import job a silent worker holds is resumed after this."
+    )
+    import_poll_seconds: float = Field(
+        2, gt=0, le=60, description="How often an idle worker looks for queued import jobs."
+    )
     sms_provider: Literal["console", "webhook", "twilio"] = "console"
     email_provider: Literal["console", "smtp"] = "console"
     smtp_host: str | None = None

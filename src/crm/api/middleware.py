@@ -59,10 +59,13 @@ class RequestContextMiddleware:
         proxies: TrustedProxies | None = None,
         origins: AllowedOrigins | None = None,
         upload_max_bytes: int | None = None,
+        large_bodies: dict[tuple[str, str], int] | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.upload_max_bytes = upload_max_bytes or max_body_bytes
+        # (method, path) -> its own limit: a route that takes whole files (contact imports).
+        self.large_bodies = large_bodies or {}
         self.proxies = proxies if proxies is not None and proxies.enabled else None
         self.origins = origins
 
@@ -132,6 +135,7 @@ class RequestContextMiddleware:
             # in HTTP/1.1: nothing to read or replay, and the receive channel is passed as is.
             upload = scope["method"] == "PUT" and _UPLOAD_PATH.match(scope["path"]) is not None
             limit = self.upload_max_bytes if upload else self.max_body_bytes
+            limit = self.large_bodies.get((scope["method"], scope["path"]), limit)
             body = await self._read_body(declared, receive, limit) if has_body else b""
             if body is None:
                 await _send_error(

@@ -81,6 +81,8 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     **{(m, f"/self-service/v2{p}"): name for (m, p), name in _SELF_SERVICE.items()},
     **{(m, f"/self-service/v1{p}"): name + "V1" for (m, p), name in _SELF_SERVICE.items()},
     ("POST", "/backoffice/v1/contacts"): "createContact",
+    ("POST", "/backoffice/v1/contacts/imports"): "createContactImport",
+    ("GET", "/backoffice/v1/contacts/imports/{job_id}"): "getContactImport",
     ("GET", "/backoffice/v1/contacts"): "listContacts",
     ("GET", "/backoffice/v1/contacts/verify"): "verifyContact",
     ("GET", "/backoffice/v1/contacts/{ref}"): "getContact",

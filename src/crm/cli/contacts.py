@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,13 +20,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
-from sqlalchemy import text
 
 from crm.cli.common import err_console, settings
-from crm.contacts import custom_fields, import_reader, importer
+from crm.contacts import import_reader, importer
 from crm.db import session_scope
 from crm.errors import AppError
+from crm.imports import pipeline
 from crm.runtime import Runtime
+from crm.security.legacy_hashes import FirebaseScrypt
 
 app = typer.Typer(help="Bulk import and export of contacts.", no_args_is_help=True)
 
@@ -39,8 +41,26 @@ _COLUMNS_HELP = (
     + "; JSON cells: "
     + ", ".join(importer.JSON_COLUMNS)
     + " (tags may also be a;b;c); conveniences: phone, phone_country_code (a primary mobile), "
-    "gender, date_of_birth (YYYY-MM-DD)."
+    "gender, date_of_birth (YYYY-MM-DD); password_hash (bcrypt, argon2, PBKDF2-SHA256 in "
+    "passlib, PHC or Django form, $firebase-scrypt$SALT$HASH with the --firebase-* options): "
+    "an EMAIL identity for email_address that signs in with the old password."
 )
+_PROCESSES_FROM_BYTES = 2 * 1024 * 1024
+# Without a terminal, a progress line goes to stderr this often (seconds).
+_PROGRESS_EVERY = 10.0
+
+
+def _firebase(
+    signer_key: str | None, salt_separator: str, rounds: int, mem_cost: int
+) -> FirebaseScrypt | None:
+    if signer_key is None:
+        return None
+    try:
+        return FirebaseScrypt.from_base64(
+            signer_key=signer_key, salt_separator=salt_separator, rounds=rounds, mem_cost=mem_cost
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--firebase-*") from None
 
 
 class _Meter:
@@ -64,6 +84,8 @@ class _Meter:
             )
             self._task = self._progress.add_task(verb, total=total, rows=0, rate="-")
         self._unit_total = unit_total
+        self._total = total
+        self._last_line = self.started
 
     def __enter__(self) -> _Meter:
         if self._progress is not None:
@@ -81,6 +103,19 @@ class _Meter:
 
     def update(self, rows: int, completed: float) -> None:
         self.rows = rows
+        now = time.monotonic()
+        if self._progress is None and now - self._last_line >= _PROGRESS_EVERY:
+            # Not a terminal (a log, a CI job): a line with the rate and the time left.
+            self._last_line = now
+            seconds = max(now - self.started, 1e-6)
+            done = rows if self._unit_total else completed
+            share = done / self._total if self._total else 0.0
+            eta = seconds * (1 - share) / share if share > 0 else 0.0
+            err_console.print(
+                f"{self.verb}: {rows} rows, {share:.0%}, {rows / seconds:.0f} rows/s, "
+                f"ETA {eta:.0f} s",
+                highlight=False,
+            )
         if self._progress is not None:
             seconds = max(time.monotonic() - self.started, 1e-6)
             self._progress.update(
@@ -110,6 +145,25 @@ def import_(
     report: Path | None = typer.Option(
         None, "--report", help="Write every rejected row (line, reason) here as CSV."
     ),
+    processes: int = typer.Option(
+        min(os.cpu_count() or 1, 4),
+        "--processes",
+        min=0,
+        max=32,
+        help="Validator processes for a file over 2 MB (0 or 1, or a smaller file: a thread). "
+        "Default: the CPUs, at most 4.",
+    ),
+    firebase_signer_key: str | None = typer.Option(
+        None,
+        "--firebase-signer-key",
+        envvar="CRM_IMPORT_FIREBASE_SIGNER_KEY",
+        help="Firebase project's base64_signer_key, for $firebase-scrypt$ hashes.",
+    ),
+    firebase_salt_separator: str = typer.Option(
+        "Bw==", "--firebase-salt-separator", help="Firebase base64_salt_separator."
+    ),
+    firebase_rounds: int = typer.Option(8, "--firebase-rounds", help="Firebase rounds."),
+    firebase_mem_cost: int = typer.Option(14, "--firebase-mem-cost", help="Firebase mem_cost."),
 ) -> None:
     """Import contacts from a CSV whose header names the API's fields.
 
@@ -119,79 +173,41 @@ def import_(
     are skipped, so a re-run is safe. Exits 1 when any row was rejected or there was no row.
     """
 
-    async def run(handle: BinaryIO, size: int) -> tuple[importer.BatchResult, int]:
+    firebase = _firebase(
+        firebase_signer_key, firebase_salt_separator, firebase_rounds, firebase_mem_cost
+    )
+
+    async def run(handle: BinaryIO, size: int) -> tuple[pipeline.Summary, int]:
         runtime = Runtime.build(settings())
-        summary = importer.BatchResult()
-        seen = 0
         try:
             async with session_scope(runtime.sessions) as session:
                 await importer.check_tenant(session, tenant)
-                rules = await custom_fields.rules_of(session, tenant)
             reader = import_reader.Reader(handle, encoding=encoding, delimiter=delimiter)
             if reader.unknown:
                 err_console.print(
                     f"[yellow]Ignoring unknown columns:[/yellow] {', '.join(reader.unknown)}"
                 )
+            options = pipeline.Options(
+                tenant_id=tenant,
+                mode=mode,
+                actor=ACTOR,
+                batch_size=batch_size,
+                firebase=firebase,
+                # Starting the processes costs more than a small file's validation.
+                processes=processes if size >= _PROCESSES_FROM_BYTES else 0,
+            )
             with _Meter("imported", size, unit_total=False) as meter:
-                batch: list[tuple[int, dict[str, str | None]]] = []
-                writing: asyncio.Task[None] | None = None
-
-                async def write(
-                    result: importer.BatchResult, prepared: importer.PreparedBatch
-                ) -> None:
-                    async with session_scope(runtime.sessions) as session:
-                        if session.get_bind().dialect.name == "postgresql":
-                            # CRM_DB_STATEMENT_TIMEOUT_MS is sized for one API request; a
-                            # batch statement writes up to --batch-size rows on a busy server.
-                            await session.execute(text("SET LOCAL statement_timeout = '300s'"))
-                        await importer.write_batch(
-                            session,
-                            runtime.clock,
-                            prepared,
-                            tenant_id=tenant,
-                            mode=mode,
-                            actor=ACTOR,
-                            result=result,
-                        )
-                    summary.created += result.created
-                    summary.skipped += result.skipped
-                    summary.rejected.extend(result.rejected)
-
-                async def flush() -> None:
-                    nonlocal writing
-                    # Validate this batch in a thread while the previous one is being written.
-                    result, prepared = await asyncio.to_thread(
-                        importer.prepare_batch,
-                        list(batch),
-                        tenant_id=tenant,
-                        mode=mode,
-                        now=runtime.clock.now(),
-                        rules=rules,
-                    )
-                    batch.clear()
-                    if writing is not None:
-                        await writing
-                    writing = asyncio.create_task(write(result, prepared))
-                    meter.update(seen, reader.bytes_read)
-
-                try:
-                    for row in reader:
-                        seen += 1
-                        if isinstance(row, import_reader.BadRow):
-                            summary.rejected.append(importer.Rejected(row.line, row.reason))
-                            continue
-                        batch.append((row.line, row.cells))
-                        if len(batch) >= batch_size:
-                            await flush()
-                    if batch:
-                        await flush()
-                finally:
-                    if writing is not None:
-                        await writing
-                meter.update(seen, size)
+                summary = await pipeline.run(
+                    runtime.sessions,
+                    runtime.clock,
+                    reader,
+                    options,
+                    progress=lambda seen: meter.update(seen, reader.bytes_read),
+                )
+                meter.update(summary.seen, size)
         finally:
             await runtime.close()
-        return summary, seen
+        return summary, summary.seen
 
     try:
         with file.open("rb") as handle:

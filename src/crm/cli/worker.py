@@ -21,9 +21,10 @@ def register(app: typer.Typer) -> None:
 
 
 def worker() -> None:
-    """Deliver queued messages until SIGTERM or Ctrl-C. Any number may run against one
-    PostgreSQL: each message is claimed by one worker at a time (a worker killed mid-send
-    leaves it to be sent again after its lease). Set CRM_WORKER_ENABLED=false on `crm serve`
+    """Deliver queued messages and run queued contact import jobs until SIGTERM or Ctrl-C.
+    Any number may run against one PostgreSQL: each message and job is claimed by one worker at
+    a time (a worker killed mid-send leaves it to be sent again after its lease; a job resumes
+    after its last committed batch). Set CRM_WORKER_ENABLED=false on `crm serve`
     to keep delivery out of the web processes."""
     cfg = settings()
     crm_logging.configure(cfg.log_level, cfg.log_format)

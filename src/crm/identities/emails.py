@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from dataclasses import dataclass
 from typing import Final
@@ -140,9 +141,19 @@ def normalize_email(email: str, *, test_mode: bool = False) -> Email:
     _reject_invisible(display)
     _, _, domain = display.rpartition("@")
     local = _validate_syntax(display, domain, test_mode=test_mode)
+    unicode_domain = _unicode_domain(domain)
+    return Email(canonical=f"{local_key(local)}@{unicode_domain}", display=display)
+
+
+@functools.lru_cache(maxsize=4096)
+def _unicode_domain(domain: str) -> str:
+    """The checked Unicode form of a domain; cached, as a bulk import meets few domains.
+
+    A refused domain raises, and exceptions are not cached: it is checked again each time.
+    """
     unicode_domain = idna.decode(ascii_domain(domain))
     _check_scripts(unicode_domain)
-    return Email(canonical=f"{local_key(local)}@{unicode_domain}", display=display)
+    return unicode_domain
 
 
 def local_key(local: str) -> str:

@@ -21,6 +21,7 @@ from crm.errors import (
     PasswordWhitespaceOnly,
     WeakPassword,
 )
+from crm.security import legacy_hashes
 
 MIN_LENGTH = 8
 MAX_LENGTH = 128
@@ -167,6 +168,10 @@ def _hash_sync(password: str) -> str:
 
 
 def _verify_sync(password_hash: str, password: str) -> bool:
+    if legacy_hashes.is_legacy(password_hash):
+        # An imported hash (bcrypt, PBKDF2, Firebase scrypt): the sign-in that verifies it
+        # replaces it with argon2id, since needs_rehash() is true for it.
+        return legacy_hashes.verify(password_hash, password)
     try:
         return _HASHER.verify(password_hash, _normalize(password))
     except (VerificationError, InvalidHashError):
@@ -212,6 +217,8 @@ async def verify_against_dummy(password: str) -> bool:
 
 def needs_rehash(password_hash: str) -> bool:
     """Tell whether `password_hash` used other parameters than today's (or is unreadable)."""
+    if legacy_hashes.is_legacy(password_hash):
+        return True
     try:
         return _HASHER.check_needs_rehash(password_hash)
     except (InvalidHashError, ValueError):

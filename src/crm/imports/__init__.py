@@ -1,0 +1,1 @@
+"""Contact imports: the batch pipeline the CLI and the Back-Office import jobs share."""
