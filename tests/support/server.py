@@ -94,6 +94,9 @@ class CrmProcess:
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # Its own process group, so a kill also reaches `--workers N` children: none is
+                # left running (and holding CPU, a port or a database) after its test.
+                start_new_session=True,
             )
         self.wait_ready(timeout)
         return self
@@ -131,14 +134,21 @@ class CrmProcess:
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            self._kill_group()
             return self.process.wait(5)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as after a crash or an OOM kill."""
         if self.process is not None and self.process.poll() is None:
-            self.process.kill()
+            self._kill_group()
             self.process.wait(10)
+
+    def _kill_group(self) -> None:
+        assert self.process is not None
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     @property
     def running(self) -> bool:
