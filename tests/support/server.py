@@ -20,7 +20,8 @@ import httpx
 from tests.support.http_sink import free_port
 
 TEST_SECRET = "test-secret-" + "x" * 40
-START_TIMEOUT = 30.0
+# Generous: under pytest-xdist several servers, CLI runs and PostgreSQL share two cores.
+START_TIMEOUT = 60.0
 
 
 def crm_env(database_url: str, **overrides: str) -> dict[str, str]:
