@@ -31,8 +31,11 @@ run: $(VENV)/.installed
 	$(BIN)/crm tenants demo --base-url http://$(HOST):$(PORT) --with-contacts $(DEMO_CONTACTS)
 	CRM_PUBLIC_URL=$(CRM_PUBLIC_URL) $(BIN)/crm serve --host $(HOST) --port $(PORT)
 
+# Extra pytest arguments, e.g. make test PYTEST_ARGS=-n0 to run serially (no worker processes).
+PYTEST_ARGS ?=
+
 test: $(VENV)/.installed-test
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench examples

@@ -31,6 +31,9 @@ def _postgres_admin_url() -> str | None:
     if os.environ.get("CRM_TEST_POSTGRES", "").lower() in {"0", "off", "false", "no"}:
         return None
     url = os.environ.get("CRM_TEST_POSTGRES_URL") or PG_DEFAULT
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # A pytest-xdist worker takes the controller's decision (below) instead of probing.
+        return url
     parsed = urlsplit(url)
     try:
         with socket.create_connection(
@@ -42,6 +45,14 @@ def _postgres_admin_url() -> str | None:
 
 
 POSTGRES_ADMIN_URL = _postgres_admin_url()
+if not os.environ.get("PYTEST_XDIST_WORKER"):
+    # The run's one decision, handed to the pytest-xdist workers (started after this import,
+    # with this environment): every worker then collects the same tiers the header announces,
+    # even if PostgreSQL were slow to answer one worker's probe.
+    if POSTGRES_ADMIN_URL:
+        os.environ["CRM_TEST_POSTGRES_URL"] = POSTGRES_ADMIN_URL
+    else:
+        os.environ["CRM_TEST_POSTGRES"] = "off"
 # Without PostgreSQL the tier is left out (not skipped test by test); the summary says so.
 BACKENDS = ["sqlite", "postgresql"] if POSTGRES_ADMIN_URL else ["sqlite"]
 

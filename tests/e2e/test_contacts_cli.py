@@ -31,6 +31,11 @@ def crm(db: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess
     return result
 
 
+# One pytest-xdist worker runs the whole module: its tests share one workspace (a database and
+# its files) and build on each other.
+pytestmark = pytest.mark.xdist_group("contacts-cli")
+
+
 CSV = """id,code,first_name,last_name,email_address,phone,phone_country_code,tags,gender,date_of_birth,custom_fields,sms_opt_out
 c-1,K1,Ann,Lee,ann@example.com,99123456,CYP,vip;b2c,FEMALE,1990-05-17,"[{""key"": ""tier"", ""value"": ""gold""}]",true
 c-2,K2,Bob,Ray,bob@example.com,,,,,,,

@@ -308,7 +308,24 @@ class _Handler(BaseHTTPRequestHandler):
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A loopback port nobody listens on right now (for "connection refused" tests and servers
-    that cannot bind port 0 themselves)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+    that cannot bind port 0 themselves), kept from every other caller until the test binds it.
+
+    Binding port 0 and closing would leave a window in which another test worker (or another
+    test run on the machine) binds port 0 and is handed the same port. So the port is parked in
+    TIME_WAIT instead: a connection to it is accepted and closed from the accepting side. For
+    about a minute the kernel then hands it to no bind(0) and no outgoing connection, while a
+    server binding it by number with SO_REUSEADDR (uvicorn, asyncio's create_server, aiosmtpd,
+    http.server) gets it at once, and a client connecting to it meanwhile is refused.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, 0))
+        listener.listen(1)
+        address = listener.getsockname()
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as client:
+            client.settimeout(5.0)
+            client.connect(address)
+            accepted, _ = listener.accept()
+            # Closed first, the accepted end is the one left in TIME_WAIT on this port.
+            accepted.close()
+        return int(address[1])

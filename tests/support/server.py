@@ -20,7 +20,8 @@ import httpx
 from tests.support.http_sink import free_port
 
 TEST_SECRET = "test-secret-" + "x" * 40
-START_TIMEOUT = 30.0
+# Generous: under pytest-xdist several servers, CLI runs and PostgreSQL share two cores.
+START_TIMEOUT = 60.0
 
 
 def crm_env(database_url: str, **overrides: str) -> dict[str, str]:
@@ -94,6 +95,9 @@ class CrmProcess:
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # Its own process group, so a kill also reaches `--workers N` children: none is
+                # left running (and holding CPU, a port or a database) after its test.
+                start_new_session=True,
             )
         self.wait_ready(timeout)
         return self
@@ -131,14 +135,21 @@ class CrmProcess:
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            self._kill_group()
             return self.process.wait(5)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as after a crash or an OOM kill."""
         if self.process is not None and self.process.poll() is None:
-            self.process.kill()
+            self._kill_group()
             self.process.wait(10)
+
+    def _kill_group(self) -> None:
+        assert self.process is not None
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     @property
     def running(self) -> bool:
