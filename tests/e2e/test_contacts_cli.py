@@ -31,11 +31,6 @@ def crm(db: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess
     return result
 
 
-# One pytest-xdist worker runs the whole module: its tests share one workspace (a database and
-# its files) and build on each other.
-pytestmark = pytest.mark.xdist_group("contacts-cli")
-
-
 CSV = """id,code,first_name,last_name,email_address,phone,phone_country_code,tags,gender,date_of_birth,custom_fields,sms_opt_out
 c-1,K1,Ann,Lee,ann@example.com,99123456,CYP,vip;b2c,FEMALE,1990-05-17,"[{""key"": ""tier"", ""value"": ""gold""}]",true
 c-2,K2,Bob,Ray,bob@example.com,,,,,,,
@@ -129,8 +124,18 @@ def test_import_keeps_good_rows_and_reports_bad_ones_then_rerun_is_a_no_op(
 
 
 def test_export_csv_round_trips_through_import(workspace: tuple[Path, str, str]) -> None:
-    db, tenant, other = workspace
-    exported = db.parent / "export.csv"
+    db, _, _ = workspace
+    # Tenants of its own, filled here: the test must not depend on which tests ran before it
+    # (under pytest-xdist the module's tests may run on different workers, in any order).
+    tenant = json.loads(crm(db, "tenants", "create", "--name", "Round", "--json").stdout)["id"]
+    other = json.loads(crm(db, "tenants", "create", "--name", "Trip", "--json").stdout)["id"]
+    source = db.parent / "round-trip.csv"
+    source.write_text(CSV)
+    filled = crm(
+        db, "contacts", "import", str(source), "--tenant", tenant, "--mode", "live", check=False
+    )
+    assert "created 3," in filled.stdout
+    exported = db.parent / "round-trip-export.csv"
     crm(db, "contacts", "export", "--tenant", tenant, "--format", "csv", "--output", str(exported))
     result = crm(db, "contacts", "import", str(exported), "--tenant", other, "--mode", "live")
     assert "created 3, skipped 0" in result.stdout

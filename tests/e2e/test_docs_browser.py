@@ -41,10 +41,6 @@ def _browser_or_skip() -> Any:
     return sync_playwright
 
 
-# One pytest-xdist worker runs the whole module: one server and one Chromium serve all of it.
-pytestmark = pytest.mark.xdist_group("docs-browser")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrmProcess]:
     _browser_or_skip()
