@@ -56,7 +56,7 @@ KNOWN_CROSSING = {
     ("crm.contacts.schemas", "crm.identities.models"),
     ("crm.contacts.search", "crm.identities.identifiers"),
     ("crm.contacts.search", "crm.identities.models"),
-    ("crm.contacts.service", "crm.identities.identifiers"),
+    ("crm.contacts.normalise", "crm.identities.identifiers"),
     ("crm.contacts.service", "crm.identities.models"),
     ("crm.identities.access", "crm.contacts.models"),
     ("crm.identities.flows_common", "crm.contacts.models"),

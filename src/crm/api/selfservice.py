@@ -310,28 +310,14 @@ async def request_otp(
     )
 
 
-async def _validate(
-    request: Request,
-    body: ValidateIn,
-    caller: CallerKey,
-    runtime: Runtime,
-    db: AsyncSession,
-    idempotency_key: str | None,
-) -> Response:
-    return await _answer_once(
-        request,
-        db,
-        runtime,
-        caller,
-        idempotency_key,
-        lambda: service.validate(db, runtime, caller, body, _meta(request)),
-        flow=ClientOperation.OTP_VALIDATE,
-    )
-
-
 @router.post(
     "/contacts/validate_otp",
     summary="Validate a one-time code (v2 spelling)",
+    responses=error_responses(401, 403, 404, 429),
+)
+@router.post(
+    "/contacts/validate-otp",
+    summary="Validate a one-time code (v1 spelling)",
     responses=error_responses(401, 403, 404, 429),
 )
 async def validate_otp(
@@ -342,23 +328,15 @@ async def validate_otp(
     db: SessionDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    return await _validate(request, body, caller, runtime, db, idempotency_key)
-
-
-@router.post(
-    "/contacts/validate-otp",
-    summary="Validate a one-time code (v1 spelling)",
-    responses=error_responses(401, 403, 404, 429),
-)
-async def validate_otp_v1(
-    request: Request,
-    body: ValidateIn,
-    caller: PublicKey,
-    runtime: RuntimeDep,
-    db: SessionDep,
-    idempotency_key: IdempotencyKey = None,
-) -> Response:
-    return await _validate(request, body, caller, runtime, db, idempotency_key)
+    return await _answer_once(
+        request,
+        db,
+        runtime,
+        caller,
+        idempotency_key,
+        lambda: service.validate(db, runtime, caller, body, _meta(request)),
+        flow=ClientOperation.OTP_VALIDATE,
+    )
 
 
 @router.post(

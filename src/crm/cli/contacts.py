@@ -22,7 +22,7 @@ from rich.progress import (
 from rich.table import Table
 
 from crm.cli.common import err_console, settings
-from crm.contacts import import_reader, importer
+from crm.contacts import exporter, import_reader, importer
 from crm.db import session_scope
 from crm.errors import AppError
 from crm.imports import pipeline
@@ -260,17 +260,17 @@ def export(
         try:
             async with session_scope(runtime.sessions) as session:
                 await importer.check_tenant(session, tenant)
-                total = await importer.count_contacts(session, tenant_id=tenant, mode=mode)
+                total = await exporter.count_contacts(session, tenant_id=tenant, mode=mode)
                 if fmt == "csv":
-                    out.write(importer.csv_header())
+                    out.write(exporter.csv_header())
                 with _Meter(f"exported ({mode} mode)", total, unit_total=True) as meter:
-                    async for contact in importer.export_contacts(
+                    async for contact in exporter.export_contacts(
                         session, tenant_id=tenant, mode=mode
                     ):
                         out.write(
-                            importer.csv_line(contact)
+                            exporter.csv_line(contact)
                             if fmt == "csv"
-                            else importer.jsonl_line(contact)
+                            else exporter.jsonl_line(contact)
                         )
                         count += 1
                         if count % 1000 == 0:

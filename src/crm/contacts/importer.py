@@ -10,15 +10,13 @@ primary mobile phone and the demographics. Empty cells are absent fields. A row 
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import Table, func, insert, select, text
+from sqlalchemy import Table, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,7 +24,7 @@ from crm.clock import Clock
 from crm.contacts import custom_fields, service
 from crm.contacts.errors import ContactCodeAlreadyExists, ContactIdAlreadyExists
 from crm.contacts.models import AuditEvent, ConsentEvent, Contact, ContactPhone
-from crm.contacts.schemas import ContactCreate, ContactRead, contact_read
+from crm.contacts.schemas import ContactCreate
 from crm.db import Base
 from crm.errors import AppError
 from crm.events.models import Event
@@ -434,75 +432,3 @@ async def refresh_statistics(session: AsyncSession) -> None:
     """
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("ANALYZE contacts"))
-
-
-async def count_contacts(session: AsyncSession, *, tenant_id: str, mode: str) -> int:
-    """How many contacts `export_contacts` yields (for the progress display)."""
-    count = await session.scalar(
-        select(func.count())
-        .select_from(Contact)
-        .where(Contact.tenant_id == tenant_id, Contact.mode == mode, Contact.erased_at.is_(None))
-    )
-    return int(count or 0)
-
-
-async def export_contacts(
-    session: AsyncSession, *, tenant_id: str, mode: str, batch: int = 1000
-) -> AsyncIterator[ContactRead]:
-    """Every live contact of a tenant and mode in creation order, read in keyset pages."""
-    last_pk = 0
-    while True:
-        contacts = list(
-            await session.scalars(
-                select(Contact)
-                .where(
-                    Contact.tenant_id == tenant_id,
-                    Contact.mode == mode,
-                    Contact.erased_at.is_(None),
-                    Contact.pk > last_pk,
-                )
-                .order_by(Contact.pk)
-                .limit(batch)
-            )
-        )
-        if not contacts:
-            return
-        phones: dict[int, list[ContactPhone]] = await service.phones_of(
-            session, [c.pk for c in contacts]
-        )
-        for contact in contacts:
-            yield contact_read(contact, phones[contact.pk])
-        last_pk = contacts[-1].pk
-
-
-def csv_header() -> str:
-    out = io.StringIO()
-    csv.writer(out).writerow(EXPORT_COLUMNS)
-    return out.getvalue()
-
-
-def csv_line(contact: ContactRead) -> str:
-    """One contact as a CSV row that `import` reads back (ids of phones and addresses left out)."""
-    data = contact.model_dump(mode="json")
-    data["phones"] = [{k: v for k, v in p.items() if k != "id"} for p in data["phones"]]
-    data["addresses"] = [
-        {k: v for k, v in a.items() if k != "id" and v is not None} for a in data["addresses"]
-    ]
-    if data["demographics"] == {"gender": None, "date_of_birth": None}:
-        data["demographics"] = None
-    cells: list[str] = []
-    for name in EXPORT_COLUMNS:
-        value = data.get(name)
-        if name in JSON_COLUMNS:
-            cells.append(json.dumps(value, ensure_ascii=False) if value else "")
-        elif isinstance(value, bool):
-            cells.append("true" if value else "false")
-        else:
-            cells.append("" if value is None else str(value))
-    out = io.StringIO()
-    csv.writer(out).writerow([escape_cell(cell) for cell in cells])
-    return out.getvalue()
-
-
-def jsonl_line(contact: ContactRead) -> str:
-    return json.dumps(contact.model_dump(mode="json"), ensure_ascii=False) + "\n"

@@ -10,10 +10,9 @@ consent history, audit) consistent with them.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import delete, or_, select, update
@@ -37,13 +36,14 @@ from crm.contacts.errors import (
     ContactIdAlreadyExists,
     ContactNotFound,
     ContactTypeImmutable,
-    DuplicatePhone,
     InvalidContactCode,
     InvalidContactId,
     InvalidDateOfBirth,
-    MultiplePrimary,
 )
 from crm.contacts.models import ConsentEvent, Contact, ContactPhone
+from crm.contacts.normalise import PHONES as PHONES
+from crm.contacts.normalise import _email
+from crm.contacts.normalise import normalise_fields as normalise_fields
 from crm.contacts.rows import CONSENT_FLAGS as CONSENT_FLAGS
 from crm.contacts.rows import _add_phones, _address_key, _phone_key, _record_consent
 from crm.contacts.rows import consent_history as consent_history
@@ -53,7 +53,6 @@ from crm.contacts.rows import created_consent as created_consent
 from crm.contacts.rows import phone_rows as phone_rows
 from crm.contacts.rows import phones_of as phones_of
 from crm.errors import AppError
-from crm.identities.identifiers import normalize_country, normalize_email, normalize_phone
 from crm.identities.models import Identity, OtpChallenge, Session
 from crm.ids import short_code, uuid7
 from crm.messaging.models import OutboxMessage
@@ -78,8 +77,6 @@ SIMPLE_FIELDS = (
     "referral_code",
     *documents.DOCUMENT_FIELDS,
 )
-# Fields kept in their own table rather than a column of `contacts`.
-PHONES = "phones"
 _LIST_FIELDS = ("addresses", "custom_fields", "tags", *documents.LIST_FIELDS)
 _NORMALISED = {
     "first_name": "first_name_norm",
@@ -116,89 +113,6 @@ def check_contact_code(value: str) -> str:
     if not isinstance(value, str) or not _CODE_PATTERN.fullmatch(value) or value in RESERVED_REFS:
         raise InvalidContactCode(details=[{"field": "code", "message": InvalidContactCode.message}])
     return value
-
-
-def _with_field(exc: AppError, field: str) -> AppError:
-    """Name the offending field in the error's details (API.md section 2)."""
-    if not exc.details:
-        exc.details = [{"field": field, "message": exc.message}]
-    return exc
-
-
-def normalise_fields(fields: Mapping[str, Any], *, test_mode: bool = False) -> dict[str, Any]:
-    """Normalise the domain-checked values of `fields`; raise an AppError naming the field.
-
-    Idempotent, so callers that already normalised (Self-Service) lose nothing by passing
-    through it. `test_mode` admits the reserved test email domains (nothing leaves in test mode).
-    """
-    out = dict(fields)
-    if out.get("country_of_agreement") is not None:
-        try:
-            out["country_of_agreement"] = normalize_country(out["country_of_agreement"])
-        except AppError as exc:
-            raise _with_field(exc, "country_of_agreement") from None
-    if out.get("email_address") is not None:
-        try:
-            out["email_address"] = _email(out["email_address"], test_mode)[0]
-        except AppError as exc:
-            raise _with_field(exc, "email_address") from None
-    if out.get(PHONES) is not None:
-        out[PHONES] = _normalise_phones(out[PHONES])
-    if out.get("addresses") is not None:
-        out["addresses"] = _normalise_addresses(out["addresses"])
-    documents.normalise(out, country=normalize_country)
-    return out
-
-
-def _normalise_phones(phones: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for index, phone in enumerate(phones):
-        field = f"phones.{index}"
-        country = phone.get("country_code")
-        try:
-            parsed = normalize_phone(str(phone.get("number") or ""), country)
-        except AppError as exc:
-            raise _with_field(exc, f"{field}.number") from None
-        if parsed.e164 in seen:
-            raise DuplicatePhone(details=[{"field": f"{field}.number", "message": parsed.e164}])
-        seen.add(parsed.e164)
-        result.append(
-            {
-                "phone_type": phone.get("phone_type") or "MOBILE",
-                "country_code": parsed.country_code,
-                "number": parsed.e164,
-                "is_primary": bool(phone.get("is_primary")),
-            }
-        )
-    _one_primary(result, "phones")
-    return result
-
-
-def _normalise_addresses(addresses: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = []
-    for index, address in enumerate(addresses):
-        item = {k: v for k, v in address.items() if k != "id"}
-        if item.get("country_code") is not None:
-            try:
-                item["country_code"] = normalize_country(item["country_code"])
-            except AppError as exc:
-                raise _with_field(exc, f"addresses.{index}.country_code") from None
-        item["is_primary"] = bool(item.get("is_primary"))
-        item["id"] = address.get("id") or uuid7()
-        result.append(item)
-    _one_primary(result, "addresses")
-    return result
-
-
-def _one_primary(items: list[dict[str, Any]], field: str) -> None:
-    primaries = sum(1 for item in items if item["is_primary"])
-    if primaries > 1:
-        raise MultiplePrimary(details=[{"field": field, "message": MultiplePrimary.message}])
-    # A single item, or a list with none marked, gets the first as primary: clients reading
-    # "the primary phone" should always find one when there is any.
-    if items and primaries == 0:
-        items[0]["is_primary"] = True
 
 
 def _check_birth_date(contact: Contact) -> None:
@@ -356,13 +270,6 @@ def _assign(contact: Contact, fields: Mapping[str, Any]) -> None:
                 contact.email_canonical = (
                     _email(value, contact.mode == "test")[1] if value else None
                 )
-
-
-@functools.lru_cache(maxsize=64)
-def _email(value: str, test_mode: bool) -> tuple[str, str]:
-    """An address's display form and matching key (a bulk import checks each once, not twice)."""
-    email = normalize_email(value, test_mode=test_mode)
-    return email.display, email.canonical
 
 
 async def get_by_ref(session: AsyncSession, tenant_id: str, mode: str, ref: str) -> Contact:
