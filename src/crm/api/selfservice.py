@@ -317,6 +317,7 @@ async def request_otp(
 )
 @router.post(
     "/contacts/validate-otp",
+    name="validate_otp_v1",  # one handler on two paths; FastAPI's ids need distinct names
     summary="Validate a one-time code (v1 spelling)",
     responses=error_responses(401, 403, 404, 429),
 )
