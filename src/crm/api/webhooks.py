@@ -11,7 +11,6 @@ from crm.api.deps import RuntimeDep, SecretKey, SessionDep
 from crm.api.responses import error_responses
 from crm.clock import epoch
 from crm.events import queries, webhooks
-from crm.events.models import WebhookEndpoint
 from crm.paging import Paging
 
 router = APIRouter(tags=["Webhooks"])
@@ -84,20 +83,6 @@ class AttemptPage(BaseModel):
     content: list[AttemptRead]
 
 
-def _fields(row: WebhookEndpoint) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "url": row.url,
-        "events": row.events,
-        "description": row.description,
-        "enabled": row.enabled,
-        "disabled_reason": row.disabled_reason,
-        "mode": row.mode,
-        "created_at": epoch(row.created_at) or 0,
-        "updated_at": epoch(row.updated_at) or 0,
-    }
-
-
 @router.post(
     "/webhooks",
     summary="Add a webhook endpoint for the key's mode (secret key)",
@@ -119,7 +104,7 @@ async def create_webhook(
         events=body.events,
         description=body.description,
     )
-    return WebhookWithSecret(**_fields(created.endpoint), secret=created.secret)
+    return WebhookWithSecret(**webhooks.public_fields(created.endpoint), secret=created.secret)
 
 
 @router.get(
@@ -130,7 +115,7 @@ async def create_webhook(
 )
 async def list_webhooks(caller: SecretKey, session: SessionDep) -> WebhookList:
     rows = await webhooks.list_endpoints(session, caller)
-    return WebhookList(content=[WebhookRead(**_fields(r)) for r in rows])
+    return WebhookList(content=[WebhookRead(**webhooks.public_fields(r)) for r in rows])
 
 
 @router.get(
@@ -140,7 +125,7 @@ async def list_webhooks(caller: SecretKey, session: SessionDep) -> WebhookList:
     responses=error_responses(401, 403, 404),
 )
 async def get_webhook(caller: SecretKey, session: SessionDep, webhook_id: str) -> WebhookRead:
-    return WebhookRead(**_fields(await webhooks.get(session, caller, webhook_id)))
+    return WebhookRead(**webhooks.public_fields(await webhooks.get(session, caller, webhook_id)))
 
 
 @router.put(
@@ -166,7 +151,7 @@ async def update_webhook(
         endpoint_id=webhook_id,
         changes=changes,
     )
-    return WebhookRead(**_fields(row))
+    return WebhookRead(**webhooks.public_fields(row))
 
 
 @router.delete(
@@ -198,7 +183,7 @@ async def rotate_webhook_secret(
         caller=caller,
         endpoint_id=webhook_id,
     )
-    return WebhookWithSecret(**_fields(rotated.endpoint), secret=rotated.secret)
+    return WebhookWithSecret(**webhooks.public_fields(rotated.endpoint), secret=rotated.secret)
 
 
 @router.get(

@@ -12,23 +12,9 @@ import crm.models  # noqa: F401
 from crm.cli.common import JsonOption, console, print_json, run_in_session
 from crm.cli.events import ModeOption, TenantOption, operator
 from crm.events import webhooks
-from crm.events.models import WebhookEndpoint
 from crm.runtime import Runtime
 
 app = typer.Typer(help="Webhook endpoints: create, list, delete.", no_args_is_help=True)
-
-
-def _document(row: WebhookEndpoint) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "url": row.url,
-        "events": row.events,
-        "description": row.description,
-        "enabled": row.enabled,
-        "disabled_reason": row.disabled_reason,
-        "mode": row.mode,
-        "created_at": row.created_at,
-    }
 
 
 @app.command("create")
@@ -54,7 +40,7 @@ def create_command(
             events=[e.strip() for e in events.split(",") if e.strip()],
             description=description,
         )
-        return _document(created.endpoint) | {"secret": created.secret}
+        return webhooks.public_fields(created.endpoint) | {"secret": created.secret}
 
     document = run_in_session(work)
     if as_json:
@@ -72,7 +58,7 @@ def list_command(
 
     async def work(runtime: Runtime, session: AsyncSession) -> list[dict[str, Any]]:
         caller = await operator(session, tenant, mode)
-        return [_document(r) for r in await webhooks.list_endpoints(session, caller)]
+        return [webhooks.public_fields(r) for r in await webhooks.list_endpoints(session, caller)]
 
     documents = run_in_session(work)
     if as_json:

@@ -17,7 +17,7 @@ from pydantic import HttpUrl, TypeAdapter, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.clock import Clock
+from crm.clock import Clock, epoch
 from crm.events.errors import WebhookInvalid, WebhookLimitReached, WebhookNotFound
 from crm.events.models import WebhookEndpoint
 from crm.ids import uuid7
@@ -67,6 +67,21 @@ def signing_secrets(server_secret: str, endpoint: WebhookEndpoint, now: datetime
     if endpoint.previous_secret_encrypted and expires is not None and now < expires:
         found.append(box.decrypt(endpoint.previous_secret_encrypted).decode("utf-8"))
     return found
+
+
+def public_fields(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    """What an endpoint shows of itself, never its secrets: one shape for the API and the CLI."""
+    return {
+        "id": endpoint.id,
+        "url": endpoint.url,
+        "events": endpoint.events,
+        "description": endpoint.description,
+        "enabled": endpoint.enabled,
+        "disabled_reason": endpoint.disabled_reason,
+        "mode": endpoint.mode,
+        "created_at": epoch(endpoint.created_at) or 0,
+        "updated_at": epoch(endpoint.updated_at) or 0,
+    }
 
 
 def wants(endpoint: WebhookEndpoint, event_type: str) -> bool:
