@@ -5,6 +5,7 @@ the new one, and a message that exhausts its tries becomes `message.failed`."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -14,7 +15,10 @@ from sqlalchemy import select
 from crm.contacts import service as contacts
 from crm.events import webhooks
 from crm.events.models import Event, WebhookEndpoint
+from crm.messaging.models import OutboxMessage
+from crm.messaging.outbox import open_body
 from crm.messaging.providers import verify_webhook_signature
+from crm.operators import service as operators
 from crm.runtime import Runtime
 from crm.tenants.schemas import CallerKey, CreatedTenant
 from tests.integration.test_outbox_delivery import fast, queue, running, webhook_for
@@ -91,6 +95,20 @@ async def test_an_endpoint_failing_too_long_is_disabled_and_the_others_are_told(
         webhook_backoff_max_seconds=0.1,
         webhook_disable_after_seconds=0,
     )
+    owner, admin, former = (f"{who}-{secrets.token_hex(4)}@example.com" for who in "oaf")
+    async with rt.sessions() as session:
+        for email, role in ((owner, "owner"), (admin, "admin"), (former, "owner")):
+            await operators.create_operator(
+                session,
+                rt.clock,
+                tenant_id=tenant.id,
+                email=email,
+                role=role,
+                password="correct horse battery staple 42",
+            )
+        gone = await operators.get_operator(session, former)
+        await operators.disable_operator(session, rt.clock, gone)
+        await session.commit()
     async with HttpSink(responder=routed) as sink:
         bad = await add_endpoint(rt, tenant, sink.url_for("/bad"), ["*"])
         good = await add_endpoint(rt, tenant, sink.url_for("/good"), ["webhook.disabled"])
@@ -108,6 +126,20 @@ async def test_an_endpoint_failing_too_long_is_disabled_and_the_others_are_told(
     async with rt.sessions() as session:
         row = await session.get(WebhookEndpoint, bad.endpoint.id)
         assert row is not None and row.enabled is False and row.disabled_reason
+        # The active owner is emailed, once, in live mode; admins and disabled owners are not.
+        notices = list(
+            await session.scalars(
+                select(OutboxMessage).where(
+                    OutboxMessage.tenant_id == tenant.id,
+                    OutboxMessage.purpose == "WEBHOOK_DISABLED",
+                )
+            )
+        )
+        assert [(m.recipient, m.channel, m.mode) for m in notices] == [(owner, "EMAIL", "live")]
+        assert notices[0].subject == f"A webhook endpoint of {tenant.name} was disabled"
+        # Live bodies are blanked once sent; one still queued names the endpoint, never a secret.
+        body = open_body(rt.secret, notices[0].body_text) or ""
+        assert not body or (bad.endpoint.url in body and bad.secret not in body)
     # The failing endpoint got the event twice (the first failure starts the streak, the
     # second ends it) and nothing after it was disabled.
     assert [r.json()["type"] for r in sink.requests if r.route == "/bad"] == [

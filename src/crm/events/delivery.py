@@ -5,7 +5,7 @@ calls `send` then `record`): delivery is at-least-once and unordered. A receiver
 by the `X-CRM-Event-Id` header. A 2xx answer is success; anything else, or no answer, is retried
 with exponential backoff and jitter for CRM_WEBHOOK_RETRY_SECONDS after the row was queued. An
 endpoint that has failed every delivery for CRM_WEBHOOK_DISABLE_AFTER_SECONDS is disabled and a
-`webhook.disabled` event is written (to the tenant's other endpoints).
+`webhook.disabled` event is written (to the tenant's other endpoints) and its owners are emailed.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crm.clock import Clock
 from crm.db import session_scope
+from crm.events import notices
 from crm.events.models import Event, WebhookAttempt, WebhookEndpoint
 from crm.events.service import event_document, record_event
 from crm.events.webhooks import signing_secrets
@@ -157,6 +158,7 @@ async def record(
     target: Target,
     attempt: Attempt,
     rng: random.Random,
+    server_secret: str,
 ) -> str | None:
     """Write the try's outcome, its attempt row and the endpoint's failure streak in one
     transaction; returns the outbox status, or None when the lease was lost."""
@@ -201,7 +203,15 @@ async def record(
                 created_at=now,
             )
         )
-        await _streak(session, settings, target.endpoint_id, ok=attempt.ok, now=now)
+        await _streak(
+            session,
+            settings,
+            clock,
+            target.endpoint_id,
+            ok=attempt.ok,
+            now=now,
+            server_secret=server_secret,
+        )
     METRICS.webhook_deliveries.inc(
         "sent" if attempt.ok else "retry" if status == "queued" else status
     )
@@ -209,7 +219,14 @@ async def record(
 
 
 async def _streak(
-    session: AsyncSession, settings: Settings, endpoint_id: str, *, ok: bool, now: datetime
+    session: AsyncSession,
+    settings: Settings,
+    clock: Clock,
+    endpoint_id: str,
+    *,
+    ok: bool,
+    now: datetime,
+    server_secret: str,
 ) -> None:
     endpoint = await session.get(WebhookEndpoint, endpoint_id)
     if endpoint is None:
@@ -225,8 +242,15 @@ async def _streak(
         endpoint.enabled = False
         endpoint.disabled_reason = "every delivery failed for too long"
         endpoint.updated_at = now
-        # No operator email exists to tell: the event goes to the tenant's other endpoints
-        # and the API shows the endpoint disabled with its reason.
+        # The owners get an email; the event goes to the tenant's other endpoints, and the
+        # API and console show the endpoint disabled with its reason.
+        await notices.tell_owners(
+            session,
+            clock,
+            secret=server_secret,
+            endpoint=endpoint,
+            failing_seconds=int((now - endpoint.failing_since).total_seconds()),
+        )
         record_event(
             session=session,
             now=now,

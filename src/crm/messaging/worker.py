@@ -226,6 +226,7 @@ class DeliveryWorker:
                 target=target,
                 attempt=attempt,
                 rng=self._rng,
+                server_secret=runtime.secret,
             ),
             message,
         )
