@@ -21,6 +21,7 @@ from crm.idempotency.service import purge_expired
 from crm.identities import policy as sign_in_policy
 from crm.identities.models import FailureCounter, Identity, IdentityOrigin, OtpChallenge, OtpDecoy
 from crm.messaging.models import OutboxMessage
+from crm.operators import activity
 from crm.ratelimits.models import RateCounter
 from crm.runtime import Runtime
 from crm.social import redirect as oidc_redirect
@@ -56,6 +57,7 @@ class Purged:
     failure_counters: int = 0
     oidc_flows: int = 0
     events: int = 0
+    operator_activity: int = 0
 
 
 def _count(result: object) -> int:
@@ -137,6 +139,7 @@ async def purge(
     outbox_retention_days: int,
     unproven_identity_hours: int = 24,
     event_retention_days: int = 30,
+    operator_activity_retention_days: int = 365,
 ) -> Purged:
     """Delete what no request can need any more; safe to run from several processes at once."""
     now = clock.now()
@@ -161,6 +164,7 @@ async def purge(
         failure_counters=await _purge_failure_counters(session, clock),
         oidc_flows=await oidc_redirect.purge_expired(session, clock),
         events=await purge_events(session, now, event_retention_days),
+        operator_activity=await activity.purge(session, now, operator_activity_retention_days),
     )
 
 
@@ -180,6 +184,9 @@ async def run_periodically(runtime: Runtime, stop: asyncio.Event, interval: floa
                     runtime.settings.outbox_retention_days,
                     runtime.settings.unproven_identity_hours,
                     event_retention_days=runtime.settings.event_retention_days,
+                    operator_activity_retention_days=(
+                        runtime.settings.operator_activity_retention_days
+                    ),
                 )
             counts = asdict(purged)
             if any(counts.values()):

@@ -329,6 +329,13 @@ class Settings(BaseSettings):
     console_owner_totp_required: bool = Field(
         False, description="Owners must set up an authenticator app before using the console."
     )
+    operator_activity_retention_days: int = Field(
+        365,
+        ge=1,
+        le=3650,
+        description="Entries of the operators' activity log (sign-ins, failed ones, operators, "
+        "providers, keys) are deleted this many days after they were written.",
+    )
     # --- end console ---
 
     @field_validator("trusted_proxies")

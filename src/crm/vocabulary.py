@@ -51,6 +51,27 @@ class OperatorRole(StrEnum):
     VIEWER = "viewer"  # read only
 
 
+class OperatorAction(StrEnum):
+    """What an operator did in the console (or an administrator with the CLI), as the tenant's
+    activity log records it. Changes to contacts go to the contact's own audit trail instead."""
+
+    SIGNED_IN = "SIGNED_IN"
+    SIGN_IN_FAILED = "SIGN_IN_FAILED"
+    SIGNED_OUT = "SIGNED_OUT"
+    SESSION_ENDED = "SESSION_ENDED"
+    TOTP_ENROLLED = "TOTP_ENROLLED"
+    OPERATOR_CREATED = "OPERATOR_CREATED"
+    OPERATOR_DISABLED = "OPERATOR_DISABLED"
+    PASSWORD_RESET = "PASSWORD_RESET"
+    INTEGRATION_SAVED = "INTEGRATION_SAVED"
+    INTEGRATION_REMOVED = "INTEGRATION_REMOVED"
+    TEST_MESSAGE_SENT = "TEST_MESSAGE_SENT"
+    APPLICATION_CREATED = "APPLICATION_CREATED"
+    KEY_CREATED = "KEY_CREATED"
+    KEY_REVOKED = "KEY_REVOKED"
+    MESSAGE_RETRIED = "MESSAGE_RETRIED"
+
+
 class EventType(StrEnum):
     """What happened to a contact (or a webhook endpoint), as other systems learn it."""
 

@@ -324,6 +324,7 @@ async def test_every_page_carries_the_headers_and_no_inline_script_or_style(
             "/console/messages",
             "/console/operators",
             "/console/account",
+            "/console/activity",
         ):
             answer = await client.get(path)
             assert answer.status_code == 200, path

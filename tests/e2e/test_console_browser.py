@@ -211,5 +211,16 @@ def test_an_admin_sends_a_test_sms_through_a_webhook(browser: Any, shop: dict[st
         received = sink.wait_for_requests_sync(1, timeout=10)
         assert received[0].json()["to"] == "+35799123456"
         assert received[0].header("X-CRM-Signature")
+        # The activity log shows the sign-in, the saved provider and the test, not the secret.
+        page.get_by_role("link", name="Activity").click()
+        page.wait_for_url(base + "/console/activity")
+        log = page.locator("table").inner_text()
+        for action in ("SIGNED_IN", "INTEGRATION_SAVED", "TEST_MESSAGE_SENT"):
+            assert action in log
+        assert "admin@shop.example.com" in log and "a-signing-secret" not in page.content()
+        page.get_by_label("What").select_option("TEST_MESSAGE_SENT")
+        page.get_by_role("button", name="Filter").click()
+        page.wait_for_url(re.compile(r".*action=TEST_MESSAGE_SENT"))
+        assert "INTEGRATION_SAVED" not in page.locator("tbody").inner_text()
     assert not problems, problems
     context.close()

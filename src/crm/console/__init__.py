@@ -9,7 +9,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 
-from crm.console import auth, contact_actions, contacts, overview, platform, team
+from crm.console import activity, auth, contact_actions, contacts, overview, platform, team
 from crm.console.web import LONG_CACHE, PREFIX, NeedsSignIn, page, redirect, static_files
 from crm.errors import AppError, RouteNotFound
 from crm.operators.errors import TotpRequired
@@ -46,6 +46,7 @@ def install(app: FastAPI) -> None:
         contact_actions.router,
         platform.router,
         team.router,
+        activity.router,
     ):
         app.include_router(router)
     api_handler = app.exception_handlers[AppError]

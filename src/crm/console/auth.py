@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.api.deps import RuntimeDep, SessionDep
 from crm.console.forms import problem
@@ -26,10 +27,13 @@ from crm.console.web import (
     set_cookie,
 )
 from crm.errors import AppError, RateLimited
-from crm.operators import service, sessions
+from crm.operators import activity, service, sessions
+from crm.operators.activity import Actor
 from crm.operators.errors import CsrfRejected
 from crm.operators.models import OperatorSession
+from crm.runtime import Runtime
 from crm.security import totp
+from crm.vocabulary import OperatorAction
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -77,6 +81,29 @@ def _login_page(
     return response
 
 
+async def _record_failure(
+    session: AsyncSession, runtime: Runtime, request: Request, *, email: str, reason: str
+) -> None:
+    """A failed sign-in of a known operator goes to that tenant's log (an unknown address has
+    no tenant to tell; the throttle still counts it)."""
+    operator = await service.find_by_email(session, email)
+    if operator is None:
+        return
+    activity.record(
+        session,
+        runtime.clock,
+        tenant_id=operator.tenant_id,
+        actor=Actor(
+            operator.email,
+            operator.id,
+            request.client.host if request.client else None,
+            request.headers.get("user-agent"),
+        ),
+        action=OperatorAction.SIGN_IN_FAILED,
+        detail={"reason": reason},
+    )
+
+
 @router.get("/login")
 async def login_form(request: Request, runtime: RuntimeDep, next: str = "") -> Response:
     return _login_page(request, runtime.secret, next_path=next)
@@ -104,7 +131,9 @@ async def login(request: Request, runtime: RuntimeDep, session: SessionDep) -> R
             ),
         )
     except AppError as exc:
-        # Returned, not raised: the failure count this attempt added is committed.
+        # Returned, not raised: the failure count this attempt added is committed, and so is
+        # the activity entry of a failed attempt on a known operator.
+        await _record_failure(session, runtime, request, email=email, reason=exc.code)
         status = 429 if isinstance(exc, RateLimited) else exc.status_code
         return _login_page(
             request,
@@ -122,13 +151,22 @@ async def login(request: Request, runtime: RuntimeDep, session: SessionDep) -> R
             await sessions.end(
                 session, runtime.clock, operator_id=found[1].id, session_id=found[0].id
             )
+    address = request.client.host if request.client else None
+    user_agent = request.headers.get("user-agent")
     token, _ = await sessions.start(
         session,
         runtime.clock,
         operator=operator,
         mode="test",
-        user_agent=request.headers.get("user-agent"),
-        ip_address=request.client.host if request.client else None,
+        user_agent=user_agent,
+        ip_address=address,
+    )
+    activity.record(
+        session,
+        runtime.clock,
+        tenant_id=operator.tenant_id,
+        actor=Actor(operator.email, operator.id, address, user_agent),
+        action=OperatorAction.SIGNED_IN,
     )
     response = redirect(_safe_next(form.get("next")))
     set_cookie(
@@ -148,6 +186,13 @@ async def logout(
 ) -> Response:
     await sessions.end(
         session, runtime.clock, operator_id=visit.operator.id, session_id=visit.session.id
+    )
+    activity.record(
+        session,
+        runtime.clock,
+        tenant_id=visit.tenant_id,
+        actor=visit.acting,
+        action=OperatorAction.SIGNED_OUT,
     )
     response = redirect(PREFIX + "/login")
     response.delete_cookie(COOKIE, path=PREFIX)
@@ -209,6 +254,13 @@ async def enrol_totp(
             session, runtime.clock, visit.operator.id, lifetimes(runtime.settings)
         )
         return _account_page(request, visit, rows, error=problem(exc), status_code=exc.status_code)
+    activity.record(
+        session,
+        runtime.clock,
+        tenant_id=visit.tenant_id,
+        actor=visit.acting,
+        action=OperatorAction.TOTP_ENROLLED,
+    )
     return redirect(PREFIX + "/account", flash="Two-factor sign-in is on.")
 
 
@@ -216,7 +268,17 @@ async def enrol_totp(
 async def end_session(
     session_id: str, visit: VisitDep, form: FormDep, runtime: RuntimeDep, session: SessionDep
 ) -> Response:
-    await sessions.end(session, runtime.clock, operator_id=visit.operator.id, session_id=session_id)
+    if await sessions.end(
+        session, runtime.clock, operator_id=visit.operator.id, session_id=session_id
+    ):
+        activity.record(
+            session,
+            runtime.clock,
+            tenant_id=visit.tenant_id,
+            actor=visit.acting,
+            action=OperatorAction.SESSION_ENDED,
+            target=session_id,
+        )
     if session_id == visit.session.id:
         response = redirect(PREFIX + "/login")
         response.delete_cookie(COOKIE, path=PREFIX)

@@ -17,10 +17,12 @@ from crm.messaging import integrations
 from crm.messaging import service as outbox
 from crm.messaging.models import OutboxMessage
 from crm.messaging.probe import send_test_message
+from crm.operators import activity
 from crm.operators.roles import Permission
 from crm.runtime import Runtime
 from crm.tenants import service as tenants
 from crm.tenants.schemas import KeyKind, KeyMode
+from crm.vocabulary import OperatorAction
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -109,8 +111,9 @@ async def save_integration(
         value = form.get(f"{provider}.{name}", "").strip()
         if value:  # an empty secret box keeps the stored secret
             config[name] = value
+    removing = form.get("action") == "reset"
     try:
-        if form.get("action") == "reset":
+        if removing:
             await integrations.delete_integration(
                 session, runtime.settings, visit.caller("live"), channel
             )
@@ -131,6 +134,16 @@ async def save_integration(
         return await _integrations_page(
             request, visit, session, runtime, outcome=outcome, status_code=exc.status_code
         )
+    activity.record(
+        session,
+        runtime.clock,
+        tenant_id=visit.tenant_id,
+        actor=visit.acting,
+        action=OperatorAction.INTEGRATION_REMOVED if removing else OperatorAction.INTEGRATION_SAVED,
+        target=channel,
+        # Which settings changed, never their values: secrets stay out of the log.
+        detail=None if removing else {"provider": provider, "changed": ", ".join(sorted(config))},
+    )
     return redirect(f"{PREFIX}/integrations", flash=f"{channel} provider saved.")
 
 
@@ -159,6 +172,15 @@ async def test_integration(
         return await _integrations_page(
             request, visit, session, runtime, outcome=refused, status_code=exc.status_code
         )
+    activity.record(
+        session,
+        runtime.clock,
+        tenant_id=visit.tenant_id,
+        actor=visit.acting,
+        action=OperatorAction.TEST_MESSAGE_SENT,
+        target=channel.upper(),
+        detail={"provider": result.provider, "outcome": "accepted" if result.ok else "refused"},
+    )
     outcome: dict[str, Any] = {"channel": channel.upper(), "test": result}
     return await _integrations_page(request, visit, session, runtime, outcome=outcome)
 
@@ -203,7 +225,7 @@ async def create_application(
 ) -> Response:
     visit.require(Permission.APPLICATIONS)
     try:
-        _, keys = await tenants.create_application(
+        application_id, keys = await tenants.create_application(
             session, runtime.clock, visit.tenant_id, form.get("name", "")
         )
     except AppError as exc:
@@ -213,6 +235,15 @@ async def create_application(
         return await _applications_page(
             request, visit, session, error=failed, status_code=exc.status_code
         )
+    activity.record(
+        session,
+        runtime.clock,
+        tenant_id=visit.tenant_id,
+        actor=visit.acting,
+        action=OperatorAction.APPLICATION_CREATED,
+        target=application_id,
+        detail={"name": form.get("name", "").strip()[:200]},
+    )
     # The keys are shown on this answer only (never stored in the clear, never shown again).
     return await _applications_page(request, visit, session, shown_keys=keys)
 
@@ -237,6 +268,15 @@ async def create_key(
         mode,
         application_id,
     )
+    activity.record(
+        session,
+        runtime.clock,
+        tenant_id=visit.tenant_id,
+        actor=visit.acting,
+        action=OperatorAction.KEY_CREATED,
+        target=created.id,
+        detail={"kind": kind, "mode": mode},
+    )
     return await _applications_page(
         request, visit, session, shown_keys={f"{kind}_{mode}": created.key}
     )
@@ -250,6 +290,14 @@ async def revoke_key(
     if key_id not in {k.id for k in await tenants.list_keys(session, visit.tenant_id)}:
         raise KeyNotFound()
     await tenants.revoke_key(session, runtime.clock, key_id)
+    activity.record(
+        session,
+        runtime.clock,
+        tenant_id=visit.tenant_id,
+        actor=visit.acting,
+        action=OperatorAction.KEY_REVOKED,
+        target=key_id,
+    )
     runtime.keys.clear()
     return redirect(f"{PREFIX}/applications", flash="Key revoked.")
 
@@ -298,4 +346,12 @@ async def retry_message(
     if row is None or row.tenant_id != visit.tenant_id:
         raise MessageNotFound()
     await outbox.retry_message(session, runtime.clock, message_id)
+    activity.record(
+        session,
+        runtime.clock,
+        tenant_id=visit.tenant_id,
+        actor=visit.acting,
+        action=OperatorAction.MESSAGE_RETRIED,
+        target=row.id,
+    )
     return redirect(f"{PREFIX}/messages", flash="Message queued again.")

@@ -12,8 +12,10 @@ from crm.api.deps import RuntimeDep, SessionDep
 from crm.console.forms import problem
 from crm.console.web import PREFIX, FormDep, Visit, VisitDep, page, redirect
 from crm.errors import AppError
+from crm.operators import activity
 from crm.operators import service as operators
 from crm.operators.roles import ROLES, Permission
+from crm.vocabulary import OperatorAction
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -56,7 +58,7 @@ async def create_operator(
 ) -> Response:
     visit.require(Permission.OPERATORS)
     try:
-        await operators.create_operator(
+        created = await operators.create_operator(
             session,
             runtime.clock,
             tenant_id=visit.tenant_id,
@@ -73,6 +75,15 @@ async def create_operator(
         return await _team_page(
             request, visit, session, error=failed, form=kept, status_code=exc.status_code
         )
+    activity.record(
+        session,
+        runtime.clock,
+        tenant_id=visit.tenant_id,
+        actor=visit.acting,
+        action=OperatorAction.OPERATOR_CREATED,
+        target=created.email,
+        detail={"role": created.role},
+    )
     return redirect(f"{PREFIX}/operators", flash="Operator added.")
 
 
@@ -83,6 +94,14 @@ async def disable_operator(
     visit.require(Permission.OPERATORS)
     found = await operators.get_operator(session, operator_id, visit.tenant_id)
     await operators.disable_operator(session, runtime.clock, found)
+    activity.record(
+        session,
+        runtime.clock,
+        tenant_id=visit.tenant_id,
+        actor=visit.acting,
+        action=OperatorAction.OPERATOR_DISABLED,
+        target=found.email,
+    )
     return redirect(f"{PREFIX}/operators", flash=f"{found.email} disabled.")
 
 
@@ -106,4 +125,12 @@ async def reset_password(
         failed = problem(exc)
         failed["operator_id"] = operator_id
         return await _team_page(request, visit, session, error=failed, status_code=exc.status_code)
+    activity.record(
+        session,
+        runtime.clock,
+        tenant_id=visit.tenant_id,
+        actor=visit.acting,
+        action=OperatorAction.PASSWORD_RESET,
+        target=found.email,
+    )
     return redirect(f"{PREFIX}/operators", flash=f"New password set for {found.email}.")

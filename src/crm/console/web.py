@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from crm.api.deps import RuntimeDep, SessionDep
 from crm.operators import sessions
+from crm.operators.activity import Actor
 from crm.operators.errors import CsrfRejected, PermissionDenied, TotpRequired
 from crm.operators.roles import Permission, can
 from crm.security.crypto import hmac_sha256
@@ -140,12 +141,24 @@ class Visit:
     session: Where
     tenant_name: str
     secure: bool
+    ip_address: str | None = None
+    user_agent: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def actor(self) -> str:
         """The audit trail's "who" for changes made in the console."""
         return f"operator:{self.operator.id}"
+
+    @property
+    def acting(self) -> Actor:
+        """The activity log's "who" for what this operator does to the platform."""
+        return Actor(
+            label=self.operator.email,
+            operator_id=self.operator.id,
+            ip_address=self.ip_address,
+            user_agent=self.user_agent,
+        )
 
     @property
     def tenant_id(self) -> str:
@@ -223,6 +236,8 @@ async def signed_in(request: Request, runtime: RuntimeDep, session: SessionDep) 
         session=Where(row.id, row.csrf_token, row.mode),
         tenant_name=tenant.name if tenant else "",
         secure=is_secure(request),
+        ip_address=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
     )
 
 

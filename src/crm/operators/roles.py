@@ -16,6 +16,7 @@ class Permission(StrEnum):
     INTEGRATIONS = "integrations"
     APPLICATIONS = "applications"  # applications and their keys
     OPERATORS = "operators"
+    ACTIVITY = "activity"  # the activity log: sign-ins and platform changes
 
 
 _READ = frozenset({Permission.CONTACTS_READ, Permission.MESSAGES_READ})
@@ -25,6 +26,7 @@ _ADMIN = _AGENT | {
     Permission.MESSAGES_MANAGE,
     Permission.INTEGRATIONS,
     Permission.APPLICATIONS,
+    Permission.ACTIVITY,
 }
 PERMISSIONS: dict[str, frozenset[Permission]] = {
     OperatorRole.OWNER: _ADMIN | {Permission.OPERATORS},

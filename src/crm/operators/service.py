@@ -124,6 +124,15 @@ async def get_operator(
     return found
 
 
+def _sign_in_address(email: str) -> str:
+    return email.strip().lower()[:MAX_EMAIL] if isinstance(email, str) else ""
+
+
+async def find_by_email(session: AsyncSession, email: str) -> Operator | None:
+    """The operator a sign-in form's address names, if any (of any tenant: addresses are unique)."""
+    return await session.scalar(select(Operator).where(Operator.email == _sign_in_address(email)))
+
+
 async def _other_active_owners(session: AsyncSession, operator: Operator) -> int:
     count = await session.scalar(
         select(func.count())
@@ -191,8 +200,8 @@ async def authenticate(
 
     Failures are counted on the session before raising: the caller commits them.
     """
-    address = email.strip().lower()[:MAX_EMAIL] if isinstance(email, str) else ""
-    operator = await session.scalar(select(Operator).where(Operator.email == address))
+    address = _sign_in_address(email)
+    operator = await find_by_email(session, address)
     subject_id = (
         lock_subject(operator.id)
         if operator is not None
