@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import getpass
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.cli.common import JsonOption, console, print_json, run_in_session, when
-from crm.operators import service
-from crm.operators.models import Operator
 from crm.operators.roles import ROLES
-from crm.runtime import Runtime
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from crm.operators.models import Operator
+    from crm.runtime import Runtime
 
 app = typer.Typer(
     help="Operators: the business's people who sign in to the console at /console/.",
@@ -57,6 +59,8 @@ def create(
     as_json: bool = JsonOption,
 ) -> None:
     """Create an operator; the password is read from standard input (one line)."""
+    from crm.operators import service
+
     password = read_password()
 
     async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
@@ -78,6 +82,7 @@ def list_(
     as_json: bool = JsonOption,
 ) -> None:
     """List operators (every tenant's, or one's)."""
+    from crm.operators import service
 
     async def work(runtime: Runtime, session: AsyncSession) -> list[dict[str, Any]]:
         return [operator_json(o) for o in await service.list_operators(session, tenant)]
@@ -105,6 +110,7 @@ def disable(
     as_json: bool = JsonOption,
 ) -> None:
     """Stop an operator signing in and end their console sessions."""
+    from crm.operators import service
 
     async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
         found = await service.get_operator(session, operator)
@@ -123,6 +129,8 @@ def reset_password(
     as_json: bool = JsonOption,
 ) -> None:
     """Set a new password (read from standard input); ends sessions and lifts a lock."""
+    from crm.operators import service
+
     password = read_password()
 
     async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
