@@ -99,6 +99,7 @@ async def demo_owner(
     """The demo tenant's console owner: the one the keys file remembers while its password still
     works, else created (or given a fresh password) now. Returns its email and password."""
     from crm.operators import service as operators
+    from crm.operators.activity import CLI_ACTOR
     from crm.operators.errors import OperatorNotFound
     from crm.security import passwords
 
@@ -121,8 +122,9 @@ async def demo_owner(
             email=email,
             role=OperatorRole.OWNER,
             password=password,
+            actor=CLI_ACTOR,
         )
     else:
         found.disabled_at = None
-        await operators.reset_password(session, clock, found, password=password)
+        await operators.reset_password(session, clock, found, password=password, actor=CLI_ACTOR)
     return {"email": email, "password": password}
