@@ -8,7 +8,9 @@
 // 4. getContact on the Back-Office API with the secret key: the registered name
 //
 // The test copies this file next to the generated client (./client), compiles both with tsc
-// (strict) and runs the result; each step prints one line, and the last "done: ...".
+// (strict) and runs the result; each step prints one line, and the last "done: ...". The outbox
+// page and the contact are read through their generated types, so a change to their schemas in
+// /openapi.json that breaks this use fails the compile.
 import { client } from './client/client.gen';
 import { getContact, listOutbox, registerContact, validateOtp } from './client';
 
