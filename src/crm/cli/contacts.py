@@ -25,7 +25,7 @@ from crm.cli.common import err_console, settings
 from crm.contacts import exporter, import_reader, importer
 from crm.db import session_scope
 from crm.errors import AppError
-from crm.imports import pipeline
+from crm.imports import formats, pipeline
 from crm.runtime import Runtime
 from crm.security.legacy_hashes import FirebaseScrypt
 
@@ -129,10 +129,16 @@ class _Meter:
 @app.command("import", epilog=_COLUMNS_HELP)
 def import_(
     file: Path = typer.Argument(
-        ..., exists=True, dir_okay=False, readable=True, help="A CSV file."
+        ..., exists=True, dir_okay=False, readable=True, help="A CSV or JSON-lines file."
     ),
     tenant: str = typer.Option(..., "--tenant", help="Tenant id."),
     mode: Mode = typer.Option(..., "--mode", help="live or test."),
+    fmt: Literal["csv", "jsonl"] | None = typer.Option(
+        None,
+        "--format",
+        help="csv or jsonl (one JSON object per line, keys as the CSV "
+        "columns); by default jsonl for a .jsonl or .ndjson file, csv otherwise.",
+    ),
     batch_size: int = typer.Option(
         1000, "--batch-size", min=1, max=10_000, help="Rows per transaction."
     ),
@@ -182,7 +188,12 @@ def import_(
         try:
             async with session_scope(runtime.sessions) as session:
                 await importer.check_tenant(session, tenant)
-            reader = import_reader.Reader(handle, encoding=encoding, delimiter=delimiter)
+            reader = formats.open_reader(
+                formats.ImportFormat(fmt) if fmt else formats.format_of_path(file),
+                handle,
+                encoding=encoding,
+                delimiter=delimiter,
+            )
             if reader.unknown:
                 err_console.print(
                     f"[yellow]Ignoring unknown columns:[/yellow] {', '.join(reader.unknown)}"
