@@ -171,7 +171,8 @@ def import_(
     firebase_rounds: int = typer.Option(8, "--firebase-rounds", help="Firebase rounds."),
     firebase_mem_cost: int = typer.Option(14, "--firebase-mem-cost", help="Firebase mem_cost."),
 ) -> None:
-    """Import contacts from a CSV whose header names the API's fields.
+    """Import contacts from a CSV whose header names the API's fields, or from JSON lines
+    (one object per line, keyed by the same names; see the README).
 
     Each row is checked with the API's rules; each batch is one transaction written with one
     statement per table. A bad row (invalid field, wrong number of cells, unclosed quote) is
