@@ -126,7 +126,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         proxies=TrustedProxies.from_settings(settings),
         origins=AllowedOrigins(ttl=settings.api_key_cache_seconds),
         large_bodies={
-            ("POST", "/backoffice/v1" + backoffice_imports.PATH): settings.import_max_bytes
+            ("POST", "/backoffice/v1" + path): settings.import_max_bytes
+            for path in backoffice_imports.PATHS
         },
     )
     openapi.install(app)

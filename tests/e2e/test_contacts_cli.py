@@ -151,6 +151,58 @@ def test_export_csv_round_trips_through_import(workspace: tuple[Path, str, str])
     assert len(rows(other)) == 3
 
 
+def test_export_jsonl_round_trips_through_import_and_bad_lines_are_rejected(
+    workspace: tuple[Path, str, str],
+) -> None:
+    db, _, _ = workspace
+    tenant = json.loads(crm(db, "tenants", "create", "--name", "Lines", "--json").stdout)["id"]
+    other = json.loads(crm(db, "tenants", "create", "--name", "Copy", "--json").stdout)["id"]
+    source = db.parent / "lines.csv"
+    source.write_text(CSV)
+    crm(db, "contacts", "import", str(source), "--tenant", tenant, "--mode", "live", check=False)
+    exported = db.parent / "lines.jsonl"
+    crm(
+        db, "contacts", "export", "--tenant", tenant, "--format", "jsonl", "--output", str(exported)
+    )
+    # Told by the extension; a bad line is rejected by its number, the others imported.
+    exported.write_text(exported.read_text() + '{"first_name": 7}\n')
+    result = crm(
+        db, "contacts", "import", str(exported), "--tenant", other, "--mode", "live", check=False
+    )
+    assert result.returncode == 1
+    assert "created 3, skipped 0 (already present), rejected 1" in result.stdout
+    assert "WRONG_TYPE: line 4" in result.stderr
+
+    def rows(text: str) -> list[dict[str, object]]:
+        rows = [json.loads(line) for line in text.splitlines()]
+        for row in rows:
+            del row["created_date"], row["updated_date"]
+            for phone in row["phones"]:
+                del phone["id"]
+        return rows
+
+    copied = crm(db, "contacts", "export", "--tenant", other, "--format", "jsonl").stdout
+    assert len(rows(copied)) == 3
+    assert rows(copied) == rows("\n".join(exported.read_text().splitlines()[:3]))
+    # --format says it for a file whose name does not.
+    renamed = db.parent / "lines.txt"
+    renamed.write_text(exported.read_text())
+    again = crm(
+        db,
+        "contacts",
+        "import",
+        str(renamed),
+        "--format",
+        "jsonl",
+        "--tenant",
+        other,
+        "--mode",
+        "live",
+        check=False,
+    )
+    assert "created 0, skipped 3 (already present), rejected 1" in again.stdout
+
+
 def test_unknown_tenant_is_refused(workspace: tuple[Path, str, str]) -> None:
     db, _, _ = workspace
     result = crm(db, "contacts", "export", "--tenant", "nope", check=False)

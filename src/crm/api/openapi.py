@@ -82,6 +82,7 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     **{(m, f"/self-service/v1{p}"): name + "V1" for (m, p), name in _SELF_SERVICE.items()},
     ("POST", "/backoffice/v1/contacts"): "createContact",
     ("POST", "/backoffice/v1/contacts/imports"): "createContactImport",
+    ("POST", "/backoffice/v1/contacts/import"): "createContactImportAlias",
     ("GET", "/backoffice/v1/contacts/imports/{job_id}"): "getContactImport",
     ("GET", "/backoffice/v1/contacts"): "listContacts",
     ("GET", "/backoffice/v1/contacts/verify"): "verifyContact",

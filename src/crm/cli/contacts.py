@@ -131,10 +131,16 @@ class _Meter:
 @app.command("import", epilog=_COLUMNS_HELP)
 def import_(
     file: Path = typer.Argument(
-        ..., exists=True, dir_okay=False, readable=True, help="A CSV file."
+        ..., exists=True, dir_okay=False, readable=True, help="A CSV or JSON-lines file."
     ),
     tenant: str = typer.Option(..., "--tenant", help="Tenant id."),
     mode: Mode = typer.Option(..., "--mode", help="live or test."),
+    fmt: Literal["csv", "jsonl"] | None = typer.Option(
+        None,
+        "--format",
+        help="csv or jsonl (one JSON object per line, keys as the CSV "
+        "columns); by default jsonl for a .jsonl or .ndjson file, csv otherwise.",
+    ),
     batch_size: int = typer.Option(
         1000, "--batch-size", min=1, max=10_000, help="Rows per transaction."
     ),
@@ -167,7 +173,8 @@ def import_(
     firebase_rounds: int = typer.Option(8, "--firebase-rounds", help="Firebase rounds."),
     firebase_mem_cost: int = typer.Option(14, "--firebase-mem-cost", help="Firebase mem_cost."),
 ) -> None:
-    """Import contacts from a CSV whose header names the API's fields.
+    """Import contacts from a CSV whose header names the API's fields, or from JSON lines
+    (one object per line, keyed by the same names; see the README).
 
     Each row is checked with the API's rules; each batch is one transaction written with one
     statement per table. A bad row (invalid field, wrong number of cells, unclosed quote) is
@@ -177,7 +184,7 @@ def import_(
     import crm.models  # noqa: F401  (every table mapped, as in run_in_session)
     from crm.contacts import import_reader, importer
     from crm.db import session_scope
-    from crm.imports import pipeline
+    from crm.imports import formats, pipeline
     from crm.runtime import Runtime
 
     firebase = _firebase(
@@ -189,7 +196,12 @@ def import_(
         try:
             async with session_scope(runtime.sessions) as session:
                 await importer.check_tenant(session, tenant)
-            reader = import_reader.Reader(handle, encoding=encoding, delimiter=delimiter)
+            reader = formats.open_reader(
+                formats.ImportFormat(fmt) if fmt else formats.format_of_path(file),
+                handle,
+                encoding=encoding,
+                delimiter=delimiter,
+            )
             if reader.unknown:
                 err_console.print(
                     f"[yellow]Ignoring unknown columns:[/yellow] {', '.join(reader.unknown)}"

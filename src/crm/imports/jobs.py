@@ -23,12 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import undefer
 
 from crm.clock import Clock
-from crm.contacts import import_reader
 from crm.contacts.import_reader import BadRow, ImportFileError, Row
 from crm.contacts.importer import BatchResult
 from crm.db import session_scope
 from crm.ids import uuid7
-from crm.imports import pipeline
+from crm.imports import formats, pipeline
+from crm.imports.formats import ImportFormat
 from crm.imports.models import ImportJob, ImportJobError
 from crm.security.legacy_hashes import FirebaseScrypt
 
@@ -44,18 +44,20 @@ class LeaseLost(Exception):
     """Another worker holds the job now: this worker's batch must not commit."""
 
 
-def check_file(content: bytes) -> None:
+def check_file(content: bytes, fmt: ImportFormat = ImportFormat.CSV) -> None:
     """Refuse, before anything is stored, a file that cannot be imported as a whole."""
-    handle = io.BytesIO(content)
-    import_reader.check_encoding(handle, ENCODING)
-    import_reader.Reader(handle, encoding=ENCODING, delimiter=None)
+    formats.check_file(content, fmt, encoding=ENCODING)
 
 
-def options_of(firebase: FirebaseScrypt | None, batch_size: int) -> dict[str, Any]:
+def options_of(
+    firebase: FirebaseScrypt | None, batch_size: int, fmt: ImportFormat = ImportFormat.CSV
+) -> dict[str, Any]:
+    # Kept with the job (a JSON column: no schema change); a job without one is a CSV file.
     if firebase is None:
-        return {"batch_size": batch_size}
+        return {"batch_size": batch_size, "format": fmt.value}
     return {
         "batch_size": batch_size,
+        "format": fmt.value,
         "firebase": {
             "signer_key": firebase.signer_key.hex(),
             "salt_separator": firebase.salt_separator.hex(),
@@ -223,6 +225,7 @@ async def run_job(
             firebase=_firebase(options),
         )
         too_many = claim > MAX_CLAIMS
+        fmt = ImportFormat(options.get("format", ImportFormat.CSV))
 
     async def on_batch(session: AsyncSession, result: BatchResult, last_line: int) -> None:
         lease_until = clock.now() + timedelta(seconds=lease_seconds)
@@ -240,7 +243,7 @@ async def run_job(
     error: str | None = "the job failed on every try" if too_many else None
     if error is None:
         try:
-            reader = import_reader.Reader(io.BytesIO(content), encoding=ENCODING, delimiter=None)
+            reader = formats.open_reader(fmt, io.BytesIO(content), encoding=ENCODING)
             await pipeline.run(
                 sessions,
                 clock,
@@ -272,6 +275,8 @@ async def _finish(
     error: str | None,
 ) -> None:
     async with session_scope(sessions) as session:
+        if error is None:
+            error = await _nothing_imported(session, job_id, claim)
         await session.execute(
             update(ImportJob)
             .where(ImportJob.id == job_id, ImportJob.claim == claim)
@@ -286,6 +291,23 @@ async def _finish(
                 + ImportJob.rejected_count,
             )
         )
+
+
+async def _nothing_imported(session: AsyncSession, job_id: str, claim: int) -> str | None:
+    """Why a job whose every row was rejected failed (a wrong file, not a few bad rows)."""
+    counts = (
+        await session.execute(
+            select(
+                ImportJob.created_count, ImportJob.skipped_count, ImportJob.rejected_count
+            ).where(ImportJob.id == job_id, ImportJob.claim == claim)
+        )
+    ).one_or_none()
+    if counts is None:
+        return None
+    created, skipped, rejected = counts
+    if created or skipped or not rejected:
+        return None
+    return f"no row could be imported: all {rejected} rows were rejected (see the errors)"
 
 
 async def run_next(
