@@ -5,7 +5,7 @@
 - emails: plain ASCII addresses skip email-validator once their domain is known; the reference is
   crm.identities.emails.normalize_email.
 - contact rows: a plain dict instead of the ORM builder; the reference is
-  contact_values(service.build_contact(...)).
+  import_rows.contact_values(service.build_contact(...)).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import phonenumbers
 import pytest
 
-from crm.contacts import importer, normalise, service
+from crm.contacts import import_rows, normalise, service
 from crm.contacts.schemas import ContactCreate
 from crm.errors import AppError
 from crm.identities import identifiers, phone_rules
@@ -335,14 +335,14 @@ def test_contact_columns_match_the_orm_builder(index: int, mode: str) -> None:
         "contact_type": body.contact_type,
         "now": now,
     }
-    want = _outcome(lambda: importer.contact_values(service.build_contact(**args)))
-    got = _outcome(lambda: importer.contact_columns(**args))
+    want = _outcome(lambda: import_rows.contact_values(service.build_contact(**args)))
+    got = _outcome(lambda: import_rows.contact_columns(**args))
     assert got == want
     # Generated ids and codes: the same shape, fresh values.
     args.update(contact_id=None, code=None)
     if want[0] == "ok":
-        generated = importer.contact_columns(**args)
-        built = importer.contact_values(service.build_contact(**args))
+        generated = import_rows.contact_columns(**args)
+        built = import_rows.contact_values(service.build_contact(**args))
         assert generated.keys() == built.keys()
         assert generated["code_norm"] == generated["code"].casefold()
         assert generated["id"] != want[1]["id"] and generated["code"] != want[1]["code"]
