@@ -80,7 +80,8 @@ async def copy_rows(
         values = [row[key] for key in keys]
         values += filled
         for i in json_at:
-            values[i] = json.dumps(values[i])
+            # Most JSON cells of an import are empty lists: json.dumps([]) without the call.
+            values[i] = "[]" if values[i] == [] else json.dumps(values[i])
         records.append(tuple(values))
     connection = await session.connection()
     raw = await connection.get_raw_connection()
