@@ -225,9 +225,9 @@ async def import_batch(
     """Create each valid row; skip rows whose id or code exists; reject the rest with a reason.
 
     The batch is validated row by row, checked against existing ids and codes in one query and
-    written with one COPY (PostgreSQL) or multi-row INSERT per table. If that write still meets a taken id or code
-    (another writer won a race), the batch falls back to one savepoint per row, so a bad row
-    never takes its neighbours with it. The caller commits.
+    written with one COPY (PostgreSQL) or multi-row INSERT per table. If that write still meets
+    a taken id or code (another writer won a race), the batch falls back to one savepoint per
+    row, so a bad row never takes its neighbours with it. The caller commits.
     """
     rules = await custom_fields.rules_of(session, tenant_id)
     result, prepared = prepare_batch(
