@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from crm.contacts import importer
@@ -160,3 +161,55 @@ async def test_batch_rejects_repeats_and_skips_existing(
         )
         await session.commit()
     assert (again.created, again.skipped, again.rejected) == (0, 1, [])
+
+
+async def test_batch_meeting_a_taken_id_falls_back_row_by_row(
+    runtime: Runtime, tenant: CreatedTenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer took an id between the existence check and the batch's write (COPY on
+    PostgreSQL): the batch's write fails whole, and each row is retried on its own."""
+    async with runtime.sessions() as session:
+        await importer.import_batch(
+            session,
+            runtime.clock,
+            tenant_id=tenant.id,
+            mode="live",
+            rows=[(2, {"id": "race-1", "first_name": "First"})],
+            actor="t",
+        )
+        await session.commit()
+
+    async def no_check(session: Any, prepared: list[Any], **_: Any) -> list[Any]:
+        return prepared  # the race: the check saw nothing
+
+    monkeypatch.setattr(importer, "_drop_existing", no_check)
+    rows = [
+        (2, {"id": "race-1", "first_name": "Again"}),
+        (
+            3,
+            {"id": "race-2", "first_name": "New", "phone": "99123456", "phone_country_code": "CYP"},
+        ),
+    ]
+    async with runtime.sessions() as session:
+        result = await importer.import_batch(
+            session, runtime.clock, tenant_id=tenant.id, mode="live", rows=rows, actor="t"
+        )
+        await session.commit()
+    assert (result.created, result.skipped, result.rejected) == (1, 1, [])
+    async with runtime.sessions() as session:
+        names = dict(
+            (
+                await session.execute(
+                    select(Contact.id, Contact.first_name).where(Contact.tenant_id == tenant.id)
+                )
+            ).all()
+        )
+        phones = (
+            await session.scalars(
+                select(ContactPhone.e164)
+                .join(Contact, Contact.pk == ContactPhone.contact_pk)
+                .where(Contact.id == "race-2")
+            )
+        ).all()
+    assert names == {"race-1": "First", "race-2": "New"}
+    assert phones == ["+35799123456"]

@@ -11,18 +11,21 @@ primary mobile phone and the demographics. Empty cells are absent fields. A row 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import Table, insert, select, text
+from sqlalchemy import Table, insert, literal, select, text, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.clock import Clock
-from crm.contacts import custom_fields, service
+from crm.contacts import custom_fields, import_copy, service
 from crm.contacts.errors import ContactCodeAlreadyExists, ContactIdAlreadyExists
+from crm.contacts.import_rows import ContactValues as ContactValues
+from crm.contacts.import_rows import contact_columns
+from crm.contacts.import_rows import contact_values as contact_values
 from crm.contacts.models import AuditEvent, ConsentEvent, Contact, ContactPhone
 from crm.contacts.schemas import ContactCreate
 from crm.db import Base
@@ -194,7 +197,7 @@ def _prepare(
         fields[custom_fields.CUSTOM_FIELDS] = custom_fields.check_values(
             rules, fields[custom_fields.CUSTOM_FIELDS]
         )
-    contact = service.build_contact(
+    values = contact_columns(
         tenant_id=tenant_id,
         mode=mode,
         fields=fields,
@@ -203,19 +206,11 @@ def _prepare(
         contact_type=body.contact_type,
         now=now,
     )
-    return Prepared(line, contact, fields, body.id, body.code)
+    return Prepared(line, cast(Contact, ContactValues(values)), fields, body.id, body.code)
 
 
 def _table(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
-
-
-_CONTACT_COLUMNS = [c.key for c in Contact.__table__.columns if c.key != "pk"]
-
-
-def contact_values(contact: Contact) -> dict[str, Any]:
-    """The columns of a contact row (those the builder left unset are NULL, as the ORM writes)."""
-    return {name: contact.__dict__.get(name) for name in _CONTACT_COLUMNS}
 
 
 async def import_batch(
@@ -230,9 +225,9 @@ async def import_batch(
     """Create each valid row; skip rows whose id or code exists; reject the rest with a reason.
 
     The batch is validated row by row, checked against existing ids and codes in one query and
-    written with one multi-row INSERT per table. If that write still meets a taken id or code
-    (another writer won a race), the batch falls back to one savepoint per row, so a bad row
-    never takes its neighbours with it. The caller commits.
+    written with one COPY (PostgreSQL) or multi-row INSERT per table. If that write still meets
+    a taken id or code (another writer won a race), the batch falls back to one savepoint per
+    row, so a bad row never takes its neighbours with it. The caller commits.
     """
     rules = await custom_fields.rules_of(session, tenant_id)
     result, prepared = prepare_batch(
@@ -337,12 +332,19 @@ async def _drop_existing(
     codes = [p.contact.code for p in prepared]
     if not prepared:
         return prepared
-    # One query per unique index (an OR of the two lists can make PostgreSQL scan the table).
+    # One branch per unique index (an OR of the two lists can make PostgreSQL scan the table),
+    # in one round trip.
     scope = (Contact.tenant_id == tenant_id, Contact.mode == mode)
-    taken_ids = set(await session.scalars(select(Contact.id).where(*scope, Contact.id.in_(ids))))
-    taken_codes = set(
-        await session.scalars(select(Contact.code).where(*scope, Contact.code.in_(codes)))
+    found = await session.execute(
+        union_all(
+            select(literal("id"), Contact.id).where(*scope, Contact.id.in_(ids)),
+            select(literal("code"), Contact.code).where(*scope, Contact.code.in_(codes)),
+        )
     )
+    taken_ids: set[str] = set()
+    taken_codes: set[str] = set()
+    for kind, value in found:
+        (taken_ids if kind == "id" else taken_codes).add(value)
     kept: list[Prepared] = []
     for item in prepared:
         if item.given_id in taken_ids or item.given_code in taken_codes:
@@ -360,12 +362,19 @@ async def _write(
     session: AsyncSession, prepared: Sequence[Prepared], *, now: Any, actor: str
 ) -> None:
     table = _table(Contact)
-    pks = (
-        await session.execute(
-            insert(table).returning(table.c.pk, sort_by_parameter_order=True),
-            [contact_values(p.contact) for p in prepared],
+    copy = session.get_bind().dialect.name == "postgresql"
+    contacts = [contact_values(p.contact) for p in prepared]
+    if copy:
+        pks: Iterable[int] = await import_copy.next_keys(session, Contact, len(contacts))
+        await import_copy.copy_rows(
+            session, Contact, [{"pk": pk, **row} for pk, row in zip(pks, contacts, strict=True)]
         )
-    ).scalars()
+    else:
+        pks = (
+            await session.execute(
+                insert(table).returning(table.c.pk, sort_by_parameter_order=True), contacts
+            )
+        ).scalars()
     phones: list[dict[str, Any]] = []
     consents: list[dict[str, Any]] = []
     audits: list[dict[str, Any]] = []
@@ -384,7 +393,9 @@ async def _write(
         (AuditEvent, audits),
         (Event, events),
     ):
-        if rows:
+        if rows and copy:
+            await import_copy.copy_rows(session, model, rows)
+        elif rows:
             await session.execute(insert(_table(model)), rows)
 
 

@@ -111,14 +111,15 @@ def _clean_phone(value: str) -> tuple[bool, str]:
     return international, digits
 
 
-def _build(
+def _resolve(
     calling_code: int,
     national: str,
     requested_alpha3: str | None,
     *,
     strict: bool,
     sms: bool = False,
-) -> PhoneNumber:
+) -> tuple[str, str, str, phonenumbers.PhoneNumber]:
+    """The checked E.164 form, country (alpha-3), national number and parsed number."""
     national = _strip_trunk_zero(calling_code, national)
     requested_region = ALPHA3_TO_ALPHA2[requested_alpha3] if requested_alpha3 else None
     if (
@@ -126,7 +127,9 @@ def _build(
         or phonenumbers.country_code_for_region(requested_region) != calling_code
     ):
         requested_region = _main_region(calling_code)
-    national = phone_rules.fold_national(calling_code, national, requested_region)
+    national, parsed_on_the_way = phone_rules.fold_national_parsed(
+        calling_code, national, requested_region
+    )
     if not MIN_NATIONAL_DIGITS <= len(national) <= MAX_NATIONAL_DIGITS:
         raise InvalidPhone(
             f"The national number must have {MIN_NATIONAL_DIGITS} to {MAX_NATIONAL_DIGITS} digits."
@@ -134,10 +137,14 @@ def _build(
     e164 = f"+{calling_code}{national}"
     if len(e164) - 1 > MAX_E164_DIGITS:
         raise InvalidPhone(f"A phone number has at most {MAX_E164_DIGITS} digits.")
-    try:
-        parsed = phonenumbers.parse(e164, None)
-    except phonenumbers.NumberParseException as exc:
-        raise InvalidPhone() from exc
+    # The folding parsed exactly `e164` when it found it valid: parsing it again (a third of a
+    # bulk import's phone work) would give an equal number.
+    parsed = parsed_on_the_way
+    if parsed is None:
+        try:
+            parsed = phonenumbers.parse(e164, None)
+        except phonenumbers.NumberParseException as exc:
+            raise InvalidPhone() from exc
 
     # Where several countries share a calling code (+1, +7, +44...), the number's own pattern
     # decides; failing that, the country the caller named if it shares the code; failing that,
@@ -162,8 +169,45 @@ def _build(
         phone_rules.check_for_sms(e164, str(region), strict=strict)
     if strict and not phonenumbers.is_valid_number(parsed):
         raise InvalidPhone("The number is not a valid phone number for its country.")
+    return e164, alpha3, national, parsed
+
+
+def _build(
+    calling_code: int,
+    national: str,
+    requested_alpha3: str | None,
+    *,
+    strict: bool,
+    sms: bool = False,
+) -> PhoneNumber:
+    e164, alpha3, national, parsed = _resolve(
+        calling_code, national, requested_alpha3, strict=strict, sms=sms
+    )
     display = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
     return PhoneNumber(e164=e164, country_code=alpha3, national=national, display=display)
+
+
+def _read(number: str, country_code: str | None) -> tuple[int, str, str | None]:
+    """The calling code, the national digits and the requested country (alpha-3) of a number as
+    typed, for `_resolve`."""
+    requested = normalize_country(country_code) if country_code is not None else None
+    international, digits = _clean_phone(number)
+    if international:
+        calling_code, national = _split_calling_code(digits)
+        return calling_code, national, requested
+    if requested is None:
+        raise InvalidPhone("A country code is required unless the number starts with + or 00.")
+    calling_code = _calling_code_for_country(requested)
+    # A person may type the calling code without "+" ("35799123456" with CYP). Read it that way
+    # only if the result is a valid number and the national reading is not, so that a national
+    # number which happens to begin with the same digits keeps its meaning.
+    prefix = str(calling_code)
+    if digits.startswith(prefix) and len(digits) <= MAX_E164_DIGITS:
+        as_national = phone_rules.is_valid(calling_code, digits)
+        as_international = phone_rules.is_valid(calling_code, digits[len(prefix) :])
+        if as_international and not as_national:
+            return calling_code, digits[len(prefix) :], requested
+    return calling_code, digits, requested
 
 
 def normalize_phone(
@@ -181,24 +225,16 @@ def normalize_phone(
     `strict=True` also requires phonenumbers.is_valid_number (an application setting).
     `sms=True`, for numbers codes are texted to, applies phone_rules.check_for_sms.
     """
-    requested = normalize_country(country_code) if country_code is not None else None
-    international, digits = _clean_phone(number)
-    if international:
-        calling_code, national = _split_calling_code(digits)
-        return _build(calling_code, national, requested, strict=strict, sms=sms)
-    if requested is None:
-        raise InvalidPhone("A country code is required unless the number starts with + or 00.")
-    calling_code = _calling_code_for_country(requested)
-    # A person may type the calling code without "+" ("35799123456" with CYP). Read it that way
-    # only if the result is a valid number and the national reading is not, so that a national
-    # number which happens to begin with the same digits keeps its meaning.
-    prefix = str(calling_code)
-    if digits.startswith(prefix) and len(digits) <= MAX_E164_DIGITS:
-        as_national = phone_rules.is_valid(calling_code, digits)
-        as_international = phone_rules.is_valid(calling_code, digits[len(prefix) :])
-        if as_international and not as_national:
-            return _build(calling_code, digits[len(prefix) :], requested, strict=strict, sms=sms)
-    return _build(calling_code, digits, requested, strict=strict, sms=sms)
+    calling_code, national, requested = _read(number, country_code)
+    return _build(calling_code, national, requested, strict=strict, sms=sms)
+
+
+def phone_e164_and_country(number: str, country_code: str | None) -> tuple[str, str]:
+    """`normalize_phone(number, country_code)`'s E.164 form and country, without the display
+    form (which costs a contact's phones work they do not use: they store only these two)."""
+    calling_code, national, requested = _read(number, country_code)
+    e164, alpha3, _, _ = _resolve(calling_code, national, requested, strict=False)
+    return e164, alpha3
 
 
 def parse_phone_credential(value: str) -> str:

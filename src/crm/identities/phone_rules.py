@@ -30,8 +30,9 @@ def _parse(calling_code: int, national: str) -> phonenumbers.PhoneNumber | None:
         return None
 
 
-def _valid_national(calling_code: int, national: str) -> str | None:
-    """The national significant number +calling_code national means, if valid; else None.
+def _valid_parsed(calling_code: int, national: str) -> tuple[str, phonenumbers.PhoneNumber] | None:
+    """The national significant number +calling_code national means and the parsed number, if
+    valid; else None.
 
     phonenumbers itself drops a trunk prefix or rewrites a mobile token that an international
     spelling carries ("+1 1 202...", "+54 11 15...") when only that reading is valid.
@@ -39,7 +40,13 @@ def _valid_national(calling_code: int, national: str) -> str | None:
     parsed = _parse(calling_code, national)
     if parsed is None or not phonenumbers.is_valid_number(parsed):
         return None
-    return str(phonenumbers.national_significant_number(parsed))
+    return str(phonenumbers.national_significant_number(parsed)), parsed
+
+
+def _valid_national(calling_code: int, national: str) -> str | None:
+    """The national significant number +calling_code national means, if valid; else None."""
+    found = _valid_parsed(calling_code, national)
+    return None if found is None else found[0]
 
 
 def is_valid(calling_code: int, national: str) -> bool:
@@ -77,14 +84,31 @@ def fold_national(calling_code: int, national: str, region: str) -> str:
     handset and must be one identity. A spelling is folded only when it is not a valid number
     itself and the folded one is, so no valid number is ever rewritten into another.
     """
-    valid = _valid_national(calling_code, national)
-    if valid is not None:
-        return valid
-    for candidate in _fold_candidates(calling_code, national, region):
-        valid = _valid_national(calling_code, candidate) if candidate else None
-        if valid is not None:
-            return valid
-    return national
+    return fold_national_parsed(calling_code, national, region)[0]
+
+
+def fold_national_parsed(
+    calling_code: int, national: str, region: str
+) -> tuple[str, phonenumbers.PhoneNumber | None]:
+    """`fold_national`, with `phonenumbers.parse` of "+calling_code<the result>" when one was
+    made on the way (None otherwise), so the caller need not parse the same text again.
+
+    The parse is handed back only when the text parsed is exactly "+calling_code<the result>":
+    phonenumbers.parse is a pure function of its text, so the caller's own parse would give an
+    equal number.
+    """
+    found = _valid_parsed(calling_code, national)
+    if found is None:
+        for candidate in _fold_candidates(calling_code, national, region):
+            found = _valid_parsed(calling_code, candidate) if candidate else None
+            if found is not None:
+                national = candidate
+                break
+        else:
+            return national, None
+    valid, parsed = found
+    # `national` is now the text that was parsed (after "+calling_code").
+    return valid, parsed if valid == national else None
 
 
 def _completion_types(parsed: phonenumbers.PhoneNumber, region: str) -> set[int]:

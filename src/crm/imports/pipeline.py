@@ -3,9 +3,9 @@
 Batches are validated ahead (in a thread, or in worker processes) while earlier batches are
 written, so the database's work overlaps the CPU's. A batch is one transaction: its contacts,
 phones, consent history, identities (rows with a password hash) and audit rows, each table in
-one multi-row INSERT, plus whatever the caller records for it (an import job's progress and
-errors). Batches are written in file order, so a crash loses no committed batch and a resumed
-run repeats none. Rows are not held beyond their batch.
+one COPY on PostgreSQL or one multi-row INSERT elsewhere, plus whatever the caller records for
+it (an import job's progress and errors). Batches are written in file order, so a crash loses
+no committed batch and a resumed run repeats none. Rows are not held beyond their batch.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from crm.contacts import importer
 from crm.contacts.custom_fields import FieldRule
-from crm.contacts.importer import BatchResult, Prepared, PreparedBatch, Rejected
+from crm.contacts.importer import BatchResult, ContactValues, Prepared, PreparedBatch, Rejected
 from crm.contacts.models import Contact
 from crm.imports import credentials
 from crm.security.legacy_hashes import FirebaseScrypt
@@ -32,13 +32,6 @@ class Batch:
     prepared: PreparedBatch
     hashes: credentials.Hashes
     last_line: int = 0
-
-
-class ContactValues:
-    """A validated contact's column values, read as attributes by the batch writes."""
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.__dict__.update(values)
 
 
 def prepare(
