@@ -101,5 +101,3 @@ def test_an_apple_key_from_a_file_or_standard_input(tmp_path: Path, database_url
         tmp_path, database_url, *apple, *ids, "--private-key-file", "-", stdin=key.decode()
     )
     assert json.loads(by_stdin.stdout)["private_key"] == shown["private_key"]
-    bad = crm(tmp_path, database_url, *apple, *ids, "--private-key-file", "-", stdin="nope")
-    assert bad.returncode == 1 and "IDENTITY_PROVIDER_INVALID" in bad.stderr
