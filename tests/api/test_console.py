@@ -386,6 +386,7 @@ async def test_owners_manage_operators_and_a_disabled_one_is_signed_out(
 async def test_operator_rules_are_the_services(runtime: Runtime, tenant: Any) -> None:
     from crm.errors import AppError
     from crm.operators import service as operators
+    from crm.operators.activity import CLI_ACTOR
 
     async with runtime.sessions() as session:
         for email, role, password, code in (
@@ -402,6 +403,7 @@ async def test_operator_rules_are_the_services(runtime: Runtime, tenant: Any) ->
                     email=email,
                     role=role,
                     password=password,
+                    actor=CLI_ACTOR,
                 )
             assert caught.value.code == code, (email, role, password)
 

@@ -85,6 +85,7 @@ INVOCATIONS: dict[str, list[str]] = {
     "operators list": ["operators", "list"],
     "operators disable": ["operators", "disable", "a@example.com"],
     "operators reset-password": ["operators", "reset-password", "a@example.com"],
+    "operators activity": ["operators", "activity", "--tenant", "t"],
     "events list": ["events", "list", "--tenant", "t"],
     "events show": ["events", "show", "e", "--tenant", "t"],
     "events listen": ["events", "listen", "--tenant", "t", "--forward-to", "http://127.0.0.1:9/"],

@@ -22,6 +22,7 @@ import pytest
 
 from crm.migrate import upgrade
 from crm.operators import service as operators
+from crm.operators.activity import CLI_ACTOR
 from crm.runtime import Runtime
 from crm.settings import Settings
 from crm.tenants import service as tenants
@@ -47,6 +48,7 @@ async def _seed(url: str) -> dict[str, Any]:
                     email=f"{role}@shop.example.com",
                     role=role,
                     password=PASSWORD,
+                    actor=CLI_ACTOR,
                 )
             await session.commit()
     finally:

@@ -64,3 +64,15 @@ def test_operators_lifecycle_with_the_password_on_stdin(tmp_path: Path) -> None:
     # The tenant's only owner stays.
     last = _crm(tmp_path, url, "operators", "disable", "ops@shop.example.com")
     assert last.returncode == 1 and "OPERATOR_LAST_OWNER" in last.stderr
+    # What the command line did is in the tenant's activity log, attributed to it; the refused
+    # disable is not.
+    log = _crm(tmp_path, url, "operators", "activity", "--tenant", tenant["id"], "--json")
+    assert log.returncode == 0, log.stderr
+    entries = [(e["actor"], e["action"], e["target"]) for e in json.loads(log.stdout)]
+    assert sorted(entries) == [
+        ("command line", "OPERATOR_CREATED", "ops@shop.example.com"),
+        ("command line", "PASSWORD_RESET", "ops@shop.example.com"),
+    ]
+    wrong = _crm(tmp_path, url, "operators", "activity", "--tenant", tenant["id"], "--action", "x")
+    assert wrong.returncode != 0 and "--action must be one of" in wrong.stderr
+    assert "Traceback" not in wrong.stderr

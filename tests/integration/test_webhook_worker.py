@@ -19,6 +19,7 @@ from crm.messaging.models import OutboxMessage
 from crm.messaging.outbox import open_body
 from crm.messaging.providers import verify_webhook_signature
 from crm.operators import service as operators
+from crm.operators.activity import CLI_ACTOR
 from crm.runtime import Runtime
 from crm.tenants.schemas import CallerKey, CreatedTenant
 from tests.integration.test_outbox_delivery import fast, queue, running, webhook_for
@@ -105,9 +106,10 @@ async def test_an_endpoint_failing_too_long_is_disabled_and_the_others_are_told(
                 email=email,
                 role=role,
                 password="correct horse battery staple 42",
+                actor=CLI_ACTOR,
             )
         gone = await operators.get_operator(session, former)
-        await operators.disable_operator(session, rt.clock, gone)
+        await operators.disable_operator(session, rt.clock, gone, actor=CLI_ACTOR)
         await session.commit()
     async with HttpSink(responder=routed) as sink:
         bad = await add_endpoint(rt, tenant, sink.url_for("/bad"), ["*"])

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from crm.operators import service as operators
+from crm.operators.activity import CLI_ACTOR
 from crm.runtime import Runtime
 
 PASSWORD = "correct horse battery staple"
@@ -28,7 +29,13 @@ async def make_operator(runtime: Runtime, tenant_id: str, role: str) -> str:
     email = f"{role}-{secrets.token_hex(4)}@example.com"
     async with runtime.sessions() as session:
         await operators.create_operator(
-            session, runtime.clock, tenant_id=tenant_id, email=email, role=role, password=PASSWORD
+            session,
+            runtime.clock,
+            tenant_id=tenant_id,
+            email=email,
+            role=role,
+            password=PASSWORD,
+            actor=CLI_ACTOR,
         )
         await session.commit()
     return email

@@ -6,11 +6,12 @@ from typing import Any
 
 import orjson
 from pydantic import BaseModel, Field
-from starlette.responses import Response
+from starlette.responses import JSONResponse
 
 
-class JsonResponse(Response):
-    media_type = "application/json"
+class JsonResponse(JSONResponse):
+    """A JSONResponse (so FastAPI documents a route's response_model as its answer's schema)
+    rendered by orjson."""
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)

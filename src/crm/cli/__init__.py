@@ -1,8 +1,10 @@
-"""The `crm` command line: thin Typer commands over the same services the HTTP API uses."""
+"""The `crm` command line: thin Typer commands over the same services the HTTP API uses.
+
+Importing it registers every command without importing what the commands run (the server, the
+migrations, the services and models): each command imports those itself. See crm.cli.common.
+"""
 
 from __future__ import annotations
-
-from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
@@ -26,6 +28,8 @@ app = typer.Typer(
 
 
 def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("crm")
     except PackageNotFoundError:  # running from a source tree that was never installed

@@ -3,34 +3,33 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.cli.common import JsonOption, console, print_json, run_in_session, when
 from crm.errors import InvalidCountry
-from crm.identities.identifiers import normalize_country
-from crm.identities.policy import (
-    EmailPasswordRegistration,
-    Policy,
-    client_limit_defaults,
-    from_settings,
-    origin_problem,
-    parse_sms_countries,
-)
-from crm.runtime import Runtime
-from crm.social.redirect import redirect_url_problem
-from crm.tenants import service
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from crm.runtime import Runtime
 
 app = typer.Typer(
     help="Applications (apps and portals): public keys and self-service policy.",
     no_args_is_help=True,
 )
 
-_POLICY_FIELDS = {f.name: f for f in dataclasses.fields(Policy)}
+
+@functools.cache
+def _policy_fields() -> dict[str, dataclasses.Field[Any]]:
+    """The settings an application may override: the fields of the sign-in policy."""
+    from crm.identities.policy import Policy
+
+    return {f.name: f for f in dataclasses.fields(Policy)}
 
 
 @app.command("create")
@@ -40,6 +39,7 @@ def create(
     as_json: bool = JsonOption,
 ) -> None:
     """Add an application with its own public test and live keys (printed once)."""
+    from crm.tenants import service
 
     async def work(runtime: Runtime, session: AsyncSession) -> tuple[str, dict[str, str]]:
         return await service.create_application(session, runtime.clock, tenant, name)
@@ -59,6 +59,7 @@ def list_(
     tenant: str = typer.Option(..., "--tenant", help="Tenant id."), as_json: bool = JsonOption
 ) -> None:
     """List a tenant's applications and the settings each overrides."""
+    from crm.tenants import service
 
     async def work(runtime: Runtime, session: AsyncSession) -> list[dict[str, Any]]:
         rows = await service.list_applications(session, tenant)
@@ -94,9 +95,12 @@ def settings_(
     to safe ranges when used (a code never lives more than 10 minutes; only test keys may have
     no resend cooldown).
     """
+    from crm.identities.policy import client_limit_defaults, from_settings
+    from crm.tenants import service
+
     changes = dict(_parse(item) for item in assignments or [])
     for name in unset:
-        if name not in _POLICY_FIELDS:
+        if name not in _policy_fields():
             raise _unknown(name)
 
     async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
@@ -120,7 +124,7 @@ def settings_(
         print_json(result)
         return
     table = Table("setting", "stored", "live", "test")
-    for name in _POLICY_FIELDS:
+    for name in _policy_fields():
         table.add_row(
             name,
             json.dumps(result["settings"][name]) if name in result["settings"] else "",
@@ -132,27 +136,31 @@ def settings_(
 
 # What an operator typed wrong, in words rather than Python type names.
 _KIND_WORDS = {int: "a whole number", bool: "true or false", str: "text", float: "a number"}
-_REGISTRATION_CHOICES = tuple(choice.value for choice in EmailPasswordRegistration)
 
 
 def _parse(assignment: str) -> tuple[str, Any]:
+    from crm.identities.identifiers import normalize_country
+    from crm.identities.policy import EmailPasswordRegistration, origin_problem, parse_sms_countries
+    from crm.social.redirect import redirect_url_problem
+
     name, sep, raw = assignment.partition("=")
     name = name.strip()
-    if not sep or name not in _POLICY_FIELDS:
+    if not sep or name not in _policy_fields():
         raise _unknown(name)
     try:
         value: Any = json.loads(raw)
     except ValueError:
         value = raw
-    default = _POLICY_FIELDS[name].default
+    default = _policy_fields()[name].default
     expected: tuple[type, ...] = (str, type(None)) if default is None else (type(default),)
     if (isinstance(value, bool) and bool not in expected) or not isinstance(value, expected):
         wanted = " or ".join(
             _KIND_WORDS.get(t, t.__name__) for t in expected if t is not type(None)
         )
         raise typer.BadParameter(f"{name} needs {wanted}")
-    if name == "email_password_registration" and value not in _REGISTRATION_CHOICES:
-        choices = " or ".join(_REGISTRATION_CHOICES)
+    registration_choices = tuple(choice.value for choice in EmailPasswordRegistration)
+    if name == "email_password_registration" and value not in registration_choices:
+        choices = " or ".join(registration_choices)
         raise typer.BadParameter(f"email_password_registration needs {choices}")
     if name == "sms_countries" and isinstance(value, str):
         try:
@@ -172,5 +180,5 @@ def _parse(assignment: str) -> tuple[str, Any]:
 
 
 def _unknown(name: str) -> typer.BadParameter:
-    known = ", ".join(_POLICY_FIELDS)
+    known = ", ".join(_policy_fields())
     return typer.BadParameter(f"unknown setting {name!r}; known: {known}")

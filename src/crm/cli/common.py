@@ -1,4 +1,9 @@
-"""Shared plumbing of the CLI commands: settings, a runtime per command, output helpers."""
+"""Shared plumbing of the CLI commands: settings, a runtime per command, output helpers.
+
+Every `crm` command, even `--help`, imports this package: the settings, the database and the
+services are imported inside the functions that use them, so that a command pays only for what
+it runs (tests/unit/test_cli_imports.py keeps it so).
+"""
 
 from __future__ import annotations
 
@@ -7,17 +12,18 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm import logging as crm_logging
-from crm.db import session_scope
 from crm.errors import AppError
-from crm.runtime import Runtime
-from crm.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from crm.runtime import Runtime
+    from crm.settings import Settings
 
 T = TypeVar("T")
 console = Console(soft_wrap=True)
@@ -28,6 +34,9 @@ JsonOption = typer.Option(False, "--json", help="Print one JSON document on stdo
 
 
 def settings() -> Settings:
+    from crm import logging as crm_logging
+    from crm.settings import Settings
+
     try:
         cfg = Settings()
     except Exception as exc:  # pydantic's message names the bad variable
@@ -40,6 +49,11 @@ def settings() -> Settings:
 
 def run_in_session(work: Callable[[Runtime, AsyncSession], Awaitable[T]]) -> T:
     """Run one unit of work in its own transaction and exit non-zero with the error code on failure."""
+    # Every table must be mapped before a flush (an audit entry references its contact, an
+    # outbox row its tenant): the services import only the models they name.
+    import crm.models  # noqa: F401
+    from crm.db import session_scope
+    from crm.runtime import Runtime
 
     async def runner() -> T:
         runtime = Runtime.build(settings())

@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import BinaryIO, Literal, TextIO
+from typing import TYPE_CHECKING, BinaryIO, Literal, TextIO
 
 import typer
 from rich.progress import (
@@ -22,12 +22,12 @@ from rich.progress import (
 from rich.table import Table
 
 from crm.cli.common import err_console, settings
-from crm.contacts import exporter, import_reader, importer
-from crm.db import session_scope
+from crm.cli.help_text import CONTACT_JSON_COLUMNS, CONTACT_SCALAR_COLUMNS
 from crm.errors import AppError
-from crm.imports import pipeline
-from crm.runtime import Runtime
-from crm.security.legacy_hashes import FirebaseScrypt
+
+if TYPE_CHECKING:
+    from crm.imports import pipeline
+    from crm.security.legacy_hashes import FirebaseScrypt
 
 app = typer.Typer(help="Bulk import and export of contacts.", no_args_is_help=True)
 
@@ -37,9 +37,9 @@ ACTOR = "cli:import"
 _SHOWN_REJECTIONS = 20
 _COLUMNS_HELP = (
     "Columns (named in the header line, any order, unknown ones ignored): "
-    + ", ".join(importer.SCALAR_COLUMNS)
+    + ", ".join(CONTACT_SCALAR_COLUMNS)
     + "; JSON cells: "
-    + ", ".join(importer.JSON_COLUMNS)
+    + ", ".join(CONTACT_JSON_COLUMNS)
     + " (tags may also be a;b;c); conveniences: phone, phone_country_code (a primary mobile), "
     "gender, date_of_birth (YYYY-MM-DD); password_hash (bcrypt, argon2, PBKDF2-SHA256 in "
     "passlib, PHC or Django form, $firebase-scrypt$SALT$HASH with the --firebase-* options): "
@@ -53,6 +53,8 @@ _PROGRESS_EVERY = 10.0
 def _firebase(
     signer_key: str | None, salt_separator: str, rounds: int, mem_cost: int
 ) -> FirebaseScrypt | None:
+    from crm.security.legacy_hashes import FirebaseScrypt
+
     if signer_key is None:
         return None
     try:
@@ -172,6 +174,11 @@ def import_(
     rejected with its line and reason and the rest is kept. Rows whose id or code already exists
     are skipped, so a re-run is safe. Exits 1 when any row was rejected or there was no row.
     """
+    import crm.models  # noqa: F401  (every table mapped, as in run_in_session)
+    from crm.contacts import import_reader, importer
+    from crm.db import session_scope
+    from crm.imports import pipeline
+    from crm.runtime import Runtime
 
     firebase = _firebase(
         firebase_signer_key, firebase_salt_separator, firebase_rounds, firebase_mem_cost
@@ -252,6 +259,11 @@ def export(
     output: Path | None = typer.Option(None, "--output", help="Write here instead of stdout."),
 ) -> None:
     """Write every contact of a tenant in one mode, oldest first; erased contacts are left out."""
+    import crm.models  # noqa: F401  (every table mapped, as in run_in_session)
+    from crm.contacts import exporter, importer
+    from crm.db import session_scope
+    from crm.runtime import Runtime
+
     err_console.print(f"exporting {mode}-mode contacts of tenant {tenant}", highlight=False)
 
     async def run(out: TextIO) -> int:

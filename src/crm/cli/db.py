@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import typer
 
 from crm.cli.common import console, settings
 from crm.cli.serve import refuse
-from crm.db import DatabaseMissing, create_engine
-from crm.deployment.preflight import secret_problem
-from crm.migrate import current_revision, head_revision, upgrade
-from crm.settings import Settings
+
+if TYPE_CHECKING:
+    from crm.settings import Settings
 
 app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 
@@ -19,6 +19,8 @@ app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 @app.command("upgrade")
 def upgrade_command() -> None:
     """Migrate the database (CRM_DATABASE_URL) to the current schema. Safe to run repeatedly."""
+    from crm.migrate import head_revision, upgrade
+
     cfg = settings()
     upgrade(cfg)
     console.print(f"Database is at revision [bold]{head_revision()}[/bold].")
@@ -28,6 +30,9 @@ def upgrade_command() -> None:
 
 
 async def _secret_problem(cfg: Settings) -> str | None:
+    from crm.db import create_engine
+    from crm.deployment.preflight import secret_problem
+
     engine = create_engine(cfg)
     try:
         return await secret_problem(engine, cfg, cfg.resolved_secret())
@@ -38,6 +43,9 @@ async def _secret_problem(cfg: Settings) -> str | None:
 @app.command("current")
 def current_command() -> None:
     """Print the database's schema revision; exit 1 when it is behind (scripts can gate on it)."""
+    from crm.db import DatabaseMissing, create_engine
+    from crm.migrate import current_revision, head_revision
+
     cfg = settings()
 
     async def read() -> str | None:

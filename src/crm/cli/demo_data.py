@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from crm.clock import Clock
-from crm.contacts import service as contacts
-from crm.contacts.models import Contact
-from crm.contacts.schemas import ContactCreate
-from crm.operators import service as operators
-from crm.operators.errors import OperatorNotFound
-from crm.security import passwords
 from crm.vocabulary import OperatorRole
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from crm.clock import Clock
 
 MAX_CONTACTS = 10_000
 MODE = "test"
@@ -34,6 +30,12 @@ async def create_contacts(
 
     Each has a name, an email address and a Cyprus mobile number, all fictional (example.com,
     99xxxxxx), made through the same rules as the Back-Office API's create."""
+    from sqlalchemy import select
+
+    from crm.contacts import service as contacts
+    from crm.contacts.models import Contact
+    from crm.contacts.schemas import ContactCreate
+
     wanted = [demo_id(n) for n in range(1, count + 1)]
     existing = set(
         await session.scalars(
@@ -96,6 +98,11 @@ async def demo_owner(
 ) -> dict[str, str]:
     """The demo tenant's console owner: the one the keys file remembers while its password still
     works, else created (or given a fresh password) now. Returns its email and password."""
+    from crm.operators import service as operators
+    from crm.operators.activity import CLI_ACTOR
+    from crm.operators.errors import OperatorNotFound
+    from crm.security import passwords
+
     email = owner_email(name)
     try:
         found = await operators.get_operator(session, email, tenant_id)
@@ -115,8 +122,9 @@ async def demo_owner(
             email=email,
             role=OperatorRole.OWNER,
             password=password,
+            actor=CLI_ACTOR,
         )
     else:
         found.disabled_at = None
-        await operators.reset_password(session, clock, found, password=password)
+        await operators.reset_password(session, clock, found, password=password, actor=CLI_ACTOR)
     return {"email": email, "password": password}

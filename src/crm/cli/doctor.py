@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import typer
-from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from crm import logging as crm_logging
 from crm.cli.common import JsonOption, console, print_json
-from crm.deployment.doctor import Check, Status, failed, run_checks
-from crm.settings import Settings
 
-_STYLE = {Status.OK: "green", Status.WARN: "yellow", Status.FAIL: "red"}
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from crm.deployment.doctor import Check
 
 
 def register(app: typer.Typer) -> None:
@@ -33,6 +33,12 @@ def doctor(
     """Check the settings, the database and its schema, the secret, the message providers and
     the trusted proxies; print what holds and what to fix. Exits 1 when a check fails. Never
     prints a secret. Test messages go through the deployment's own providers."""
+    from pydantic import ValidationError
+
+    from crm import logging as crm_logging
+    from crm.deployment.doctor import failed, run_checks
+    from crm.settings import Settings
+
     try:
         cfg = Settings()
     except ValidationError as exc:
@@ -47,6 +53,8 @@ def doctor(
 
 
 def _invalid_settings(exc: ValidationError) -> Check:
+    from crm.deployment.doctor import Check, Status
+
     problems = []
     # include_input=False: the rejected value may be a secret.
     for error in exc.errors(include_url=False, include_input=False, include_context=False):
@@ -57,12 +65,15 @@ def _invalid_settings(exc: ValidationError) -> Check:
 
 
 def report(checks: list[Check], as_json: bool) -> None:
+    from crm.deployment.doctor import Status, failed
+
     if as_json:
         print_json({"ok": not failed(checks), "checks": [c.as_dict() for c in checks]})
         return
     table = Table("check", "status", "detail", "to fix", title="crm doctor")
+    styles = {Status.OK: "green", Status.WARN: "yellow", Status.FAIL: "red"}
     for check in checks:
-        style = _STYLE[check.status]
+        style = styles[check.status]
         table.add_row(
             check.name,
             f"[{style}]{check.status.value}[/{style}]",

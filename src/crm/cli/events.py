@@ -6,26 +6,21 @@ import asyncio
 import json
 import time
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import typer
 from rich.table import Table
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-import crm.models  # noqa: F401
 from crm.cli.common import JsonOption, console, err_console, print_json, run_in_session, settings
 from crm.errors import AppError
-from crm.events import queries
-from crm.events.delivery import headers_for
-from crm.events.models import Event
-from crm.events.service import event_document
-from crm.events.webhooks import new_signing_secret
-from crm.runtime import Runtime
-from crm.tenants.errors import TenantNotFound
-from crm.tenants.models import Tenant
-from crm.tenants.schemas import CallerKey
+
+if TYPE_CHECKING:
+    import httpx
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from crm.events.models import Event
+    from crm.runtime import Runtime
+    from crm.tenants.schemas import CallerKey
 
 app = typer.Typer(help="Events: list, show, and forward new ones to a URL.", no_args_is_help=True)
 
@@ -37,6 +32,10 @@ _LOOKBACK = timedelta(seconds=30)
 
 async def operator(session: AsyncSession, tenant_id: str, mode: str) -> CallerKey:
     """The operator acting for a tenant in one mode, as a secret key of that mode would."""
+    from crm.tenants.errors import TenantNotFound
+    from crm.tenants.models import Tenant
+    from crm.tenants.schemas import CallerKey
+
     if mode not in ("test", "live"):
         raise typer.BadParameter("must be test or live", param_hint="--mode")
     found = await session.get(Tenant, tenant_id) if len(tenant_id) <= 36 else None
@@ -62,6 +61,8 @@ def list_command(
     as_json: bool = JsonOption,
 ) -> None:
     """List a tenant's events in one mode, newest first."""
+    from crm.events import queries
+    from crm.events.service import event_document
 
     async def work(runtime: Runtime, session: AsyncSession) -> list[dict[str, Any]]:
         caller = await operator(session, tenant, mode)
@@ -89,6 +90,8 @@ def show_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Show one event as webhooks receive it."""
+    from crm.events import queries
+    from crm.events.service import event_document
 
     async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
         caller = await operator(session, tenant, mode)
@@ -116,6 +119,8 @@ def listen_command(
 ) -> None:
     """Follow the tenant's new events and POST each, signed like a webhook, to a URL (a local
     receiver under development). Runs until interrupted or --max-events."""
+    from crm.events.webhooks import new_signing_secret
+
     if not forward_to.startswith(("http://", "https://")):
         raise typer.BadParameter("must be an http:// or https:// URL", param_hint="--forward-to")
     signing = secret or new_signing_secret()
@@ -131,6 +136,13 @@ def listen_command(
 async def _listen(
     url: str, tenant: str, mode: str, secret: str, max_events: int | None, poll: float
 ) -> None:
+    import httpx
+    from sqlalchemy import select
+
+    import crm.models  # noqa: F401
+    from crm.events.models import Event
+    from crm.runtime import Runtime
+
     runtime = Runtime.build(settings())
     forwarded = 0
     seen: dict[str, float] = {}
@@ -175,6 +187,11 @@ async def _listen(
 
 
 async def _forward(client: httpx.AsyncClient, url: str, secret: str, event: Event) -> None:
+    import httpx
+
+    from crm.events.delivery import headers_for
+    from crm.events.service import event_document
+
     body = json.dumps(event_document(event), ensure_ascii=False, separators=(",", ":")).encode()
     try:
         response = await client.post(

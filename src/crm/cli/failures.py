@@ -11,9 +11,6 @@ import sys
 from collections.abc import Callable
 
 from rich.console import Console
-from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
-
-from crm.db import DatabaseMissing
 
 # Exit codes: 1 for a failed command (as AppError handlers already use), 3 for the database.
 EXIT_FAILED = 1
@@ -28,6 +25,11 @@ def _debug() -> bool:
 
 def explain(exc: BaseException) -> tuple[str, int]:
     """A one-line message for an operator, and the exit code, for an unexpected failure."""
+    # Here, not at the top: every command imports this module, few of them need a database.
+    from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+
+    from crm.db import DatabaseMissing
+
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     first = text[0] if text else type(exc).__name__
     lowered = str(exc).lower()

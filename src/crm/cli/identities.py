@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import typer
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-# Every table must be mapped before a flush: the audit entry references the contact.
-import crm.models  # noqa: F401
 from crm.cli.common import console, run_in_session
-from crm.contacts import service as contacts
-from crm.contacts.models import Contact
-from crm.identities import service as identities
-from crm.identities.errors import IdentityNotFound
-from crm.identities.models import Identity
-from crm.runtime import Runtime
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from crm.contacts.models import Contact
+    from crm.runtime import Runtime
 
 app = typer.Typer(help="Customers' sign-in identities: unlock a locked one.", no_args_is_help=True)
 
@@ -28,6 +24,13 @@ async def _owner(
     session: AsyncSession, tenant_id: str, mode: str, identity_id: str, ref: str | None
 ) -> Contact:
     """The contact owning `identity_id` in this tenant and mode (the given contact, when named)."""
+    from sqlalchemy import select
+
+    from crm.contacts import service as contacts
+    from crm.contacts.models import Contact
+    from crm.identities.errors import IdentityNotFound
+    from crm.identities.models import Identity
+
     if ref is not None:
         return await contacts.get_by_ref(session, tenant_id, mode, ref)
     contact = await session.scalar(
@@ -56,6 +59,7 @@ def unlock(
     ),
 ) -> None:
     """Unlock an identity and restart its failure counts (recorded in the contact's audit trail)."""
+    from crm.identities import service as identities
 
     async def work(runtime: Runtime, session: AsyncSession) -> None:
         owner = await _owner(session, tenant, mode, identity_id, contact)

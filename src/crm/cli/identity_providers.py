@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncSession
 
-# Every table must be mapped before a flush: identity providers reference tenants.
-import crm.models  # noqa: F401
 from crm.cli.common import JsonOption, console, print_json, run_in_session, when
-from crm.runtime import Runtime
-from crm.social import configs
-from crm.tenants.errors import TenantNotFound
-from crm.tenants.models import Tenant
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from crm.runtime import Runtime
+    from crm.social import configs
 
 app = typer.Typer(
     help="Identity providers customers sign in with: google, apple, facebook (Limited Login) "
@@ -75,6 +74,7 @@ def list_command(
     tenant: str = TenantOption, mode: Mode = ModeOption, as_json: bool = JsonOption
 ) -> None:
     """List the tenant's identity providers of one mode (client secrets masked)."""
+    from crm.social import configs
 
     async def work(runtime: Runtime, session: AsyncSession) -> list[configs.ProviderView]:
         return await configs.list_providers(session, runtime.secret, tenant, mode)
@@ -139,6 +139,10 @@ def set_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Set (create or replace) an identity provider of the tenant for one mode."""
+    from crm.social import configs
+    from crm.tenants.errors import TenantNotFound
+    from crm.tenants.models import Tenant
+
     body = {
         "issuer": issuer,
         "client_id": client_id,
@@ -180,6 +184,7 @@ def delete_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Remove an identity provider; identities it signed in stay on their contacts."""
+    from crm.social import configs
 
     async def work(runtime: Runtime, session: AsyncSession) -> None:
         await configs.delete_provider(session, tenant, mode, kind)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.cli.common import JsonOption, console, print_json, run_in_session, when
-from crm.runtime import Runtime
-from crm.tenants import service
-from crm.tenants.schemas import CreatedKey, KeyInfo
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from crm.runtime import Runtime
+    from crm.tenants.schemas import CreatedKey, KeyInfo
 
 app = typer.Typer(
     help="API keys: public keys for apps, secret keys for servers.", no_args_is_help=True
@@ -40,6 +43,7 @@ def create(
     as_json: bool = JsonOption,
 ) -> None:
     """Issue a new key. It is printed once; only its hash is stored."""
+    from crm.tenants import service
 
     async def work(runtime: Runtime, session: AsyncSession) -> CreatedKey:
         return await service.create_key(
@@ -66,6 +70,7 @@ def list_(
     tenant: str = typer.Option(..., "--tenant", help="Tenant id."), as_json: bool = JsonOption
 ) -> None:
     """List a tenant's keys (their visible prefixes, never the keys)."""
+    from crm.tenants import service
 
     async def work(runtime: Runtime, session: AsyncSession) -> list[KeyInfo]:
         return await service.list_keys(session, tenant)
@@ -94,6 +99,7 @@ def revoke(
     as_json: bool = JsonOption,
 ) -> None:
     """Revoke a key. Running servers stop accepting it within CRM_API_KEY_CACHE_SECONDS (5 s)."""
+    from crm.tenants import service
 
     async def work(runtime: Runtime, session: AsyncSession) -> KeyInfo:
         return await service.revoke_key(session, runtime.clock, key_id)

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncSession
 
-# Every table must be mapped before a flush: outbox rows reference contacts.
-import crm.models  # noqa: F401
 from crm.cli.common import JsonOption, console, print_json, run_in_session, when
-from crm.messaging import service
-from crm.messaging.service import STATUSES, MessageInfo
-from crm.runtime import Runtime
+from crm.cli.help_text import OUTBOX_STATUSES
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from crm.messaging.service import MessageInfo
+    from crm.runtime import Runtime
 
 app = typer.Typer(
     help="The message outbox: list messages, retry a failed one.", no_args_is_help=True
@@ -41,13 +42,14 @@ def _document(info: MessageInfo) -> dict[str, Any]:
 @app.command("list")
 def list_command(
     status: str | None = typer.Option(
-        None, "--status", help=f"Only messages in this status: {', '.join(STATUSES)}."
+        None, "--status", help=f"Only messages in this status: {', '.join(OUTBOX_STATUSES)}."
     ),
     tenant: str | None = typer.Option(None, "--tenant", help="Only this tenant's messages."),
     limit: int = typer.Option(50, "--limit", min=1, max=10000, help="At most this many."),
     as_json: bool = JsonOption,
 ) -> None:
     """List messages, newest first, with their status, tries and last error (no bodies)."""
+    from crm.messaging import service
 
     async def work(runtime: Runtime, session: AsyncSession) -> list[MessageInfo]:
         return await service.list_messages(session, status=status, tenant_id=tenant, limit=limit)
@@ -92,6 +94,7 @@ def retry_command(
     """Queue a failed, cancelled or possibly sent live message again, with a fresh set of tries.
     A running worker picks it up within its poll interval. For a possibly sent code, check with
     the provider first that it did not go out."""
+    from crm.messaging import service
 
     async def work(runtime: Runtime, session: AsyncSession) -> MessageInfo:
         return await service.retry_message(session, runtime.clock, message_id)

@@ -6,17 +6,15 @@ import asyncio
 import os
 import shutil
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
 
 from crm.cli.common import err_console, settings
-from crm.db import create_engine
-from crm.deployment.preflight import secret_problem, settings_problem
-from crm.metrics import MULTIPROC_ENV
-from crm.migrate import current_revision, head_revision
-from crm.settings import Settings
+
+if TYPE_CHECKING:
+    from crm.settings import Settings
 
 
 def register(app: typer.Typer) -> None:
@@ -31,6 +29,10 @@ def serve(
     """Serve the HTTP API. Each process also runs a message delivery worker unless
     CRM_WORKER_ENABLED=false."""
     import uvicorn
+
+    from crm.db import create_engine
+    from crm.deployment.preflight import secret_problem
+    from crm.migrate import current_revision, head_revision
 
     cfg = settings()
     refuse_bad_settings(cfg)
@@ -74,6 +76,8 @@ def _share_metrics(workers: int) -> str | None:
     """Give several workers one fresh, private metrics directory (see crm.metrics), unless the
     operator named one (shared with `crm worker` processes; the operator empties it before a
     start). Returns the directory to remove on exit."""
+    from crm.metrics import MULTIPROC_ENV
+
     if workers < 2 or os.environ.get(MULTIPROC_ENV):
         return None
     # mkdtemp: a new empty directory readable by this user only, so no stale files are summed.
@@ -104,6 +108,8 @@ def _run(uvicorn: Any, host: str, port: int, workers: int) -> None:
 def refuse_bad_settings(cfg: Settings) -> None:
     """Exit before serving when a deployment provider lacks a setting it needs, or the secret
     is too short."""
+    from crm.deployment.preflight import settings_problem
+
     refuse(settings_problem(cfg))
     if cfg.secret_key is not None:
         try:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.cli.common import JsonOption, console, print_json, run_in_session
 from crm.cli.keys import app as keys_app
-from crm.identities import signing
-from crm.runtime import Runtime
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from crm.runtime import Runtime
 
 
 def register(app: typer.Typer) -> None:
@@ -17,6 +21,7 @@ def register(app: typer.Typer) -> None:
     @app.command("rotate-signing")
     def rotate_signing(as_json: bool = JsonOption) -> None:
         """Start signing access tokens with a new key (running servers switch within a minute)."""
+        from crm.identities import signing
 
         async def work(runtime: Runtime, session: AsyncSession) -> str:
             return await signing.rotate(session, runtime.clock, runtime.secret)

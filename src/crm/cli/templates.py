@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncSession
 
-# Every table must be mapped before a flush: templates reference tenants.
-import crm.models  # noqa: F401
 from crm.cli.common import JsonOption, console, print_json, run_in_session, when
-from crm.messaging import tenant_templates as service
-from crm.messaging.models import MessageTemplate
-from crm.messaging.tenant_templates import Preview, TemplateWords
-from crm.runtime import Runtime
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from crm.messaging.models import MessageTemplate
+    from crm.messaging.tenant_templates import Preview, TemplateWords
+    from crm.runtime import Runtime
 
 app = typer.Typer(
     help="A tenant's own words for its messages, per purpose (OTP, EMAIL_VERIFICATION, "
@@ -59,6 +59,8 @@ def _words(
     text_file: Path | None,
     html_file: Path | None,
 ) -> TemplateWords:
+    from crm.messaging.tenant_templates import TemplateWords
+
     return TemplateWords(
         sms=_read(sms, sms_file, "sms"),
         subject=subject,
@@ -86,6 +88,7 @@ def list_command(
     tenant: str = TenantOption, mode: Mode = ModeOption, as_json: bool = JsonOption
 ) -> None:
     """List the tenant's own templates (the others use the built-in words)."""
+    from crm.messaging import tenant_templates as service
 
     async def work(runtime: Runtime, session: AsyncSession) -> list[MessageTemplate]:
         return await service.list_(session, tenant_id=tenant, mode=mode)
@@ -121,6 +124,8 @@ def set_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Set (or replace) the words of one purpose and language; validated before saving."""
+    from crm.messaging import tenant_templates as service
+
     words = _words(sms, sms_file, subject, text, text_file, html_file)
 
     async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
@@ -150,6 +155,7 @@ def delete_command(
     mode: Mode = ModeOption,
 ) -> None:
     """Delete one template: that purpose and language go back to the built-in words."""
+    from crm.messaging import tenant_templates as service
 
     async def work(runtime: Runtime, session: AsyncSession) -> None:
         await service.delete(
@@ -176,6 +182,8 @@ def preview_command(
 ) -> None:
     """Show the message with sample values: in the words given (not saved), else the saved
     template, else the built-in words."""
+    from crm.messaging import tenant_templates as service
+
     words = _words(sms, sms_file, subject, text, text_file, html_file)
 
     async def work(runtime: Runtime, session: AsyncSession) -> Preview:

@@ -7,28 +7,20 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.cli import demo_data
 from crm.cli.common import JsonOption, console, print_json, run_in_session, when
-from crm.contacts import custom_fields
-from crm.contacts.custom_fields import MAX_VALUE_LENGTH
-from crm.contacts.subresource_schemas import definition_out
-from crm.runtime import Runtime
-from crm.smsguard import service as sms_guard
-from crm.tenants import service
-from crm.tenants.schemas import (
-    TENANT_SETTING_RANGES,
-    CreatedTenant,
-    TenantInfo,
-    tenant_setting_value,
-    tenant_settings_from,
-)
 from crm.vocabulary import CustomFieldType
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from crm.runtime import Runtime
+    from crm.tenants.schemas import CreatedTenant, TenantInfo
 
 app = typer.Typer(help="Tenants (businesses) and their keys.", no_args_is_help=True)
 
@@ -42,6 +34,7 @@ def create(
 
     The keys are printed once and cannot be shown again (only their hashes are stored).
     """
+    from crm.tenants import service
 
     async def work(runtime: Runtime, session: AsyncSession) -> CreatedTenant:
         return await service.create_tenant(session, runtime.clock, name)
@@ -56,6 +49,7 @@ def create(
 @app.command("list")
 def list_(as_json: bool = JsonOption) -> None:
     """List tenants with their number of applications and active keys."""
+    from crm.tenants import service
 
     async def work(runtime: Runtime, session: AsyncSession) -> list[TenantInfo]:
         return await service.list_tenants(session)
@@ -84,6 +78,10 @@ def settings_(
     Without assignments, prints each setting as stored and as in effect (the deployment's
     CRM_* default where the tenant sets none), and the SMS counted today.
     """
+    from crm.smsguard import service as sms_guard
+    from crm.tenants import service
+    from crm.tenants.schemas import TENANT_SETTING_RANGES, tenant_settings_from
+
     try:
         changes = dict(_parse_setting(item) for item in assignments or [])
     except ValueError as exc:
@@ -124,6 +122,8 @@ def settings_(
 
 
 def _parse_setting(assignment: str) -> tuple[str, int]:
+    from crm.tenants.schemas import tenant_setting_value
+
     name, sep, raw = assignment.partition("=")
     name = name.strip()
     if not sep:
@@ -161,6 +161,7 @@ def demo(
     run (with the base URL, so scripts can read both); when that file is gone, fresh keys are
     issued for the existing tenant.
     """
+    from crm.tenants import service
 
     async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
         saved = _read_keys(keys_file)
@@ -275,6 +276,10 @@ def custom_fields_(
 
     A contact written with a key not defined here is refused (400 CUSTOM_FIELD_UNDEFINED).
     """
+    from crm.contacts import custom_fields
+    from crm.contacts.subresource_schemas import definition_out
+    from crm.tenants import service
+
     try:
         parsed = [_parse_definition(item) for item in define]
     except ValueError as exc:
@@ -311,6 +316,9 @@ def custom_fields_(
 
 
 def _parse_definition(item: str) -> tuple[str, CustomFieldType, int]:
+    from crm.contacts import custom_fields
+    from crm.contacts.custom_fields import MAX_VALUE_LENGTH
+
     key, _, spec = item.partition("=")
     type_name, _, length = spec.partition(":")
     try:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncSession
 
-import crm.models  # noqa: F401
 from crm.cli.common import JsonOption, console, print_json, run_in_session
 from crm.cli.events import ModeOption, TenantOption, operator
-from crm.events import webhooks
-from crm.runtime import Runtime
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from crm.runtime import Runtime
 
 app = typer.Typer(help="Webhook endpoints: create, list, delete.", no_args_is_help=True)
 
@@ -27,6 +28,7 @@ def create_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Add an endpoint; prints its signing secret, shown only this once."""
+    from crm.events import webhooks
 
     async def work(runtime: Runtime, session: AsyncSession) -> dict[str, Any]:
         caller = await operator(session, tenant, mode)
@@ -55,6 +57,7 @@ def list_command(
     tenant: str = TenantOption, mode: str = ModeOption, as_json: bool = JsonOption
 ) -> None:
     """List a tenant's endpoints in one mode (never their secrets)."""
+    from crm.events import webhooks
 
     async def work(runtime: Runtime, session: AsyncSession) -> list[dict[str, Any]]:
         caller = await operator(session, tenant, mode)
@@ -78,6 +81,7 @@ def delete_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Remove an endpoint; its queued deliveries are dropped."""
+    from crm.events import webhooks
 
     async def work(runtime: Runtime, session: AsyncSession) -> None:
         caller = await operator(session, tenant, mode)

@@ -7,13 +7,8 @@ import signal
 
 import typer
 
-from crm import logging as crm_logging
-from crm.background import background_work
 from crm.cli.common import err_console, settings
 from crm.cli.serve import refuse, refuse_bad_settings
-from crm.deployment.preflight import secret_problem
-from crm.migrate import is_up_to_date
-from crm.runtime import Runtime
 
 
 def register(app: typer.Typer) -> None:
@@ -26,6 +21,13 @@ def worker() -> None:
     a time (a worker killed mid-send leaves it to be sent again after its lease; a job resumes
     after its last committed batch). Set CRM_WORKER_ENABLED=false on `crm serve`
     to keep delivery out of the web processes."""
+    import crm.models  # noqa: F401  (every table mapped, as in run_in_session)
+    from crm import logging as crm_logging
+    from crm.background import background_work
+    from crm.deployment.preflight import secret_problem
+    from crm.migrate import is_up_to_date
+    from crm.runtime import Runtime
+
     cfg = settings()
     crm_logging.configure(cfg.log_level, cfg.log_format)
     refuse_bad_settings(cfg)

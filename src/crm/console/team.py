@@ -12,10 +12,8 @@ from crm.api.deps import RuntimeDep, SessionDep
 from crm.console.forms import problem
 from crm.console.web import PREFIX, FormDep, Visit, VisitDep, page, redirect
 from crm.errors import AppError
-from crm.operators import activity
 from crm.operators import service as operators
 from crm.operators.roles import ROLES, Permission
-from crm.vocabulary import OperatorAction
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -58,13 +56,14 @@ async def create_operator(
 ) -> Response:
     visit.require(Permission.OPERATORS)
     try:
-        created = await operators.create_operator(
+        await operators.create_operator(
             session,
             runtime.clock,
             tenant_id=visit.tenant_id,
             email=form.get("email", ""),
             role=form.get("role", ""),
             password=form.get("password", ""),
+            actor=visit.acting,
         )
     except AppError as exc:
         await session.rollback()
@@ -75,15 +74,6 @@ async def create_operator(
         return await _team_page(
             request, visit, session, error=failed, form=kept, status_code=exc.status_code
         )
-    activity.record(
-        session,
-        runtime.clock,
-        tenant_id=visit.tenant_id,
-        actor=visit.acting,
-        action=OperatorAction.OPERATOR_CREATED,
-        target=created.email,
-        detail={"role": created.role},
-    )
     return redirect(f"{PREFIX}/operators", flash="Operator added.")
 
 
@@ -93,15 +83,7 @@ async def disable_operator(
 ) -> Response:
     visit.require(Permission.OPERATORS)
     found = await operators.get_operator(session, operator_id, visit.tenant_id)
-    await operators.disable_operator(session, runtime.clock, found)
-    activity.record(
-        session,
-        runtime.clock,
-        tenant_id=visit.tenant_id,
-        actor=visit.acting,
-        action=OperatorAction.OPERATOR_DISABLED,
-        target=found.email,
-    )
+    await operators.disable_operator(session, runtime.clock, found, actor=visit.acting)
     return redirect(f"{PREFIX}/operators", flash=f"{found.email} disabled.")
 
 
@@ -118,19 +100,11 @@ async def reset_password(
     found = await operators.get_operator(session, operator_id, visit.tenant_id)
     try:
         await operators.reset_password(
-            session, runtime.clock, found, password=form.get("password", "")
+            session, runtime.clock, found, password=form.get("password", ""), actor=visit.acting
         )
     except AppError as exc:
         await session.rollback()
         failed = problem(exc)
         failed["operator_id"] = operator_id
         return await _team_page(request, visit, session, error=failed, status_code=exc.status_code)
-    activity.record(
-        session,
-        runtime.clock,
-        tenant_id=visit.tenant_id,
-        actor=visit.acting,
-        action=OperatorAction.PASSWORD_RESET,
-        target=found.email,
-    )
     return redirect(f"{PREFIX}/operators", flash=f"New password set for {found.email}.")

@@ -15,7 +15,8 @@ from crm.identities.errors import IdentityLocked
 from crm.identities.models import FailureCounter
 from crm.identities.policy import Policy
 from crm.ids import uuid7
-from crm.operators import sessions
+from crm.operators import activity, sessions
+from crm.operators.activity import Actor
 from crm.operators.errors import (
     InvalidOperatorRole,
     LastOwner,
@@ -31,7 +32,7 @@ from crm.security import passwords, totp
 from crm.security.crypto import SecretBox
 from crm.tenants.errors import TenantNotFound
 from crm.tenants.models import Tenant
-from crm.vocabulary import OperatorRole
+from crm.vocabulary import OperatorAction, OperatorRole
 
 MAX_EMAIL = 320
 
@@ -75,6 +76,7 @@ async def create_operator(
     email: str,
     role: str,
     password: str,
+    actor: Actor,
 ) -> Operator:
     """A new operator of `tenant_id`; the password must meet the customers' policy."""
     address = normalize_email(email)
@@ -94,6 +96,15 @@ async def create_operator(
     )
     session.add(operator)
     await session.flush()
+    activity.record(
+        session,
+        clock,
+        tenant_id=tenant_id,
+        actor=actor,
+        action=OperatorAction.OPERATOR_CREATED,
+        target=address,
+        detail={"role": chosen},
+    )
     return operator
 
 
@@ -147,19 +158,29 @@ async def _other_active_owners(session: AsyncSession, operator: Operator) -> int
     return int(count or 0)
 
 
-async def disable_operator(session: AsyncSession, clock: Clock, operator: Operator) -> Operator:
+async def disable_operator(
+    session: AsyncSession, clock: Clock, operator: Operator, *, actor: Actor
+) -> Operator:
     """Stop `operator` signing in and end its sessions; a tenant keeps one active owner."""
     if operator.role == OperatorRole.OWNER and operator.disabled_at is None:
         if not await _other_active_owners(session, operator):
             raise LastOwner()
     if operator.disabled_at is None:
         operator.disabled_at = clock.now()
+        activity.record(
+            session,
+            clock,
+            tenant_id=operator.tenant_id,
+            actor=actor,
+            action=OperatorAction.OPERATOR_DISABLED,
+            target=operator.email,
+        )
     await sessions.end_all(session, clock, operator.id)
     return operator
 
 
 async def reset_password(
-    session: AsyncSession, clock: Clock, operator: Operator, *, password: str
+    session: AsyncSession, clock: Clock, operator: Operator, *, password: str, actor: Actor
 ) -> Operator:
     """A new password: every session ends and the failure count and lock are lifted."""
     passwords.check_password_policy(
@@ -169,6 +190,14 @@ async def reset_password(
     await sessions.end_all(session, clock, operator.id)
     await session.execute(
         delete(FailureCounter).where(FailureCounter.subject == lock_subject(operator.id))
+    )
+    activity.record(
+        session,
+        clock,
+        tenant_id=operator.tenant_id,
+        actor=actor,
+        action=OperatorAction.PASSWORD_RESET,
+        target=operator.email,
     )
     return operator
 
