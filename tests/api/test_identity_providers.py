@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from crm.errors import AppError
 from crm.runtime import Runtime
@@ -15,6 +17,22 @@ from crm.tenants.schemas import CreatedTenant
 
 BASE = "/backoffice/v1/identity_providers"
 SECRET = "GOCSPX-0123456789-abcdefghijkl"
+
+
+def pem(curve: ec.EllipticCurve) -> str:
+    return (
+        ec.generate_private_key(curve)
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+
+
+P256, P384 = pem(ec.SECP256R1()), pem(ec.SECP384R1())
+APPLE_KEY = {"client_id": "com.example.web", "team_id": "TEAM012345", "key_id": "KEY0123456"}
 
 
 def sk(tenant: CreatedTenant, mode: str = "test") -> dict[str, str]:
@@ -88,6 +106,13 @@ async def test_a_masked_secret_keeps_the_stored_one_unless_the_issuer_moves(
         ("google", {"client_id": "c", "audiences": ["a"] * 21}, "audiences"),
         ("google", {"client_id": "c", "applications": ["no-such-app"]}, "applications"),
         ("google", {"client_id": "c", "client_secret": ""}, "client_secret"),
+        ("apple", {**APPLE_KEY, "team_id": "team01234", "private_key": P256}, "team_id"),
+        ("apple", {**APPLE_KEY, "key_id": "KEY-012345", "private_key": P256}, "key_id"),
+        ("apple", {**APPLE_KEY, "private_key": P384}, "private_key"),
+        ("apple", {**APPLE_KEY, "private_key": "-----BEGIN PRIVATE KEY-----"}, "private_key"),
+        ("apple", APPLE_KEY, "private_key"),
+        ("apple", {"client_id": "c", "key_id": "KEY0123456", "private_key": P256}, "team_id"),
+        ("google", {**APPLE_KEY, "private_key": P256}, "private_key"),
     ],
 )
 async def test_invalid_settings_are_refused_and_nothing_is_stored(
@@ -191,3 +216,28 @@ async def test_issuers_follow_the_provider_address_rules(
     assert await put("http://127.0.0.1:8080", production=False, private=True) is None
     not_https = await put("http://idp.example.com", production=True, private=True)
     assert not_https is not None and not_https.code == "IDENTITY_PROVIDER_INVALID"
+
+
+async def test_an_apple_key_is_stored_encrypted_shown_masked_and_kept_when_sent_back(
+    client: httpx.AsyncClient, tenant: CreatedTenant, runtime: Runtime
+) -> None:
+    put = await client.put(
+        f"{BASE}/apple", headers=sk(tenant), json={**APPLE_KEY, "private_key": P256}
+    )
+    assert put.status_code == 200, put.text
+    shown = put.json()
+    assert shown["team_id"] == "TEAM012345" and shown["key_id"] == "KEY0123456"
+    assert shown["private_key"].startswith("****") and "PRIVATE" not in put.text
+    async with runtime.sessions() as session:
+        row = await session.get(IdentityProvider, (tenant.id, "test", "apple"))
+        assert row is not None and row.private_key_encrypted is not None
+        assert P256.splitlines()[1] not in row.private_key_encrypted
+    back = {**APPLE_KEY, "private_key": shown["private_key"], "audiences": ["ios-app"]}
+    kept = await client.put(f"{BASE}/apple", headers=sk(tenant), json=back)
+    assert kept.status_code == 200 and kept.json()["private_key"] == shown["private_key"]
+    moved = {**back, "issuer": "https://idp.example.com"}
+    refused = await client.put(f"{BASE}/apple", headers=sk(tenant), json=moved)
+    assert refused.status_code == 400 and refused.json()["details"][0]["field"] == "private_key"
+    # Without the ids the key is dropped.
+    dropped = await client.put(f"{BASE}/apple", headers=sk(tenant), json={"client_id": "c"})
+    assert dropped.json()["private_key"] is None and dropped.json()["team_id"] is None

@@ -8,13 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from tests.conftest import TEST_SECRET
 
 SECRET = "GOCSPX-cli-0123456789-wxyz"
 
 
 def crm(
-    tmp_path: Path, database_url: str, *args: str, **env_extra: str
+    tmp_path: Path, database_url: str, *args: str, stdin: str | None = None, **env_extra: str
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
     env.update(CRM_DATABASE_URL=database_url, CRM_SECRET_KEY=TEST_SECRET, COLUMNS="200")
@@ -23,6 +26,7 @@ def crm(
         [sys.executable, "-m", "crm", *args],
         cwd=tmp_path,
         env=env,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=60,
@@ -77,3 +81,23 @@ def test_identity_providers_set_list_delete(tmp_path: Path, database_url: str) -
     assert gone.returncode == 0, gone.stderr
     listed = crm(tmp_path, database_url, "identity-providers", "list", *scope, "--json")
     assert json.loads(listed.stdout) == []
+
+
+def test_an_apple_key_from_a_file_or_standard_input(tmp_path: Path, database_url: str) -> None:
+    made = crm(tmp_path, database_url, "tenants", "create", "--name", "Apple Shop", "--json")
+    scope = ["--tenant", json.loads(made.stdout)["id"], "--mode", "live"]
+    key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    (tmp_path / "AuthKey.p8").write_bytes(key)
+    apple = ["identity-providers", "set", "apple", *scope, "--client-id", "com.example.web"]
+    ids = ["--team-id", "TEAM012345", "--key-id", "KEY0123456", "--json"]
+    by_file = crm(tmp_path, database_url, *apple, *ids, "--private-key-file", "AuthKey.p8")
+    assert by_file.returncode == 0, by_file.stderr
+    shown = json.loads(by_file.stdout)
+    assert shown["team_id"] == "TEAM012345" and shown["private_key"].startswith("****")
+    assert "PRIVATE KEY" not in by_file.stdout
+    by_stdin = crm(
+        tmp_path, database_url, *apple, *ids, "--private-key-file", "-", stdin=key.decode()
+    )
+    assert json.loads(by_stdin.stdout)["private_key"] == shown["private_key"]

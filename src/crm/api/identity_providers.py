@@ -1,5 +1,6 @@
 """Back-Office identity providers: the OpenID Connect providers a tenant's customers sign in with,
-per mode (the secret key's). Client secrets are stored encrypted and shown masked."""
+per mode (the secret key's). Client secrets and Apple's private keys are stored encrypted and
+shown masked."""
 
 from __future__ import annotations
 
@@ -34,8 +35,30 @@ class IdentityProviderUpdate(BaseModel):
     client_secret: str | None = Field(
         None,
         max_length=4096,
-        description="Needed for redirect sign-in. Left out, or sent back masked as GET shows "
-        "it, the stored one stays, unless the issuer changes.",
+        description="Needed for redirect sign-in (for apple, or set team_id, key_id and "
+        "private_key instead). Left out, or sent back masked as GET shows it, the stored one "
+        "stays, unless the issuer changes.",
+    )
+    team_id: str | None = Field(
+        None,
+        max_length=20,
+        description="apple only: the Apple Developer team id (10 characters). With key_id and "
+        "private_key, crm signs a short-lived client secret (ES256 JWT) for each code exchange "
+        "instead of sending client_secret. Leaving out team_id and key_id removes the key.",
+        examples=["ABCDE12345"],
+    )
+    key_id: str | None = Field(
+        None,
+        max_length=20,
+        description="apple only: the id of the Sign in with Apple key (10 characters).",
+        examples=["KEY0123456"],
+    )
+    private_key: str | None = Field(
+        None,
+        max_length=4096,
+        description="apple only: the key's .p8 file (PEM, EC P-256), stored encrypted. Left "
+        "out, or sent back masked as GET shows it, the stored one stays, unless the issuer "
+        "changes.",
     )
     audiences: list[str] | None = Field(
         None, description="Further client ids whose ID tokens are accepted (iOS, Android apps)."
@@ -54,6 +77,13 @@ class IdentityProviderRead(BaseModel):
     audiences: list[str]
     applications: list[str]
     updated_at: int | None = Field(description="Epoch seconds.")
+    team_id: str | None = Field(None, description="apple: the team id of the signing key.")
+    key_id: str | None = Field(None, description="apple: the signing key's id.")
+    private_key: str | None = Field(
+        None,
+        description="Masked (`****` and the end of the public key's SHA-256 fingerprint), or "
+        "null when unset.",
+    )
 
 
 class IdentityProviderList(BaseModel):
@@ -70,6 +100,9 @@ def _read(view: configs.ProviderView) -> IdentityProviderRead:
         audiences=view.audiences,
         applications=view.applications,
         updated_at=epoch(view.updated_at),
+        team_id=view.team_id,
+        key_id=view.key_id,
+        private_key=view.private_key,
     )
 
 
@@ -88,7 +121,7 @@ async def list_identity_providers(
 
 @router.get(
     "/identity_providers/{type}",
-    summary="One identity provider (client secret masked)",
+    summary="One identity provider (client secret and private key masked)",
     response_model=IdentityProviderRead,
     responses=error_responses(401, 403, 404),
 )

@@ -1,10 +1,10 @@
 """Self-Service redirect sign-in with Google, Apple, Facebook and OpenID Connect providers
-(`GET /contacts/oidc/{type}`, the provider's callback), and linking a provider account to the
-signed-in contact. Token sign-in is in oidc_signin."""
+(`GET /contacts/oidc/{type}`, the provider's callback by GET or, for Apple, by POST of a form),
+and linking a provider account to the signed-in contact. Token sign-in is in oidc_signin."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
@@ -22,6 +22,34 @@ router = APIRouter(tags=["Self-Service"])
 
 
 # --- redirect sign-in ------------------------------------------------------------------------
+
+# Apple's form_post, documented here because the route reads the form itself (bounded).
+CALLBACK_FORM: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "state": {"type": "string"},
+                        "code": {"type": "string"},
+                        "id_token": {"type": "string"},
+                        "error": {"type": "string"},
+                        "user": {
+                            "type": "string",
+                            "description": "JSON, first authorization only: "
+                            '`{"name": {"firstName", "lastName"}, "email"}`.',
+                        },
+                    },
+                }
+            }
+        },
+    },
+    # The browser comes here from the provider, cross-site, with no credential and no cookie
+    # that could be relied on: `state` is the proof.
+    "security": [{}],
+}
 
 
 class AuthorizationUrl(BaseModel):
@@ -69,6 +97,34 @@ async def oidc_callback(
         state=state,
         code=code,
         error=error,
+    )
+    return RedirectResponse(ended.location, status_code=303)
+
+
+@router.post(
+    "/contacts/oidc/callback",
+    summary="Where Apple posts the browser back (response_mode=form_post; not called by apps)",
+    description="The callback as a form (`application/x-www-form-urlencoded`, at most 16 KiB): "
+    "`state`, `code`, `error`, and on an account's first authorization with Apple `user`, whose "
+    "names go to the contact this sign-in creates. Answers as the GET callback does; a body "
+    "that is not such a form is 400 `OIDC_CALLBACK_INVALID`.",
+    status_code=303,
+    response_class=RedirectResponse,
+    responses=error_responses(400),
+    openapi_extra=CALLBACK_FORM,
+)
+async def oidc_callback_form(request: Request, runtime: RuntimeDep, db: SessionDep) -> Response:
+    form = redirect.read_callback_form(await request.body(), request.headers.get("content-type"))
+    ended = await redirect.callback(
+        db,
+        runtime.clock,
+        secret=runtime.secret,
+        private_allowed=runtime.settings.private_provider_urls_allowed,
+        public_url=runtime.settings.public_url,
+        state=form.get("state"),
+        code=form.get("code"),
+        error=form.get("error"),
+        user=form.get("user"),
     )
     return RedirectResponse(ended.location, status_code=303)
 

@@ -121,6 +121,7 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("PUT", "/backoffice/v1/identity_providers/{type}"): "setIdentityProvider",
     ("DELETE", "/backoffice/v1/identity_providers/{type}"): "deleteIdentityProvider",
     ("GET", "/self-service/v2/contacts/oidc/callback"): "oidcCallback",
+    ("POST", "/self-service/v2/contacts/oidc/callback"): "oidcCallbackForm",
     ("GET", "/self-service/v2/contacts/oidc/{type}"): "startOidcSignIn",
     ("POST", "/self-service/v2/contacts/{id}/oidc_identities"): "linkOidcIdentity",
     ("GET", "/backoffice/v1/contacts/{ref}/addresses"): "listBackOfficeContactAddresses",

@@ -3,6 +3,8 @@ sign in with (Google, Apple, Facebook, any issuer), per mode."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import typer
@@ -18,7 +20,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     help="Identity providers customers sign in with: google, apple, facebook (Limited Login) "
-    "and oidc (any OpenID Connect issuer). Client secrets are stored encrypted and shown masked.",
+    "and oidc (any OpenID Connect issuer). Client secrets and Apple's private keys are stored "
+    "encrypted and shown masked.",
     no_args_is_help=True,
 )
 
@@ -26,6 +29,28 @@ Mode = Literal["live", "test"]
 TenantOption = typer.Option(..., "--tenant", help="Tenant id.")
 ModeOption = typer.Option(..., "--mode", help="live or test: sign-ins with keys of that mode.")
 TypeArgument = typer.Argument(..., help="google, apple, facebook or oidc.")
+# A .p8 file is about 250 characters; the bound keeps a wrong file or a runaway pipe small.
+_MAX_KEY_FILE = 8192
+
+
+def _read_key(path: Path | None) -> str | None:
+    """The private key's text from a file, or from standard input for `-`: never from argv,
+    where other users of the machine and the shell history would see it."""
+    if path is None:
+        return None
+    try:
+        if str(path) == "-":
+            text = sys.stdin.read(_MAX_KEY_FILE + 1) if sys.stdin is not None else ""
+        else:
+            with path.open(encoding="utf-8") as handle:
+                text = handle.read(_MAX_KEY_FILE + 1)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise typer.BadParameter(
+            f"cannot read the key: {exc}", param_hint="--private-key-file"
+        ) from None
+    if len(text) > _MAX_KEY_FILE:
+        raise typer.BadParameter("is not a .p8 file (too long)", param_hint="--private-key-file")
+    return text
 
 
 def _document(view: configs.ProviderView) -> dict[str, Any]:
@@ -38,6 +63,9 @@ def _document(view: configs.ProviderView) -> dict[str, Any]:
         "audiences": view.audiences,
         "applications": view.applications,
         "updated_at": view.updated_at,
+        "team_id": view.team_id,
+        "key_id": view.key_id,
+        "private_key": view.private_key,
     }
 
 
@@ -55,13 +83,16 @@ def list_command(
     if as_json:
         print_json([_document(v) for v in views])
         return
-    table = Table("type", "issuer", "client id", "secret", "audiences", "applications", "updated")
+    table = Table(
+        "type", "issuer", "client id", "secret", "key", "audiences", "applications", "updated"
+    )
     for view in views:
         table.add_row(
             view.type,
             view.issuer,
             view.client_id,
             view.client_secret or "",
+            f"{view.team_id}/{view.key_id} {view.private_key}" if view.private_key else "",
             ",".join(view.audiences),
             ",".join(view.applications),
             when(view.updated_at),
@@ -92,6 +123,19 @@ def set_command(
     applications: list[str] = typer.Option(
         [], "--application", help="Only this application may use it (repeat for more)."
     ),
+    team_id: str | None = typer.Option(
+        None, "--team-id", help="apple: the Apple Developer team id (10 characters)."
+    ),
+    key_id: str | None = typer.Option(
+        None, "--key-id", help="apple: the Sign in with Apple key's id (10 characters)."
+    ),
+    private_key_file: Path | None = typer.Option(
+        None,
+        "--private-key-file",
+        help="apple: the key's .p8 file, or - for standard input. With --team-id and --key-id, "
+        "crm signs a short-lived client secret for each sign-in instead of --client-secret; "
+        "left out, the stored key stays (unless the issuer changes or both ids are left out).",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Set (create or replace) an identity provider of the tenant for one mode."""
@@ -105,6 +149,9 @@ def set_command(
         "client_secret": client_secret,
         "audiences": audiences,
         "applications": applications,
+        "team_id": team_id,
+        "key_id": key_id,
+        "private_key": _read_key(private_key_file),
     }
 
     async def work(runtime: Runtime, session: AsyncSession) -> configs.ProviderView:

@@ -14,6 +14,7 @@ from crm.clock import Clock
 from crm.messaging.providers.base import mask_secret
 from crm.messaging.providers.netguard import resolve_public
 from crm.security.crypto import SecretBox
+from crm.social import apple
 from crm.social.errors import (
     IdentityProviderInvalid,
     IdentityProviderNotConfigured,
@@ -24,8 +25,9 @@ from crm.social.errors import (
 from crm.social.models import IdentityProvider
 from crm.tenants.models import Application
 
-# The SecretBox purpose: a client secret's ciphertext opens for nothing else.
+# The SecretBox purposes: a client secret's or a key's ciphertext opens for nothing else.
 SECRET_PURPOSE = "identity-provider-client-secret"
+KEY_PURPOSE = "identity-provider-private-key"
 # type -> (the sign-in `provider` value, the real issuer; None: must be given)
 TYPES: dict[str, tuple[str, str | None]] = {
     "google": ("GOOGLE", "https://accounts.google.com"),
@@ -51,6 +53,24 @@ class ProviderConfig:
     client_secret: str | None
     audiences: tuple[str, ...]
     applications: tuple[str, ...]
+    # Apple: the key that signs a client secret for each code exchange (then used instead of
+    # client_secret).
+    team_id: str | None = None
+    key_id: str | None = None
+    private_key: str | None = None
+
+    def secret_for_exchange(self, now: float) -> str | None:
+        """The client secret to send to the token endpoint: signed now, or the stored one."""
+        if self.team_id and self.key_id and self.private_key:
+            return apple.client_secret(
+                team_id=self.team_id,
+                key_id=self.key_id,
+                client_id=self.client_id,
+                audience=self.issuer,
+                private_key=self.private_key,
+                now=now,
+            )
+        return self.client_secret
 
     @property
     def accepted_audiences(self) -> tuple[str, ...]:
@@ -73,6 +93,9 @@ class ProviderView:
     audiences: list[str]
     applications: list[str]
     updated_at: datetime
+    team_id: str | None = None
+    key_id: str | None = None
+    private_key: str | None = None
 
 
 def normalize_type(value: str) -> str:
@@ -82,8 +105,8 @@ def normalize_type(value: str) -> str:
     return kind
 
 
-def _box(secret: str) -> SecretBox:
-    return SecretBox(secret, SECRET_PURPOSE)
+def _box(secret: str, purpose: str = SECRET_PURPOSE) -> SecretBox:
+    return SecretBox(secret, purpose)
 
 
 def _invalid(field: str, message: str) -> IdentityProviderInvalid:
@@ -128,7 +151,7 @@ def _strings(value: Any, field: str, limit: int) -> list[str]:
     return found
 
 
-def _view(row: IdentityProvider, secret: str | None) -> ProviderView:
+def _view(row: IdentityProvider, secret: str | None, key: str | None) -> ProviderView:
     return ProviderView(
         type=row.type,
         provider=TYPES[row.type][0],
@@ -138,17 +161,69 @@ def _view(row: IdentityProvider, secret: str | None) -> ProviderView:
         audiences=list(row.audiences or []),
         applications=list(row.applications or []),
         updated_at=row.updated_at,
+        team_id=row.team_id,
+        key_id=row.key_id,
+        private_key=None if key is None else (apple.key_mask(key) if key else "****"),
     )
 
 
-def _open_secret(secret: str, row: IdentityProvider) -> str | None:
-    if row.client_secret_encrypted is None:
+def _open(secret: str, encrypted: str | None, purpose: str) -> str | None:
+    if encrypted is None:
         return None
     try:
-        return _box(secret).decrypt(row.client_secret_encrypted).decode()
+        return _box(secret, purpose).decrypt(encrypted).decode()
     except Exception:
         # Stored under another server secret: named as set, never shown or used.
         return ""
+
+
+def _open_secret(secret: str, row: IdentityProvider) -> str | None:
+    return _open(secret, row.client_secret_encrypted, SECRET_PURPOSE)
+
+
+def _open_key(secret: str, row: IdentityProvider) -> str | None:
+    return _open(secret, row.private_key_encrypted, KEY_PURPOSE)
+
+
+def _apple_id(value: Any, field: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not apple.ID_PATTERN.fullmatch(value.strip()):
+        raise _invalid(field, "must be Apple's 10-character id (capital letters and digits)")
+    return value.strip()
+
+
+def _signing_key(
+    kind: str, body: dict[str, Any], stored: str | None, issuer_moved: bool
+) -> tuple[str | None, str | None, str | None]:
+    """(team id, key id, private key) to store. The key follows the client secret's rules: left
+    out, or sent back masked, the stored one stays unless the issuer moves. Leaving out both
+    ids drops the key (the static client secret, if any, is used again)."""
+    sent = body.get("private_key")
+    if kind != "apple":
+        if body.get("team_id") or body.get("key_id") or sent:
+            raise _invalid("private_key", "only an apple provider signs its client secrets")
+        return None, None, None
+    team_id = _apple_id(body.get("team_id"), "team_id")
+    key_id = _apple_id(body.get("key_id"), "key_id")
+    if sent is not None and not isinstance(sent, str):
+        raise _invalid("private_key", "must be the text of the .p8 file")
+    if sent is None or (stored and sent == apple.key_mask(stored)):
+        if issuer_moved and stored and (team_id or key_id):
+            raise _invalid("private_key", "send the private key again: the issuer changed")
+        key = stored or None
+    else:
+        try:
+            apple.load_key(sent)
+        except ValueError as exc:
+            raise _invalid("private_key", str(exc)) from None
+        key = sent.strip() + "\n"
+    if team_id is None and key_id is None and (sent is None or key == stored):
+        return None, None, None
+    if team_id is None or key_id is None or key is None:
+        missing = "team_id" if team_id is None else "key_id" if key_id is None else "private_key"
+        raise _invalid(missing, "team_id, key_id and private_key are set together")
+    return team_id, key_id, key
 
 
 async def _row(session: AsyncSession, tenant_id: str, mode: str, kind: str) -> IdentityProvider:
@@ -162,7 +237,7 @@ async def get_provider(
     session: AsyncSession, secret: str, tenant_id: str, mode: str, kind: str
 ) -> ProviderView:
     row = await _row(session, tenant_id, mode, normalize_type(kind))
-    return _view(row, _open_secret(secret, row))
+    return _view(row, _open_secret(secret, row), _open_key(secret, row))
 
 
 async def list_providers(
@@ -173,7 +248,7 @@ async def list_providers(
         .where(IdentityProvider.tenant_id == tenant_id, IdentityProvider.mode == mode)
         .order_by(IdentityProvider.type)
     )
-    return [_view(row, _open_secret(secret, row)) for row in rows]
+    return [_view(row, _open_secret(secret, row), _open_key(secret, row)) for row in rows]
 
 
 async def delete_provider(session: AsyncSession, tenant_id: str, mode: str, kind: str) -> None:
@@ -229,8 +304,12 @@ async def put_provider(
         await resolve_public(host)
     row = await session.get(IdentityProvider, (tenant_id, mode, kind))
     stored = _open_secret(secret, row) if row is not None else None
+    issuer_moved = row is not None and row.issuer != issuer
+    team_id, key_id, private_key = _signing_key(
+        kind, body, _open_key(secret, row) if row is not None else None, issuer_moved
+    )
     if sent_secret is None or (stored and sent_secret == mask_secret(stored)):
-        if row is not None and row.issuer != issuer and stored:
+        if issuer_moved and stored:
             raise _invalid("client_secret", "send the client secret again: the issuer changed")
         client_secret = stored or None
     else:
@@ -243,11 +322,15 @@ async def put_provider(
     row.issuer = issuer
     row.client_id = client_id.strip()
     row.client_secret_encrypted = encrypted
+    row.team_id, row.key_id = team_id, key_id
+    row.private_key_encrypted = (
+        None if private_key is None else _box(secret, KEY_PURPOSE).encrypt(private_key)
+    )
     row.audiences = audiences
     row.applications = applications
     row.updated_at = now
     await session.flush()
-    return _view(row, client_secret)
+    return _view(row, client_secret, private_key)
 
 
 async def for_sign_in(
@@ -276,4 +359,7 @@ async def for_sign_in(
         client_secret=_open_secret(secret, row) or None,
         audiences=tuple(row.audiences or ()),
         applications=tuple(allowed),
+        team_id=row.team_id,
+        key_id=row.key_id,
+        private_key=_open_key(secret, row) or None,
     )

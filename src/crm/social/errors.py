@@ -82,6 +82,14 @@ class OidcStateInvalid(InvalidRequest):
     message = "The sign-in is unknown, expired or already ended; start it again."
 
 
+class OidcCallbackInvalid(InvalidRequest):
+    code = "OIDC_CALLBACK_INVALID"
+    message = (
+        "The provider's callback form is not a single application/x-www-form-urlencoded form "
+        "of at most 16 KiB."
+    )
+
+
 class OidcResultInvalid(Unauthenticated):
     code = "OIDC_RESULT_INVALID"
     message = "The sign-in result is unknown, expired or already used."

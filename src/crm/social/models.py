@@ -24,6 +24,11 @@ class IdentityProvider(Base):
     issuer: Mapped[str] = mapped_column(String(500))
     client_id: Mapped[str] = mapped_column(String(300))
     client_secret_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Sign in with Apple: the business's team id, key id and private key (.p8, encrypted), from
+    # which a short-lived client secret is signed for each code exchange.
+    team_id: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    key_id: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    private_key_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
     audiences: Mapped[list[Any]] = mapped_column(PortableJSON, default=list)
     applications: Mapped[list[Any]] = mapped_column(PortableJSON, default=list)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -3,9 +3,11 @@
 1. The app asks for an authorization URL for one of its allow-listed redirect URLs (exact match).
    `state`, the PKCE verifier and the nonce are kept here (hashed, or encrypted), single-use,
    for FLOW_TTL_SECONDS.
-2. The provider sends the browser to this server's callback, which trades the code at the token
-   endpoint (with the verifier and the client secret), verifies the ID token and its nonce, and
-   sends the browser on to the app's URL with `code` (a one-time result) and `state`.
+2. The provider sends the browser to this server's callback (a GET with a query, or, for Apple,
+   a POST of a form: response_mode=form_post), which trades the code at the token endpoint
+   (with the verifier and the client secret, for Apple one signed for the exchange), verifies
+   the ID token and its nonce, and sends the browser on to the app's URL with `code` (a
+   one-time result) and `state`.
 3. The app trades `code` and `state` for the token object, within RESULT_TTL_SECONDS, once.
 """
 
@@ -17,7 +19,7 @@ import json
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,8 +31,9 @@ from crm.errors import AppError
 from crm.identities import policy as policies
 from crm.security.crypto import SecretBox, hmac_sha256
 from crm.security.secrets import new_token
-from crm.social import configs, jwks, signin
+from crm.social import apple, configs, jwks, signin
 from crm.social.errors import (
+    OidcCallbackInvalid,
     OidcProviderUnavailable,
     OidcRedirectNotAllowed,
     OidcResultInvalid,
@@ -42,7 +45,13 @@ FLOW_TTL_SECONDS = 600
 RESULT_TTL_SECONDS = 60
 CALLBACK_PATH = "/self-service/v2/contacts/oidc/callback"
 SCOPE = "openid email profile"
+# What a provider type asks for instead of the standard scope and query response.
+AUTHORIZE_PARAMETERS: dict[str, dict[str, str]] = {"apple": apple.AUTHORIZE_PARAMETERS}
 MAX_STATE_LENGTH = 200
+# Apple's form_post: state, code, id_token, user (about 3 KiB together) and maybe an error.
+MAX_FORM_BYTES = 16 * 1024
+FORM_FIELDS = ("state", "code", "error", "user")
+_FORM_TYPE = "application/x-www-form-urlencoded"
 # Ended or expired flows are kept this long after their expiry, then purged (maintenance).
 FLOW_RETENTION = timedelta(hours=1)
 _STATE = "oidc-state"
@@ -67,6 +76,28 @@ def _hash(secret: str, purpose: str, value: str) -> str:
 
 def _with_query(url: str, values: dict[str, str]) -> str:
     return url + ("&" if urlsplit(url).query else "?") + urlencode(values)
+
+
+def read_callback_form(body: bytes, content_type: str | None) -> dict[str, str]:
+    """The fields of a form_post callback the flow uses (the others, id_token among them, are
+    not needed: the token endpoint's ID token is the one checked). OidcCallbackInvalid for a
+    body that is not one plain form of at most MAX_FORM_BYTES, or names a field twice."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media != _FORM_TYPE or len(body) > MAX_FORM_BYTES:
+        raise OidcCallbackInvalid()
+    try:
+        pairs = parse_qsl(
+            body.decode("ascii"), keep_blank_values=True, max_num_fields=20, errors="strict"
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise OidcCallbackInvalid() from None
+    found: dict[str, str] = {}
+    for name, value in pairs:
+        if name in FORM_FIELDS:
+            if name in found:
+                raise OidcCallbackInvalid()  # which one is the provider's? neither
+            found[name] = value
+    return found
 
 
 def redirect_url_problem(raw: str) -> str | None:
@@ -150,6 +181,7 @@ async def start(
         "nonce": nonce,
         "code_challenge": challenge.rstrip(b"=").decode(),
         "code_challenge_method": "S256",
+        **AUTHORIZE_PARAMETERS.get(kind, {}),
     }
     if login_hint:
         query["login_hint"] = login_hint[:320]
@@ -159,6 +191,7 @@ async def start(
 async def _exchange(
     http: jwks.ProviderHttp,
     config: configs.ProviderConfig,
+    clock: Clock,
     *,
     code: str,
     verifier: str,
@@ -172,8 +205,9 @@ async def _exchange(
         "client_id": config.client_id,
         "code_verifier": verifier,
     }
-    if config.client_secret:
-        form["client_secret"] = config.client_secret
+    client_secret = config.secret_for_exchange(clock.timestamp())
+    if client_secret:
+        form["client_secret"] = client_secret
     status, document = await http.request("POST", discovery.token_endpoint, data=form)
     id_token = document.get("id_token") if isinstance(document, dict) else None
     if status != 200 or not isinstance(id_token, str):
@@ -191,9 +225,12 @@ async def callback(
     state: str | None,
     code: str | None,
     error: str | None,
+    user: str | None = None,
 ) -> Ended:
     """End a flow once; the browser goes back to the app with a result or an error code.
-    An unknown, used or expired `state` has nowhere safe to go back to: OidcStateInvalid."""
+    An unknown, used or expired `state` has nowhere safe to go back to: OidcStateInvalid.
+    `user` is the JSON Apple posts on an account's first authorization: its names go to a
+    contact this sign-in creates."""
     if not state or len(state) > MAX_STATE_LENGTH:
         raise OidcStateInvalid()
     now = clock.now()
@@ -227,6 +264,7 @@ async def callback(
         id_token = await _exchange(
             http,
             config,
+            clock,
             code=code,
             verifier=secrets["verifier"],
             redirect_uri=callback_url(public_url),
@@ -253,6 +291,7 @@ async def callback(
                 tenant_id=flow.tenant_id,
                 mode=flow.mode,
                 actor=f"oidc:{flow.provider_type}",
+                fields=apple.user_names(user) if flow.provider_type == "apple" else None,
                 link_contact_pk=flow.link_contact_pk,
             )
     except AppError as exc:
