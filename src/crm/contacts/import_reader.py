@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 from crm.contacts.importer import KNOWN_COLUMNS
 
+EMPTY_ROW = "EMPTY_ROW"
 DELIMITERS = ",;\t|"
 # How much is read per step when checking the encoding before the import starts.
 _CHUNK = 1 << 20
@@ -141,6 +142,10 @@ class Reader:
                 if self._line > start:
                     what += " (an unclosed quote joins the lines that follow it)"
                 yield BadRow(start, _span(start, self._line, what))
+                continue
+            if not any(cell.strip() for cell in cells):
+                # A row of separators only (",,,,"): never an empty contact.
+                yield BadRow(start, f"{EMPTY_ROW}: line {start} has no value in any cell")
                 continue
             yield Row(start, dict(zip(self.header, cells, strict=True)))
 
