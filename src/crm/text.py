@@ -19,6 +19,18 @@ def clean_text(value: str) -> str | None:
     return text or None
 
 
+def optional_text(value: Any, *, max_length: int) -> str | None:
+    """Free text someone else supplied (a provider's claims, a browser's form) as clean text, or
+    None when it is not a string, is too long, or has an invisible or control character: such a
+    value is left out, never half-cleaned."""
+    if not isinstance(value, str) or len(value) > max_length:
+        return None
+    try:
+        return clean_text(value)
+    except ValueError:
+        return None
+
+
 def parse_bool(value: Any) -> Any:
     """A wire boolean: true, false, or their strings in any case; anything else is refused."""
     # The seed sends "true"/"false" strings; other truthy spellings ("yes", 1) are refused so

@@ -7,13 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from crm.text import clean_text
+from crm.text import optional_text
 
 # Apple accepts the scopes `name` and `email` (one, both or none): `profile` is not one of them.
 # With any scope it answers with an HTTP POST of a form (response_mode=form_post) only.
@@ -76,15 +75,6 @@ def client_secret(
     return jwt.encode(claims, load_key(private_key), algorithm="ES256", headers={"kid": key_id})
 
 
-def _name(value: Any) -> str | None:
-    if not isinstance(value, str) or len(value) > MAX_NAME_LENGTH:
-        return None
-    try:
-        return clean_text(value)
-    except ValueError:
-        return None  # an invisible or control character: the name is left out, not cleaned
-
-
 def user_names(raw: str | None) -> dict[str, str]:
     """first_name and last_name from the `user` JSON Apple posts on the first authorization
     (`{"name": {"firstName", "lastName"}, "email"}`). It is what the browser sent, not signed:
@@ -101,7 +91,7 @@ def user_names(raw: str | None) -> dict[str, str]:
         return {}
     found = {}
     for field, key in (("first_name", "firstName"), ("last_name", "lastName")):
-        value = _name(name.get(key))
+        value = optional_text(name.get(key), max_length=MAX_NAME_LENGTH)
         if value is not None:
             found[field] = value
     return found

@@ -26,6 +26,10 @@ from crm.identities.models import Identity, IdentityOrigin
 from crm.ids import uuid7
 from crm.social import configs, jwks, verify
 from crm.social.errors import OidcIdentityTaken, OidcLinkRequired
+from crm.text import optional_text
+
+# The longest first or last name taken from a provider's claims (the contact schema's bound).
+MAX_NAME_LENGTH = 200
 
 # The provider of every OpenID Connect identity: one issuer's account is one identity whether
 # the tenant set it up as google or as a generic oidc provider.
@@ -98,13 +102,15 @@ async def verify_token(
 
 
 def _names(claims: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """Names for a new contact: `fields` first, then the token's claims under the free-text
+    rules of every other surface (a claim with an invisible character is left out)."""
     found = dict(fields)
     for field, claim in (("first_name", "given_name"), ("last_name", "family_name")):
-        value = claims.get(claim)
-        if field not in found and isinstance(value, str) and value.strip():
-            found[field] = value.strip()[:200]
-    if "first_name" not in found and isinstance(claims.get("name"), str):
-        found["first_name"] = str(claims["name"]).strip()[:200] or None
+        value = optional_text(claims.get(claim), max_length=MAX_NAME_LENGTH)
+        if field not in found and value is not None:
+            found[field] = value
+    if "first_name" not in found:
+        found["first_name"] = optional_text(claims.get("name"), max_length=MAX_NAME_LENGTH)
     return {k: v for k, v in found.items() if v is not None}
 
 
