@@ -18,7 +18,6 @@ from crm.identities.flows_common import (
     _actor,
     _client_limit,
     _grant,
-    _policy,
     _queue_token_email,
     _send_code,
     _signer_ready,
@@ -44,8 +43,7 @@ async def register(
     await _signer_ready(runtime)
     # Every registration sends a message to a number or address nobody has proved yet: without a
     # per-client cap a script could pump paid SMS to premium numbers (toll fraud).
-    await _client_limit(db, runtime, caller, meta, policies.ClientOperation.REGISTER)
-    policy = await _policy(db, caller.application_id, caller.mode)
+    policy = await _client_limit(db, runtime, caller, meta, policies.ClientOperation.REGISTER)
     provider = body.identity.provider.upper()
     if provider not in PROVIDERS:
         raise ProviderNotSupported()
