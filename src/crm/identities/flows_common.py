@@ -83,8 +83,10 @@ def _actor(caller: CallerKey) -> str:
     return f"self-service-key:{caller.key_id or caller.application_id or 'unknown'}"
 
 
-async def _policy(runtime: Runtime, application_id: str | None, mode: str) -> policies.Policy:
-    return await runtime.policies.policy(application_id, mode)
+async def _policy(
+    runtime: Runtime, db: AsyncSession, application_id: str | None, mode: str
+) -> policies.Policy:
+    return await runtime.policies.policy(application_id, mode, session=db)
 
 
 async def _client_limit(
@@ -103,7 +105,12 @@ async def _client_limit(
     client = (meta.ip_address or "unknown")[:64]
     bucket = f"{operation}:{caller.key_id}:{client}"
     defaults = policies.client_limit_defaults(runtime.settings)
-    policy = await runtime.policies.policy(caller.application_id, caller.mode, defaults)
+    # Read (on a miss) through `db` only if it is already in its transaction: otherwise `db`
+    # must stay unused until the count below is committed (see the end).
+    session = db if db.in_transaction() else None
+    policy = await runtime.policies.policy(
+        caller.application_id, caller.mode, defaults, session=session
+    )
     limit, window = policy.client_limit(operation)
     if db.in_transaction():
         await ratelimits.hit(db, runtime.clock, bucket, limit=limit, window_seconds=window)
@@ -278,6 +285,7 @@ async def _send_code(
     policy: policies.Policy,
     purpose: str,
     meta: RequestMeta | None = None,
+    new_identity: bool = False,
 ) -> CodeSent:
     auth_otp, masked = await otp.send_code(
         db,
@@ -291,6 +299,7 @@ async def _send_code(
         application_id=caller.application_id,
         sms_limits=sms_guard.Limits.from_settings(runtime.settings),
         client=_client(runtime, caller, meta),
+        new_identity=new_identity,
     )
     return CodeSent(auth_otp=auth_otp, obfuscated_value=masked)
 

@@ -91,28 +91,16 @@ def obfuscated(identity: Identity) -> str:
     return obfuscate_email(identity.display)
 
 
-async def send_code(
+async def _checked_for_send(
     session: AsyncSession,
-    clock: Clock,
     secret: str,
-    *,
     identity: Identity,
     policy: Policy,
-    purpose: str,
-    tenant_name: str,
-    language: str | None,
-    application_id: str | None,
-    sms_limits: sms_guard.Limits,
-    client: str | None = None,
-) -> tuple[str, str]:
-    """Store a new code's HMAC and queue its message; return (auth_otp, obfuscated value).
-
-    `client` is throttle.client_key of the caller. The new code supersedes the identity's
-    earlier ones: only the newest code sent can sign in.
-    """
+    client: str,
+    now: datetime,
+) -> Identity:
+    """Lock the identity, check its throttles and send limits, and expire its earlier codes."""
     identity = await lock_identity(session, identity.id)
-    now = clock.now()
-    client = client or throttle.client_key(secret, None, None)
     guard = await throttle.guard(
         session,
         secret,
@@ -142,7 +130,35 @@ async def send_code(
         .values(expires_at=now)
         .execution_options(synchronize_session=False)
     )
+    return identity
 
+
+async def send_code(
+    session: AsyncSession,
+    clock: Clock,
+    secret: str,
+    *,
+    identity: Identity,
+    policy: Policy,
+    purpose: str,
+    tenant_name: str,
+    language: str | None,
+    application_id: str | None,
+    sms_limits: sms_guard.Limits,
+    client: str | None = None,
+    new_identity: bool = False,
+) -> tuple[str, str]:
+    """Store a new code's HMAC and queue its message; return (auth_otp, obfuscated value).
+
+    `client` is throttle.client_key of the caller. The new code supersedes the identity's
+    earlier ones: only the newest code sent can sign in. `new_identity`: the identity was
+    written in this transaction (registration), so no other request can see it yet and it has
+    no failures and no earlier codes: nothing to lock, count or supersede.
+    """
+    now = clock.now()
+    client = client or throttle.client_key(secret, None, None)
+    if not new_identity:
+        identity = await _checked_for_send(session, secret, identity, policy, client, now)
     if identity.provider == "PHONE":
         # The one door every SMS code passes: the pumping defence (sms_guard) sees them all.
         await sms_guard.admit(

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from crm.db import read_connection
 from crm.identities.policy import Policy, from_settings
@@ -47,11 +47,17 @@ class PolicyCache:
         application_id: str | None,
         mode: str,
         client_defaults: Mapping[str, int] | None = None,
+        *,
+        session: AsyncSession | None = None,
     ) -> Policy:
-        """The policy of `application_id` (defaults when it has none or no application is known)."""
+        """The policy of `application_id` (defaults when it has none or no application is known).
+
+        A miss is read through `session` when given: a request that already holds a connection
+        (on SQLite, the write lock) must not wait for a second one from the pool.
+        """
         if application_id is None:
             return from_settings(None, mode, client_defaults)
-        entry = await self._entry(application_id)
+        entry = await self._entry(application_id, session)
         key = (mode, tuple(sorted(client_defaults.items())) if client_defaults else None)
         built = entry.built.get(key)
         if built is None:
@@ -61,15 +67,18 @@ class PolicyCache:
     def clear(self) -> None:
         self._cache.clear()
 
-    async def _entry(self, application_id: str) -> _Entry:
+    async def _entry(self, application_id: str, session: AsyncSession | None) -> _Entry:
         now = time.monotonic()
         entry = self._cache.get(application_id)
         if entry is not None and entry.expires > now:
             self._cache.move_to_end(application_id)
             return entry
         query = select(Application.settings).where(Application.id == application_id)
-        async with read_connection(self._engine) as connection:
-            raw = (await connection.execute(query)).scalar_one_or_none()
+        if session is not None:
+            raw = (await session.execute(query)).scalar_one_or_none()
+        else:
+            async with read_connection(self._engine) as connection:
+                raw = (await connection.execute(query)).scalar_one_or_none()
         entry = _Entry(now + self._ttl, raw)
         if self._ttl > 0:
             self._cache[application_id] = entry

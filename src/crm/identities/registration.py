@@ -111,6 +111,7 @@ async def register(
         actor=_actor(caller),
         strict_phone=policy.strict_phone_validation,
         origin=IdentityOrigin.REGISTRATION,
+        new_contact=True,  # checked above, before the contact was written
     )
     if provider == "PHONE" and number is not None:
         parsed = normalize_phone(number, country, strict=policy.strict_phone_validation)
@@ -151,5 +152,12 @@ async def register(
             meta=meta,
         )
     return await _send_code(
-        db, runtime, caller, identity, contact, policy, ChallengePurpose.REGISTER
+        db,
+        runtime,
+        caller,
+        identity,
+        contact,
+        policy,
+        ChallengePurpose.REGISTER,
+        new_identity=True,
     )
