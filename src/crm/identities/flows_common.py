@@ -156,7 +156,9 @@ async def _grant(
     application_id: str | None,
     meta: RequestMeta,
     started: sessions.Started | None = None,
+    is_verified: bool | None = None,
 ) -> Grant:
+    """The tokens of a new session (or of `started`); `is_verified` when the caller knows it."""
     if started is None:
         started = sessions.start_session(
             db,
@@ -184,7 +186,7 @@ async def _grant(
         refresh_token=started.refresh_token,
         expires_at=expires,
         contact=contact,
-        is_verified=await _is_verified(db, contact.pk),
+        is_verified=is_verified if is_verified is not None else await _is_verified(db, contact.pk),
         tenant_id=contact.tenant_id,
         tenant_name=tenant_name,
     )

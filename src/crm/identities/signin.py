@@ -253,7 +253,9 @@ async def validate(
             client=client,
         )
         raise OtpNotFound()  # pragma: no cover - a decoy never validates
-    was_unproven = await proof.is_unproven(db, challenge.identity_id)
+    # Locked first: whether it was proven before this code is read from the locked row.
+    locked = await otp.lock_identity(db, challenge.identity_id)
+    was_unproven = locked.verified_at is None
     identity = await otp.validate_code(
         db,
         runtime.clock,
@@ -262,11 +264,13 @@ async def validate(
         code=body.code,
         policy=policy,
         client=client,
+        count_proof=False,
+        locked=locked,
     )
     contact = await proof.after_code(
         db, runtime, identity, was_unproven=was_unproven, challenge_purpose=challenge.purpose
     )
-    return await _grant(
+    grant = await _grant(
         db,
         runtime,
         contact=contact,
@@ -274,6 +278,9 @@ async def validate(
         application_id=caller.application_id,
         meta=meta,
     )
+    await db.flush()
+    await otp.record_proof(db, identity, challenge)
+    return grant
 
 
 async def authenticate(
