@@ -53,15 +53,13 @@ async def refresh(
         .where(Identity.contact_pk == Contact.pk, Identity.verified_at.is_not(None))
         .label("verified")
     )
+    tenant = select(Tenant.name).where(Tenant.id == started.session.tenant_id).scalar_subquery()
     found = (
         await db.execute(
-            select(Contact, Tenant.name, verified).where(
-                Contact.pk == started.session.contact_pk,
-                Tenant.id == started.session.tenant_id,
-            )
+            select(Contact, tenant, verified).where(Contact.pk == started.session.contact_pk)
         )
     ).first()
-    if found is None or found[0].erased_at is not None:
+    if found is None or found[0].erased_at is not None or found[1] is None:
         raise RefreshTokenInvalid()
     contact, tenant_name, is_verified = found
     return await _grant(
