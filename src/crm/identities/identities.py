@@ -183,9 +183,11 @@ async def add_identity(
     holds_value = origin == IdentityOrigin.BACK_OFFICE or verified
     if not holds_value:
         # An unproven claim is outside the unique index of holders (HOLDS_SQL): it cannot lose
-        # a race, so it needs no savepoint.
+        # a race, so it needs no savepoint. A new contact's is written with the rest of the
+        # registration at its next flush (nothing reads it back before).
         session.add(identity)
-        await session.flush()
+        if not new_contact:
+            await session.flush()
         record_audit(session, clock, contact, "IDENTITY_ADDED", actor, _added_fields(password))
         return identity
     try:

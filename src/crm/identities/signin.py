@@ -277,6 +277,8 @@ async def validate(
         tenant_name=caller.tenant_name,
         application_id=caller.application_id,
         meta=meta,
+        # The code just proved this identity (an expired claim raised above).
+        is_verified=True if identity.verified_at is not None else None,
     )
     await db.flush()
     await otp.record_proof(db, identity, challenge)
