@@ -61,6 +61,9 @@ def instrument() -> None:
     _count(asyncpg.Connection, "execute", "simple query", lambda self, q, *a, **k: not a)
     _count(asyncpg.Connection, "_execute", "statement (connection)")
     _count(asyncpg.Connection, "prepare", "prepare")
+    # A batch of rows for one statement (the ORM's flush of several rows of one table): the
+    # rows are pipelined and answered together, one round trip.
+    _count(asyncpg.Connection, "executemany", "statement (executemany)")
     prepared = asyncpg.prepared_stmt.PreparedStatement
     _count(prepared, "_PreparedStatement__bind_execute", "statement (prepared)")
 

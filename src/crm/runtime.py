@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crm.clock import Clock
 from crm.db import create_engine, session_factory
+from crm.identities.policy_cache import PolicyCache
 from crm.settings import Settings
 from crm.tenants.service import KeyResolver
 
@@ -22,6 +23,8 @@ class Runtime:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     keys: KeyResolver
+    # The applications' self-service policies, cached as briefly as the keys.
+    policies: PolicyCache
     clock: Clock = field(default_factory=Clock)
     # Set after a commit that queued messages, so the delivery worker starts at once.
     outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -35,6 +38,7 @@ class Runtime:
             engine=engine,
             sessions=session_factory(engine),
             keys=KeyResolver(engine, settings.api_key_cache_seconds),
+            policies=PolicyCache(engine, settings.api_key_cache_seconds),
             clock=clock or Clock(),
         )
 

@@ -49,7 +49,10 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="Largest accepted request body.")
     api_key_cache_seconds: float = Field(
-        5.0, ge=0, le=60, description="How long a resolved api_key is cached in-process."
+        5.0,
+        ge=0,
+        le=60,
+        description="How long a resolved api_key (and an application's policy) is cached in-process.",
     )
     db_pool_size: int = Field(10, ge=1, description="Connections per process (PostgreSQL).")
     db_ping_idle_seconds: float = Field(

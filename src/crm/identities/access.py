@@ -6,7 +6,7 @@ import functools
 import json
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,10 +47,21 @@ async def refresh(
         caller.tenant_id != started.session.tenant_id or caller.mode != started.session.mode
     ):
         raise TokenAudienceMismatch()
-    contact = await db.get(Contact, started.session.contact_pk)
-    tenant_name = await db.scalar(select(Tenant.name).where(Tenant.id == started.session.tenant_id))
-    if contact is None or contact.erased_at is not None or tenant_name is None:
+    # The contact, its tenant's name and whether it holds a proven identity, in one statement.
+    verified = (
+        exists()
+        .where(Identity.contact_pk == Contact.pk, Identity.verified_at.is_not(None))
+        .label("verified")
+    )
+    tenant = select(Tenant.name).where(Tenant.id == started.session.tenant_id).scalar_subquery()
+    found = (
+        await db.execute(
+            select(Contact, tenant, verified).where(Contact.pk == started.session.contact_pk)
+        )
+    ).first()
+    if found is None or found[0].erased_at is not None or found[1] is None:
         raise RefreshTokenInvalid()
+    contact, tenant_name, is_verified = found
     return await _grant(
         db,
         runtime,
@@ -59,6 +70,7 @@ async def refresh(
         application_id=started.session.application_id,
         meta=meta,
         started=started,
+        is_verified=bool(is_verified),
     )
 
 

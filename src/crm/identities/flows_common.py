@@ -10,7 +10,6 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.contacts.models import Contact
-from crm.db import session_scope
 from crm.identities import credentials, otp, proof, sessions, throttle
 from crm.identities import policy as policies
 from crm.identities.identities import find_identity
@@ -84,8 +83,10 @@ def _actor(caller: CallerKey) -> str:
     return f"self-service-key:{caller.key_id or caller.application_id or 'unknown'}"
 
 
-async def _policy(db: AsyncSession, application_id: str | None, mode: str) -> policies.Policy:
-    return await policies.load(db, application_id, mode)
+async def _policy(
+    runtime: Runtime, db: AsyncSession, application_id: str | None, mode: str
+) -> policies.Policy:
+    return await runtime.policies.policy(application_id, mode, session=db)
 
 
 async def _client_limit(
@@ -94,30 +95,34 @@ async def _client_limit(
     caller: CallerKey,
     meta: RequestMeta,
     operation: policies.ClientOperation,
-) -> None:
+) -> policies.Policy:
     """Count one `operation` per client address and key, against the application's limit.
 
     The per-identity limits stop guessing at one person; this stops one address sweeping
-    across many (policy.CLIENT_LIMITS says why the defaults are what they are).
+    across many (policy.CLIENT_LIMITS says why the defaults are what they are). Returns the
+    application's policy, so the flow need not look it up again.
     """
     client = (meta.ip_address or "unknown")[:64]
     bucket = f"{operation}:{caller.key_id}:{client}"
     defaults = policies.client_limit_defaults(runtime.settings)
-
-    async def count(session: AsyncSession) -> None:
-        policy = await policies.load(session, caller.application_id, caller.mode, defaults)
-        limit, window = policy.client_limit(operation)
-        await ratelimits.hit(session, runtime.clock, bucket, limit=limit, window_seconds=window)
-
+    # Read (on a miss) through `db` only if it is already in its transaction: otherwise `db`
+    # must stay unused until the count below is committed (see the end).
+    session = db if db.in_transaction() else None
+    policy = await runtime.policies.policy(
+        caller.application_id, caller.mode, defaults, session=session
+    )
+    limit, window = policy.client_limit(operation)
     if db.in_transaction():
-        await count(db)
-        return
-    # Counted in a transaction of its own: the request's rolls back on most errors (an unknown
-    # identity is a 404), and a count rolled back with it would let a sweep across unknown
-    # identities, which fails every time, go unthrottled. Called before `db` is first used, so
-    # on SQLite the request holds no write lock yet.
-    async with session_scope(runtime.sessions) as counter:
-        await count(counter)
+        await ratelimits.hit(db, runtime.clock, bucket, limit=limit, window_seconds=window)
+        return policy
+    # Committed at once, apart from the request's transaction: that one rolls back on most
+    # errors (an unknown identity is a 404), and a count rolled back with it would let a sweep
+    # across unknown identities, which fails every time, go unthrottled. Called before `db` is
+    # first used, so on SQLite the request holds no write lock yet.
+    await ratelimits.hit_now(
+        runtime.engine, runtime.clock, bucket, limit=limit, window_seconds=window
+    )
+    return policy
 
 
 async def _signer_ready(runtime: Runtime) -> None:
@@ -151,7 +156,9 @@ async def _grant(
     application_id: str | None,
     meta: RequestMeta,
     started: sessions.Started | None = None,
+    is_verified: bool | None = None,
 ) -> Grant:
+    """The tokens of a new session (or of `started`); `is_verified` when the caller knows it."""
     if started is None:
         started = sessions.start_session(
             db,
@@ -179,7 +186,7 @@ async def _grant(
         refresh_token=started.refresh_token,
         expires_at=expires,
         contact=contact,
-        is_verified=await _is_verified(db, contact.pk),
+        is_verified=is_verified if is_verified is not None else await _is_verified(db, contact.pk),
         tenant_id=contact.tenant_id,
         tenant_name=tenant_name,
     )
@@ -280,6 +287,7 @@ async def _send_code(
     policy: policies.Policy,
     purpose: str,
     meta: RequestMeta | None = None,
+    new_identity: bool = False,
 ) -> CodeSent:
     auth_otp, masked = await otp.send_code(
         db,
@@ -293,6 +301,7 @@ async def _send_code(
         application_id=caller.application_id,
         sms_limits=sms_guard.Limits.from_settings(runtime.settings),
         client=_client(runtime, caller, meta),
+        new_identity=new_identity,
     )
     return CodeSent(auth_otp=auth_otp, obfuscated_value=masked)
 

@@ -122,11 +122,14 @@ async def add_identity(
     actor: str,
     strict_phone: bool = False,
     origin: IdentityOrigin = IdentityOrigin.BACK_OFFICE,
+    new_contact: bool = False,
 ) -> Identity:
     """Give `contact` a new EMAIL or PHONE identity; 409 if an identity holds the value.
 
     Unproven Self-Service claims on the value do not block; a business's identity (it holds at
-    once) drops them.
+    once) drops them. `new_contact`: the contact was created in this transaction by a caller
+    that has just checked that no identity holds the value (registration), so neither lookup
+    is made again.
 
     `secret` is the server secret, accepted for symmetry with the other identity services.
     """
@@ -147,9 +150,11 @@ async def add_identity(
         context = [w for w in (display, contact.first_name, contact.last_name) if w]
         passwords.check_password_policy(password, context=context)
     # Checked before hashing: a taken identifier should not cost 55 ms of argon2.
-    if await find_identity(session, contact.tenant_id, contact.mode, provider, identifier):
+    if not new_contact and await find_identity(
+        session, contact.tenant_id, contact.mode, provider, identifier
+    ):
         raise IdentityAlreadyExists()
-    if await session.scalar(
+    if not new_contact and await session.scalar(
         select(Identity.id).where(
             Identity.contact_pk == contact.pk,
             Identity.provider == provider,
@@ -175,17 +180,29 @@ async def add_identity(
         failed_attempts=0,
         created_at=now,
     )
+    holds_value = origin == IdentityOrigin.BACK_OFFICE or verified
+    if not holds_value:
+        # An unproven claim is outside the unique index of holders (HOLDS_SQL): it cannot lose
+        # a race, so it needs no savepoint. A new contact's is written with the rest of the
+        # registration at its next flush (nothing reads it back before).
+        session.add(identity)
+        if not new_contact:
+            await session.flush()
+        record_audit(session, clock, contact, "IDENTITY_ADDED", actor, _added_fields(password))
+        return identity
     try:
         # A savepoint: losing the unique-constraint race must not spoil the caller's transaction.
         async with session.begin_nested():
             session.add(identity)
     except IntegrityError as exc:
         raise IdentityAlreadyExists() from exc
-    if origin == IdentityOrigin.BACK_OFFICE or verified:
-        await drop_claims(session, clock, holder=identity, actor=actor)
-    fields = ["provider", *(["password"] if password is not None else [])]
-    record_audit(session, clock, contact, "IDENTITY_ADDED", actor, fields)
+    await drop_claims(session, clock, holder=identity, actor=actor)
+    record_audit(session, clock, contact, "IDENTITY_ADDED", actor, _added_fields(password))
     return identity
+
+
+def _added_fields(password: str | None) -> list[str]:
+    return ["provider", *(["password"] if password is not None else [])]
 
 
 async def list_identities(session: AsyncSession, contact_pk: int) -> list[Identity]:

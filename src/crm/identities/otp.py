@@ -91,28 +91,16 @@ def obfuscated(identity: Identity) -> str:
     return obfuscate_email(identity.display)
 
 
-async def send_code(
+async def _checked_for_send(
     session: AsyncSession,
-    clock: Clock,
     secret: str,
-    *,
     identity: Identity,
     policy: Policy,
-    purpose: str,
-    tenant_name: str,
-    language: str | None,
-    application_id: str | None,
-    sms_limits: sms_guard.Limits,
-    client: str | None = None,
-) -> tuple[str, str]:
-    """Store a new code's HMAC and queue its message; return (auth_otp, obfuscated value).
-
-    `client` is throttle.client_key of the caller. The new code supersedes the identity's
-    earlier ones: only the newest code sent can sign in.
-    """
+    client: str,
+    now: datetime,
+) -> Identity:
+    """Lock the identity, check its throttles and send limits, and expire its earlier codes."""
     identity = await lock_identity(session, identity.id)
-    now = clock.now()
-    client = client or throttle.client_key(secret, None, None)
     guard = await throttle.guard(
         session,
         secret,
@@ -142,18 +130,35 @@ async def send_code(
         .values(expires_at=now)
         .execution_options(synchronize_session=False)
     )
+    return identity
 
-    if identity.provider == "PHONE":
-        # The one door every SMS code passes: the pumping defence (sms_guard) sees them all.
-        await sms_guard.admit(
-            session,
-            clock,
-            sms_limits,
-            tenant_id=identity.tenant_id,
-            mode=identity.mode,
-            e164=identity.identifier,
-            countries=policy.sms_countries,
-        )
+
+async def send_code(
+    session: AsyncSession,
+    clock: Clock,
+    secret: str,
+    *,
+    identity: Identity,
+    policy: Policy,
+    purpose: str,
+    tenant_name: str,
+    language: str | None,
+    application_id: str | None,
+    sms_limits: sms_guard.Limits,
+    client: str | None = None,
+    new_identity: bool = False,
+) -> tuple[str, str]:
+    """Store a new code's HMAC and queue its message; return (auth_otp, obfuscated value).
+
+    `client` is throttle.client_key of the caller. The new code supersedes the identity's
+    earlier ones: only the newest code sent can sign in. `new_identity`: the identity was
+    written in this transaction (registration), so no other request can see it yet and it has
+    no failures and no earlier codes: nothing to lock, count or supersede.
+    """
+    now = clock.now()
+    client = client or throttle.client_key(secret, None, None)
+    if not new_identity:
+        identity = await _checked_for_send(session, secret, identity, policy, client, now)
     challenge_id = uuid7()
     code = otp_tools.generate_code()
     expires_at = now + timedelta(seconds=policy.otp_ttl_seconds)
@@ -195,7 +200,40 @@ async def send_code(
         contact_pk=identity.contact_pk,
         expires_at=expires_at,
     )
+    if identity.provider == "PHONE":
+        # The one door every SMS code passes: the pumping defence (sms_guard) sees them all.
+        # Last, after everything else is written: it counts on rows every sign-up of the tenant
+        # updates (the day's budget), whose lock is then held only until the commit. A refusal
+        # raises and rolls all of it back.
+        await session.flush()
+        await sms_guard.admit(
+            session,
+            clock,
+            sms_limits,
+            tenant_id=identity.tenant_id,
+            mode=identity.mode,
+            e164=identity.identifier,
+            countries=policy.sms_countries,
+        )
     return challenge_id, obfuscated(identity)
+
+
+async def record_proof(
+    session: AsyncSession, identity: Identity, challenge: OtpChallenge | OtpDecoy
+) -> None:
+    """Count a code sent by SMS and entered correctly (the pumping defence's conversion).
+
+    The count is on a row every proof of the tenant and country updates: called as the last
+    write before the commit, its lock is held for the shortest time.
+    """
+    if isinstance(challenge, OtpChallenge) and challenge.channel == Channel.SMS:
+        await sms_guard.record_proof(
+            session,
+            tenant_id=identity.tenant_id,
+            mode=identity.mode,
+            e164=identity.identifier,
+            sent_at=challenge.created_at,
+        )
 
 
 async def find_challenge(
@@ -277,12 +315,16 @@ async def validate_code(
     code: str,
     policy: Policy,
     client: str | None = None,
+    count_proof: bool = True,
+    locked: Identity | None = None,
 ) -> Identity:
     """Consume `challenge` if `code` is right; raise (and count the failure) otherwise.
 
     `policy` is that of the application that issued the code. A wrong code raises OtpInvalid,
     a StatefulFailure: the request still commits, so the per-code tries and the failure counters
     survive the error answer. A decoy goes through the same checks and counters and always fails.
+    `count_proof=False`: the caller calls `record_proof` itself, as the last write before its
+    commit. `locked`: the challenge's identity, already loaded with `lock_identity`.
     """
     identity: Identity | None = None
     subject: throttle.Counted
@@ -290,7 +332,7 @@ async def validate_code(
         subject_id = challenge.subject
         subject = await throttle.counter(session, subject_id)
     else:
-        identity = await lock_identity(session, challenge.identity_id)
+        identity = locked or await lock_identity(session, challenge.identity_id)
         subject_id, subject = identity.id, identity
     # Re-read the challenge after the lock so a concurrent validation is seen.
     await session.refresh(challenge)
@@ -317,14 +359,8 @@ async def validate_code(
     if otp_tools.verify_code(secret, challenge.id, code, stored) and identity is not None:
         challenge.consumed_at = now
         record_success(identity, now)
-        if isinstance(challenge, OtpChallenge) and challenge.channel == Channel.SMS:
-            await sms_guard.record_proof(
-                session,
-                tenant_id=identity.tenant_id,
-                mode=identity.mode,
-                e164=identity.identifier,
-                sent_at=challenge.created_at,
-            )
+        if count_proof:
+            await record_proof(session, identity, challenge)
         guard.success()
         return identity
     guard.failure(now)

@@ -142,7 +142,7 @@ async def update_profile(
     if "company_profile" in present:
         changes.update(documents.company_changes(body.company_profile, only_set=True))
     if "phone" in present:
-        changes["phones"] = await _phones_with(db, signed, contact, body.phone)
+        changes["phones"] = await _phones_with(db, runtime, signed, contact, body.phone)
     await contacts.update_fields(
         db, runtime.clock, contact, changes, source=SOURCE, actor=signed.actor
     )
@@ -151,6 +151,7 @@ async def update_profile(
 
 async def _phones_with(
     db: AsyncSession,
+    runtime: Runtime,
     signed: SignedIn,
     contact: Contact,
     phone: ProfilePhoneIn | None,
@@ -164,7 +165,7 @@ async def _phones_with(
     if phone is not None:
         country = phone.country_code
         if not country:
-            policy = await _policy(db, signed.claims.application_id, signed.claims.mode)
+            policy = await _policy(runtime, db, signed.claims.application_id, signed.claims.mode)
             country = policy.default_country
         parsed = normalize_phone(phone.number, country)
         new = {
@@ -203,7 +204,7 @@ async def add_own_identity(
     await proof.limit_adding(db, runtime, signed, (meta or RequestMeta()).ip_address or "unknown")
     await proof.reauthenticate(db, runtime, signed, body.current_password)
     contact = await contacts.get_by_pk(db, signed.contact_pk)
-    policy = await _policy(db, signed.claims.application_id, signed.claims.mode)
+    policy = await _policy(runtime, db, signed.claims.application_id, signed.claims.mode)
     email = body.email or body.username
     number = body.phone.number if body.phone else body.phone_number
     country = (body.phone.country_code if body.phone else None) or body.country_code
@@ -283,7 +284,7 @@ async def contact_exists(
             e164 = normalize_phone(phone, country_code).e164
         else:
             # A number without its calling code is of the application's default country.
-            policy = await _policy(db, caller.application_id, caller.mode)
+            policy = await _policy(runtime, db, caller.application_id, caller.mode)
             e164 = phone_credential(phone, policy.default_country)
         condition = or_(
             exists().where(

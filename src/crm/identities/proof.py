@@ -20,7 +20,6 @@ from crm.db import session_scope
 from crm.errors import RateLimited
 from crm.events.service import identity_event
 from crm.identities import otp
-from crm.identities import policy as policies
 from crm.identities.errors import (
     CurrentPasswordInvalid,
     IdentityAlreadyVerified,
@@ -327,7 +326,9 @@ async def resend_proof_code(
         db,
         runtime,
         identity=identity,
-        policy=await policies.load(db, signed.claims.application_id, signed.claims.mode),
+        policy=await runtime.policies.policy(
+            signed.claims.application_id, signed.claims.mode, session=db
+        ),
         tenant_name=signed.tenant_name,
         language=contact.language_code,
         application_id=signed.claims.application_id,
@@ -345,7 +346,9 @@ async def prove_in_session(
     identity = await _own_unproven(db, signed.contact_pk, identity_id)
     if _expired(runtime, identity):
         raise IdentityClaimExpired()
-    policy = await policies.load(db, signed.claims.application_id, signed.claims.mode)
+    policy = await runtime.policies.policy(
+        signed.claims.application_id, signed.claims.mode, session=db
+    )
     challenge = await db.scalar(
         select(OtpChallenge)
         .where(

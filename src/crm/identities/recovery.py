@@ -131,7 +131,7 @@ async def change_password(
 
 
 async def _email_identity_for_username(
-    db: AsyncSession, caller: CallerKey, username: str
+    db: AsyncSession, runtime: Runtime, caller: CallerKey, username: str
 ) -> Identity | None:
     try:
         if "@" in username:
@@ -143,7 +143,7 @@ async def _email_identity_for_username(
                 normalize_email(username, test_mode=caller.mode == "test").canonical,
             )
         # A number without its calling code is of the application's default country.
-        policy = await _policy(db, caller.application_id, caller.mode)
+        policy = await _policy(runtime, db, caller.application_id, caller.mode)
         phone = await find_identity(
             db,
             caller.tenant_id,
@@ -170,7 +170,7 @@ async def _email_token(
 ) -> None:
     """Queue a reset or verification token email under the calling application's policy."""
     contact = await db.get(Contact, identity.contact_pk)
-    policy = await _policy(db, caller.application_id, caller.mode)
+    policy = await _policy(runtime, db, caller.application_id, caller.mode)
     reset = purpose == ChallengePurpose.PASSWORD_RESET
     await _queue_token_email(
         db,
@@ -201,7 +201,7 @@ async def forgot_password(
     await _client_limit(
         db, runtime, caller, meta or RequestMeta(), policies.ClientOperation.PASSWORD_RESET
     )
-    identity = await _email_identity_for_username(db, caller, username)
+    identity = await _email_identity_for_username(db, runtime, caller, username)
     if identity is None:
         # The same work as for a known name (nothing is sent), so timing tells nothing either.
         await decoys.reset_decoy(
@@ -211,7 +211,7 @@ async def forgot_password(
             tenant_id=caller.tenant_id,
             mode=caller.mode,
             username=username,
-            policy=await _policy(db, caller.application_id, caller.mode),
+            policy=await _policy(runtime, db, caller.application_id, caller.mode),
             tenant_name=caller.tenant_name,
             application_id=caller.application_id,
             hourly_cap=_MAIL_HOURLY_CAP,

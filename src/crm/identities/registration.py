@@ -18,7 +18,6 @@ from crm.identities.flows_common import (
     _actor,
     _client_limit,
     _grant,
-    _policy,
     _queue_token_email,
     _send_code,
     _signer_ready,
@@ -44,8 +43,7 @@ async def register(
     await _signer_ready(runtime)
     # Every registration sends a message to a number or address nobody has proved yet: without a
     # per-client cap a script could pump paid SMS to premium numbers (toll fraud).
-    await _client_limit(db, runtime, caller, meta, policies.ClientOperation.REGISTER)
-    policy = await _policy(db, caller.application_id, caller.mode)
+    policy = await _client_limit(db, runtime, caller, meta, policies.ClientOperation.REGISTER)
     provider = body.identity.provider.upper()
     if provider not in PROVIDERS:
         raise ProviderNotSupported()
@@ -113,6 +111,7 @@ async def register(
         actor=_actor(caller),
         strict_phone=policy.strict_phone_validation,
         origin=IdentityOrigin.REGISTRATION,
+        new_contact=True,  # checked above, before the contact was written
     )
     if provider == "PHONE" and number is not None:
         parsed = normalize_phone(number, country, strict=policy.strict_phone_validation)
@@ -153,5 +152,12 @@ async def register(
             meta=meta,
         )
     return await _send_code(
-        db, runtime, caller, identity, contact, policy, ChallengePurpose.REGISTER
+        db,
+        runtime,
+        caller,
+        identity,
+        contact,
+        policy,
+        ChallengePurpose.REGISTER,
+        new_identity=True,
     )

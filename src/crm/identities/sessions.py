@@ -185,12 +185,17 @@ async def revoke_all_sessions(
     conditions = [Session.contact_pk == contact_pk, Session.revoked_at.is_(None)]
     if except_session_id is not None:
         conditions.append(Session.id != except_session_id)
-    ended = list(await db.scalars(select(Session.id).where(*conditions)))
-    await events.sessions_ended(db, clock.now(), contact_pk, ended, reason)
-    result = await db.execute(
-        update(Session)
-        .where(*conditions)
-        .values(revoked_at=clock.now(), revoked_reason=reason[:40], current_refresh_encrypted=None)
-        .execution_options(synchronize_session="fetch")
+    # One statement: the update returns the sessions it ended.
+    ended = list(
+        await db.scalars(
+            update(Session)
+            .where(*conditions)
+            .values(
+                revoked_at=clock.now(), revoked_reason=reason[:40], current_refresh_encrypted=None
+            )
+            .returning(Session.id)
+            .execution_options(synchronize_session="fetch")
+        )
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    await events.sessions_ended(db, clock.now(), contact_pk, ended, reason)
+    return len(ended)

@@ -65,7 +65,7 @@ async def _resolve(
     code; documents of nobody, of different contacts, a birth date that does not match, or a
     contact with no proven identity on the channel all answer as an unknown credential.
     """
-    policy = await _policy(db, caller.application_id, caller.mode)
+    policy = await _policy(runtime, db, caller.application_id, caller.mode)
     named = credentials.sort(given, caller.mode, policy.default_country)
     found: list[Identity] = []
     for provider, identifier in named.identities:
@@ -144,7 +144,7 @@ async def _send_decoy(
     meta: RequestMeta | None,
 ) -> CodeSent:
     """Answer a code request for an identifier nobody uses as for a known one (nothing is sent)."""
-    policy = await _policy(db, caller.application_id, caller.mode)
+    policy = await _policy(runtime, db, caller.application_id, caller.mode)
     auth_otp, masked = await decoys.send_decoy(
         db,
         runtime.clock,
@@ -196,7 +196,7 @@ async def _send_sign_in_code(
     if identity is None:
         raise IdentityNotFound(f"This contact has no {wanted} identity to send a code to.")
     contact = await contacts.get_by_pk(db, identity.contact_pk)
-    policy = await _policy(db, caller.application_id, caller.mode)
+    policy = await _policy(runtime, db, caller.application_id, caller.mode)
     return await _send_code(
         db, runtime, caller, identity, contact, policy, ChallengePurpose.SIGN_IN, meta
     )
@@ -240,7 +240,7 @@ async def validate(
             details=[{"field": "auth_otp", "message": "Field required"}],
         )
     # The policy (tries, delays) of the application that issued the code, not the caller's.
-    policy = await _policy(db, challenge.application_id, challenge.mode)
+    policy = await _policy(runtime, db, challenge.application_id, challenge.mode)
     client = _client(runtime, caller, meta)
     if isinstance(challenge, OtpDecoy):
         await otp.validate_code(
@@ -253,7 +253,9 @@ async def validate(
             client=client,
         )
         raise OtpNotFound()  # pragma: no cover - a decoy never validates
-    was_unproven = await proof.is_unproven(db, challenge.identity_id)
+    # Locked first: whether it was proven before this code is read from the locked row.
+    locked = await otp.lock_identity(db, challenge.identity_id)
+    was_unproven = locked.verified_at is None
     identity = await otp.validate_code(
         db,
         runtime.clock,
@@ -262,18 +264,25 @@ async def validate(
         code=body.code,
         policy=policy,
         client=client,
+        count_proof=False,
+        locked=locked,
     )
     contact = await proof.after_code(
         db, runtime, identity, was_unproven=was_unproven, challenge_purpose=challenge.purpose
     )
-    return await _grant(
+    grant = await _grant(
         db,
         runtime,
         contact=contact,
         tenant_name=caller.tenant_name,
         application_id=caller.application_id,
         meta=meta,
+        # The code just proved this identity (an expired claim raised above).
+        is_verified=True if identity.verified_at is not None else None,
     )
+    await db.flush()
+    await otp.record_proof(db, identity, challenge)
+    return grant
 
 
 async def authenticate(
@@ -292,7 +301,9 @@ async def authenticate(
     if provider not in PROVIDERS:
         raise ProviderNotSupported()
     if provider == "PHONE":
-        default_country = (await _policy(db, caller.application_id, caller.mode)).default_country
+        default_country = (
+            await _policy(runtime, db, caller.application_id, caller.mode)
+        ).default_country
         if number:
             identifier = normalize_phone(number, country or default_country).e164
         elif body.username:
@@ -319,7 +330,7 @@ async def authenticate(
         )
     # Wrong passwords are counted per contact (one password per contact), apart from wrong
     # codes, and for an unknown identifier exactly as for a known one.
-    policy = await _policy(db, caller.application_id, caller.mode)
+    policy = await _policy(runtime, db, caller.application_id, caller.mode)
     guard = await throttle.password_guard(
         db,
         runtime.secret,

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Select, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.errors import RateLimited, retry_after
@@ -65,16 +65,20 @@ def client_key(secret: str, key_id: str | None, ip_address: str | None) -> str:
 async def counter(session: AsyncSession, subject: str) -> FailureCounter:
     """Load (creating if needed) the counter of `subject`, locked for update on PostgreSQL."""
     query = select(FailureCounter).where(FailureCounter.subject == subject)
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
         query = query.with_for_update()
     found = await session.scalar(query.execution_options(populate_existing=True))
     if found is not None:
         return found
-    try:
-        async with session.begin_nested():
-            session.add(FailureCounter(subject=subject, failed_attempts=0))
-    except IntegrityError:
-        pass  # another request created it first; the locked read below sees it
+    # Another request may create it first: ON CONFLICT DO NOTHING leaves its row (no savepoint
+    # needed), and the locked read below sees it.
+    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    await session.execute(
+        insert(FailureCounter.__table__)
+        .values(subject=subject, failed_attempts=0)
+        .on_conflict_do_nothing(index_elements=[FailureCounter.__table__.c.subject])
+    )
     found = await session.scalar(query.execution_options(populate_existing=True))
     assert found is not None
     return found
@@ -82,11 +86,16 @@ async def counter(session: AsyncSession, subject: str) -> FailureCounter:
 
 @dataclass(slots=True)
 class Guard:
-    """The two counters one attempt is judged by: the subject's and this client's at it."""
+    """The two counters one attempt is judged by: the subject's and this client's at it.
+
+    A client that never failed at the subject has no row yet: `client` is then a new counter
+    at zero, written (added to `session`) only when a failure is counted.
+    """
 
     subject: Counted
     client: FailureCounter
     policy: Policy
+    session: AsyncSession | None = None
 
     def check(self, now: datetime) -> None:
         """Raise before any work if the subject is locked or either counter is in its delay."""
@@ -114,6 +123,8 @@ class Guard:
         )
 
     def failure(self, now: datetime) -> None:
+        if self.session is not None and self.client not in self.session:
+            self.session.add(self.client)
         client_before = self.client.failed_attempts or 0
         self.client.failed_attempts = client_before + 1
         self.client.last_failure_at = now
@@ -163,9 +174,25 @@ async def guard(
     client: str,
     policy: Policy,
 ) -> Guard:
-    """The guard of one attempt at `subject` (named `subject_id`) by `client`."""
-    row = await counter(session, subject_key(secret, "pair", kind.value, client, subject_id))
-    return Guard(subject=subject, client=row, policy=policy)
+    """The guard of one attempt at `subject` (named `subject_id`) by `client`.
+
+    The caller holds `subject` locked (the identity's row, or its counter's), and every use of
+    a pair counter happens under its subject's lock: so a missing pair row cannot be created
+    by anyone else before this transaction ends, and it is written only if a failure is counted
+    (most attempts succeed: no row, no round trips).
+    """
+    name = subject_key(secret, "pair", kind.value, client, subject_id)
+    row = await session.scalar(_locked(session, name).execution_options(populate_existing=True))
+    if row is None:
+        row = FailureCounter(subject=name, failed_attempts=0, last_failure_at=None, locked_at=None)
+    return Guard(subject=subject, client=row, policy=policy, session=session)
+
+
+def _locked(session: AsyncSession, subject: str) -> Select[FailureCounter]:
+    query = select(FailureCounter).where(FailureCounter.subject == subject)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return query
 
 
 def password_subject(contact_pk: int) -> str:

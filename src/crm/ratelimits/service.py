@@ -3,45 +3,113 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Insert, bindparam
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from crm.clock import Clock
 from crm.errors import RateLimited
 from crm.ratelimits.models import RateCounter
 
+_TABLE = RateCounter.__table__
+
+
+def _window(clock: Clock, window_seconds: int) -> tuple[datetime, int]:
+    """The start of the current window and the seconds a refused caller should wait."""
+    now = clock.timestamp()
+    start = int(now // window_seconds) * window_seconds
+    return datetime.fromtimestamp(start, UTC), int(start + window_seconds - now) + 1
+
 
 async def hit(
     session: AsyncSession, clock: Clock, bucket: str, *, limit: int, window_seconds: int
 ) -> None:
-    """Count one event in `bucket`; raise RateLimited (429, Retry-After) past `limit` per window."""
-    now = clock.timestamp()
-    start = int(now // window_seconds) * window_seconds
-    retry_after = int(start + window_seconds - now) + 1
-    count = await add(session, bucket, datetime.fromtimestamp(start, UTC))
-    if count > limit:
+    """Count one event in `bucket`; raise RateLimited (429, Retry-After) past `limit` per window.
+
+    Counted in the caller's transaction: a rollback of it takes the count back too.
+    """
+    window, retry_after = _window(clock, window_seconds)
+    bound = _increment(session.get_bind().dialect.name, bucket, window, below=limit)
+    if limit < 1 or (await session.execute(bound.statement, bound.values)).scalar() is None:
         raise RateLimited(retry_after=retry_after)
+
+
+async def hit_now(
+    engine: AsyncEngine, clock: Clock, bucket: str, *, limit: int, window_seconds: int
+) -> None:
+    """`hit`, committed at once whatever the caller's own transaction does afterwards.
+
+    One statement on PostgreSQL (autocommit, no BEGIN/COMMIT); on SQLite a write transaction of
+    its own, taken before the caller holds the write lock.
+    """
+    window, retry_after = _window(clock, window_seconds)
+    if limit < 1:
+        raise RateLimited(retry_after=retry_after)
+    bound = _increment(engine.dialect.name, bucket, window, below=limit)
+    if engine.dialect.name == "postgresql":
+        async with engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            counted = await _counted(autocommit, bound)
+    else:
+        async with engine.begin() as connection:
+            counted = await _counted(connection, bound)
+    if not counted:
+        raise RateLimited(retry_after=retry_after)
+
+
+async def _counted(connection: AsyncConnection, bound: _Bound) -> bool:
+    return (await connection.execute(bound.statement, bound.values)).scalar() is not None
 
 
 async def add(session: AsyncSession, bucket: str, window: datetime) -> int:
     """Count one event in `bucket` for the window starting at `window`; return the new count.
 
-    Runs in its own savepoint so a lost insert race does not spoil the caller's transaction.
+    One upsert: concurrent first hits of a window meet at the primary key, and the loser adds
+    to the winner's row instead of failing (no savepoint, no second statement).
     """
-    increment = (
-        update(RateCounter)
-        .where(RateCounter.bucket == bucket, RateCounter.window_start == window)
-        .values(count=RateCounter.count + 1)
-        .returning(RateCounter.count)
+    bound = _increment(session.get_bind().dialect.name, bucket, window)
+    return int((await session.execute(bound.statement, bound.values)).scalar_one())
+
+
+def _increment(dialect: str, bucket: str, window: datetime, below: int | None = None) -> _Bound:
+    """An upsert adding one to the window's count, returning the new count.
+
+    With `below`, a count already at `below` is left alone and nothing is returned: a refused
+    request is not counted, so a client that waits gets exactly the limit again.
+    """
+    statement = _UPSERTS[(dialect == "postgresql", below is not None)]
+    values: dict[str, Any] = {"bucket": bucket, "window_start": window}
+    if below is not None:
+        values["below"] = below
+    return _Bound(statement, values)
+
+
+class _Bound:
+    """A prepared upsert and its values (built once per dialect: constructing the statement
+    per hit cost more CPU than sending it)."""
+
+    __slots__ = ("statement", "values")
+
+    def __init__(self, statement: Insert, values: dict[str, Any]) -> None:
+        self.statement = statement
+        self.values = values
+
+
+def _upsert(postgres: bool, bounded: bool) -> Insert:
+    insert: Any = postgresql.insert if postgres else sqlite.insert
+    statement = insert(_TABLE).values(
+        bucket=bindparam("bucket"), window_start=bindparam("window_start"), count=1
     )
-    count = (await session.execute(increment)).scalar_one_or_none()
-    if count is not None:
-        return int(count)
-    try:
-        async with session.begin_nested():
-            session.add(RateCounter(bucket=bucket, window_start=window, count=1))
-        return 1
-    except IntegrityError:
-        return int((await session.execute(increment)).scalar_one())
+    statement = statement.on_conflict_do_update(
+        index_elements=[_TABLE.c.bucket, _TABLE.c.window_start],
+        set_={"count": _TABLE.c.count + 1},
+        where=_TABLE.c.count < bindparam("below") if bounded else None,
+    )
+    return statement.returning(_TABLE.c.count)  # type: ignore[no-any-return]
+
+
+_UPSERTS = {
+    (pg, bounded): _upsert(pg, bounded) for pg in (True, False) for bounded in (True, False)
+}
