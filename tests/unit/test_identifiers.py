@@ -1,4 +1,4 @@
-"""Unit tests for crm.identities.identifiers: countries, phone numbers, emails and their masks."""
+"""Unit tests for crm.identifiers.core: countries, phone numbers, emails and their masks."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ from crm.errors import (
     MixedScriptDomain,
     PhoneNotForSms,
 )
-from crm.identities.countries import ALPHA2_TO_ALPHA3, ALPHA3_TO_ALPHA2
-from crm.identities.identifiers import (
+from crm.identifiers.core import (
     Email,
     PhoneNumber,
     normalize_country,
@@ -26,6 +25,7 @@ from crm.identities.identifiers import (
     obfuscate_phone,
     parse_phone_credential,
 )
+from crm.identifiers.countries import ALPHA2_TO_ALPHA3, ALPHA3_TO_ALPHA2
 
 # --- countries ---
 

@@ -3,7 +3,7 @@
 - phones: the folding hands its parse to the E.164 step instead of parsing the same text again;
   the reference is the folding as it was (below) with the second parse.
 - emails: plain ASCII addresses skip email-validator once their domain is known; the reference is
-  crm.identities.emails.normalize_email.
+  crm.identifiers.emails.normalize_email.
 - contact rows: a plain dict instead of the ORM builder; the reference is
   import_rows.contact_values(service.build_contact(...)).
 """
@@ -21,9 +21,9 @@ import pytest
 from crm.contacts import import_rows, normalise, service
 from crm.contacts.schemas import ContactCreate
 from crm.errors import AppError
-from crm.identities import identifiers, phone_rules
-from crm.identities.countries import ALPHA2_TO_ALPHA3
-from crm.identities.emails import normalize_email
+from crm.identifiers import core, phone_rules
+from crm.identifiers.countries import ALPHA2_TO_ALPHA3
+from crm.identifiers.emails import normalize_email
 
 
 def _outcome(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -146,14 +146,14 @@ def test_phone_fast_path_gives_the_old_results(
 ) -> None:
     corpus = list(dict.fromkeys(_phone_corpus()))
     assert len(corpus) > 1000
-    fast = [_outcome(identifiers.normalize_phone, n, c, strict=strict) for n, c in corpus]
-    keys = [_outcome(identifiers.phone_e164_and_country, n, c) for n, c in corpus]
+    fast = [_outcome(core.normalize_phone, n, c, strict=strict) for n, c in corpus]
+    keys = [_outcome(core.phone_e164_and_country, n, c) for n, c in corpus]
     monkeypatch.setattr(
         phone_rules,
         "fold_national_parsed",
         lambda code, national, region: (_old_fold_national(code, national, region), None),
     )
-    old = [_outcome(identifiers.normalize_phone, n, c, strict=strict) for n, c in corpus]
+    old = [_outcome(core.normalize_phone, n, c, strict=strict) for n, c in corpus]
     for (number, country), got, want in zip(corpus, fast, old, strict=True):
         assert got == want, (number, country)
     if not strict:
@@ -162,19 +162,19 @@ def test_phone_fast_path_gives_the_old_results(
             assert got == expected, (number, country)
     # The corpus reaches both kinds of answer, and the folding.
     assert {o[0] for o in old} == {"ok", "error"}
-    assert ("ok", identifiers.normalize_phone("+35799123456", None)) in old
+    assert ("ok", core.normalize_phone("+35799123456", None)) in old
 
 
 def test_phone_fast_path_gives_the_old_results_for_sms() -> None:
     for number, country in _FIXED_PHONES:
-        got = _outcome(identifiers.normalize_phone, number, country, sms=True)
+        got = _outcome(core.normalize_phone, number, country, sms=True)
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(
                 phone_rules,
                 "fold_national_parsed",
                 lambda code, national, region: (_old_fold_national(code, national, region), None),
             )
-            want = _outcome(identifiers.normalize_phone, number, country, sms=True)
+            want = _outcome(core.normalize_phone, number, country, sms=True)
         assert got == want, (number, country)
 
 

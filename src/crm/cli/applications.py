@@ -139,7 +139,7 @@ _KIND_WORDS = {int: "a whole number", bool: "true or false", str: "text", float:
 
 
 def _parse(assignment: str) -> tuple[str, Any]:
-    from crm.identities.identifiers import normalize_country
+    from crm.identifiers.core import normalize_country
     from crm.identities.policy import EmailPasswordRegistration, origin_problem, parse_sms_countries
     from crm.social.redirect import redirect_url_problem
 

@@ -15,7 +15,7 @@ from typing import Any
 from crm.contacts import documents
 from crm.contacts.errors import DuplicatePhone, MultiplePrimary
 from crm.errors import AppError
-from crm.identities.identifiers import (
+from crm.identifiers.core import (
     MAX_EMAIL_LENGTH,
     normalize_country,
     normalize_email,

@@ -34,7 +34,7 @@ from crm.contacts.errors import InvalidSearch
 from crm.contacts.models import Contact, ContactPhone
 from crm.contacts.service import phones_of, search_form
 from crm.errors import AppError, InvalidEmail
-from crm.identities.identifiers import normalize_email, normalize_phone, parse_phone_credential
+from crm.identifiers.core import normalize_email, normalize_phone, parse_phone_credential
 from crm.identities.models import Identity
 
 Sort = Literal["CREATED_DATE", "UPDATED_DATE", "LAST_NAME", "CODE"]

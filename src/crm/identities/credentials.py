@@ -15,9 +15,9 @@ import phonenumbers
 
 from crm.documents import folded_number
 from crm.errors import AppError, InvalidRequest
-from crm.identities.countries import ALPHA3_TO_ALPHA2
+from crm.identifiers.core import normalize_email, normalize_phone, phone_credential
+from crm.identifiers.countries import ALPHA3_TO_ALPHA2
 from crm.identities.errors import BirthdateAlone, CredentialNotSupported, ProviderNotSupported
-from crm.identities.identifiers import normalize_email, normalize_phone, phone_credential
 from crm.identities.schemas import CredentialIn
 from crm.security.crypto import hmac_sha256
 

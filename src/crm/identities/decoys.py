@@ -13,8 +13,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.clock import Clock
+from crm.identifiers.core import obfuscate_email, obfuscate_phone
 from crm.identities import otp, throttle
-from crm.identities.identifiers import obfuscate_email, obfuscate_phone
 from crm.identities.models import OtpDecoy
 from crm.identities.policy import Policy
 from crm.ids import uuid7

@@ -10,8 +10,8 @@ from crm.clock import Clock
 from crm.contacts.models import Contact
 from crm.contacts.service import record_audit
 from crm.errors import InvalidEmail, InvalidPhone
+from crm.identifiers.core import normalize_email, normalize_phone
 from crm.identities.errors import IdentityAlreadyExists, IdentityNotFound, ProviderNotSupported
-from crm.identities.identifiers import normalize_email, normalize_phone
 from crm.identities.models import Identity, IdentityOrigin, OtpChallenge
 from crm.identities.throttle import forget_password_failures
 from crm.ids import uuid7

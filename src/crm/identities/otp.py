@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm.clock import Clock
 from crm.errors import RateLimited, retry_after
 from crm.events.sessions import identity_locked
+from crm.identifiers.core import obfuscate_email, obfuscate_phone
 from crm.identities import throttle
 from crm.identities.errors import (
     OtpAlreadyUsed,
@@ -19,7 +20,6 @@ from crm.identities.errors import (
     OtpInvalid,
     OtpNotFound,
 )
-from crm.identities.identifiers import obfuscate_email, obfuscate_phone
 from crm.identities.models import Identity, OtpChallenge, OtpDecoy
 from crm.identities.policy import Policy
 from crm.identities.throttle import IdentityThrottled

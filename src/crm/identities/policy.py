@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from crm.db import read_connection
 from crm.errors import InvalidCountry
-from crm.identities.identifiers import normalize_country
+from crm.identifiers.core import normalize_country
 from crm.tenants.models import Application
 
 # API.md section 3: codes live 5 minutes by default and never more than 10.

@@ -10,17 +10,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm import documents
 from crm.contacts import service as contacts
 from crm.contacts.models import Contact, ContactPhone
-from crm.identities import policy as policies
-from crm.identities import proof
-from crm.identities.errors import IdentifierRequired, ProviderNotSupported
-from crm.identities.flows_common import SOURCE, RequestMeta, SignedIn, _client_limit, _policy
-from crm.identities.identifiers import (
+from crm.identifiers.core import (
     national_number,
     normalize_country,
     normalize_email,
     normalize_phone,
     phone_credential,
 )
+from crm.identities import policy as policies
+from crm.identities import proof
+from crm.identities.errors import IdentifierRequired, ProviderNotSupported
+from crm.identities.flows_common import SOURCE, RequestMeta, SignedIn, _client_limit, _policy
 from crm.identities.identities import PROVIDERS, add_identity, holds
 from crm.identities.models import Identity, IdentityOrigin
 from crm.identities.schemas import IdentityAddIn, ProfilePhoneIn, ProfileUpdateIn

@@ -9,6 +9,7 @@ from crm.contacts import service as contacts
 from crm.contacts.models import Contact
 from crm.errors import AppError
 from crm.events.service import identity_event
+from crm.identifiers.core import normalize_email, phone_credential
 from crm.identities import decoys, proof
 from crm.identities import policy as policies
 from crm.identities.errors import (
@@ -26,7 +27,6 @@ from crm.identities.flows_common import (
     _policy,
     _queue_token_email,
 )
-from crm.identities.identifiers import normalize_email, phone_credential
 from crm.identities.identities import find_identity, list_identities
 from crm.identities.models import Identity, OtpChallenge
 from crm.identities.sessions import revoke_all_sessions

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.contacts import service as contacts
 from crm.contacts.models import ContactPhone
+from crm.identifiers.core import normalize_country, normalize_email, normalize_phone
 from crm.identities import policy as policies
 from crm.identities.errors import IdentityAlreadyExists, ProviderNotSupported
 from crm.identities.flows_common import (
@@ -22,7 +23,6 @@ from crm.identities.flows_common import (
     _send_code,
     _signer_ready,
 )
-from crm.identities.identifiers import normalize_country, normalize_email, normalize_phone
 from crm.identities.identities import PROVIDERS, add_identity, canonical_identifier, find_identity
 from crm.identities.models import IdentityOrigin
 from crm.identities.schemas import RegisterIn

@@ -10,7 +10,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from crm.errors import AppError
-from crm.identities.identifiers import normalize_email, normalize_phone
+from crm.identifiers.core import normalize_email, normalize_phone
 
 log = logging.getLogger(__name__)
 

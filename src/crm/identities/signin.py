@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm.contacts import service as contacts
 from crm.errors import AppError, InvalidEmail, InvalidPhone, InvalidRequest
 from crm.events.sessions import identity_locked
+from crm.identifiers.core import normalize_email, normalize_phone, phone_credential
 from crm.identities import credentials, decoys, otp, proof, throttle
 from crm.identities import policy as policies
 from crm.identities.errors import (
@@ -30,7 +31,6 @@ from crm.identities.flows_common import (
     _send_code,
     _signer_ready,
 )
-from crm.identities.identifiers import normalize_email, normalize_phone, phone_credential
 from crm.identities.identities import KNOWN_PROVIDERS, PROVIDERS, find_identity, list_identities
 from crm.identities.models import Identity, OtpDecoy
 from crm.identities.schemas import AuthenticateIn, CredentialIn, OtpRequestIn, ValidateIn

@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.clock import Clock
-from crm.identities.identifiers import normalize_phone
+from crm.identifiers.core import normalize_phone
 from crm.metrics import REGISTRY
 from crm.ratelimits import service as counters
 from crm.ratelimits.models import RateCounter

@@ -20,7 +20,7 @@ from crm.clock import Clock
 from crm.contacts import service as contacts
 from crm.contacts.models import Contact
 from crm.errors import AppError
-from crm.identities.identifiers import normalize_email
+from crm.identifiers.core import normalize_email
 from crm.identities.identities import find_identity
 from crm.identities.models import Identity, IdentityOrigin
 from crm.ids import uuid7

@@ -8,14 +8,14 @@ from typing import Final
 import phonenumbers
 
 from crm.errors import InvalidCountry, InvalidPhone
-from crm.identities import phone_rules
-from crm.identities.countries import ALPHA2_TO_ALPHA3, ALPHA3_TO_ALPHA2
+from crm.identifiers import phone_rules
+from crm.identifiers.countries import ALPHA2_TO_ALPHA3, ALPHA3_TO_ALPHA2
 
 # Emails live in their own module; these names stay importable from here.
-from crm.identities.emails import MAX_EMAIL_LENGTH as MAX_EMAIL_LENGTH
-from crm.identities.emails import Email as Email
-from crm.identities.emails import normalize_email as normalize_email
-from crm.identities.emails import obfuscate_email as obfuscate_email
+from crm.identifiers.emails import MAX_EMAIL_LENGTH as MAX_EMAIL_LENGTH
+from crm.identifiers.emails import Email as Email
+from crm.identifiers.emails import normalize_email as normalize_email
+from crm.identifiers.emails import obfuscate_email as obfuscate_email
 
 # E.164 caps a number at 15 digits including the country calling code.
 MAX_E164_DIGITS: Final = 15
