@@ -54,7 +54,6 @@ KNOWN_RUNTIME = {
     "crm.messaging.delivery",
 }
 KNOWN_CROSSING = {
-    ("crm.contacts.schemas", "crm.identities.models"),
     ("crm.contacts.search", "crm.identities.models"),
     ("crm.contacts.service", "crm.identities.models"),
     ("crm.identities.access", "crm.contacts.models"),

@@ -27,15 +27,17 @@ from crm.contacts.schemas import (
     ContactUpdate,
     CreatedId,
     IdentityCreate,
+    consent_entry,
+    contact_read,
+)
+from crm.identities import service as identities
+from crm.identities.reads import (
     IdentityRead,
     SessionRead,
     SessionsRevoked,
-    consent_entry,
-    contact_read,
     identity_read,
     session_read,
 )
-from crm.identities import service as identities
 from crm.media import media_store
 from crm.paging import Paging
 from crm.tenants.schemas import CallerKey

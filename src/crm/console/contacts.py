@@ -22,11 +22,10 @@ from crm.contacts.schemas import (
     ContactUpdate,
     consent_entry,
     contact_read,
-    identity_read,
-    session_read,
 )
 from crm.errors import AppError, InvalidRequest
 from crm.identities import service as identities
+from crm.identities.reads import identity_read, session_read
 from crm.operators import service as operators
 from crm.operators.roles import Permission
 
