@@ -27,8 +27,8 @@ from typing import Any
 
 import asyncpg
 
-from crm.contacts import search as contact_search
 from crm.contacts.service import search_form
+from crm.directory import search as contact_search
 from crm.migrate import upgrade
 from crm.runtime import Runtime
 from crm.settings import Settings

@@ -12,7 +12,6 @@ from crm.api.idempotency import IdempotencyKey, run_once
 from crm.api.responses import error_responses
 from crm.clock import epoch
 from crm.contacts import pictures
-from crm.contacts import search as contact_search
 from crm.contacts import service as contacts
 from crm.contacts.errors import VerifyNeedsOneIdentifier
 from crm.contacts.schemas import (
@@ -30,6 +29,8 @@ from crm.contacts.schemas import (
     consent_entry,
     contact_read,
 )
+from crm.directory import search as contact_search
+from crm.directory.erase import erase
 from crm.identities import service as identities
 from crm.identities.reads import (
     IdentityRead,
@@ -264,7 +265,7 @@ async def erase_contact(
     """Erases personal data, identities, sessions and unsent messages. The id and code stay
     reserved (a tombstone), so they are never given to another contact; a later GET is 404."""
     contact = await contacts.get_by_ref(session, caller.tenant_id, caller.mode, ref)
-    await contacts.erase(session, runtime.clock, contact, actor=actor_of(caller))
+    await erase(session, runtime.clock, contact, actor=actor_of(caller))
     return Response(status_code=204)
 
 

@@ -18,6 +18,8 @@ from crm.api.selfservice import (
     _own,
     router,
 )
+from crm.contacts import service as contacts
+from crm.directory.erase import erase
 from crm.identities import proof, service
 from crm.identities.schemas import IdentityAddIn, IdentityCodeIn, PasswordIn, ProfileUpdateIn
 
@@ -53,7 +55,9 @@ async def unregister(
     id: ContactId, signed: SignedInDep, runtime: RuntimeDep, db: SessionDep
 ) -> Response:
     _own(signed, id)
-    await service.unregister(db, runtime, signed)
+    # Erasure spans contacts and identities, so it is the directory's, above both.
+    contact = await contacts.get_by_pk(db, signed.contact_pk)
+    await erase(db, runtime.clock, contact, actor=signed.actor)
     return Response(status_code=200)
 
 

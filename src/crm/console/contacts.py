@@ -13,7 +13,6 @@ from crm.api.deps import RuntimeDep, SessionDep
 from crm.clock import Clock
 from crm.console.forms import blank_to_none, parse, problem
 from crm.console.web import PREFIX, FormDep, Visit, VisitDep, page, redirect
-from crm.contacts import search as contact_search
 from crm.contacts import service as contacts
 from crm.contacts.errors import ContactNotFound
 from crm.contacts.models import Contact
@@ -23,6 +22,8 @@ from crm.contacts.schemas import (
     consent_entry,
     contact_read,
 )
+from crm.directory import search as contact_search
+from crm.directory.erase import erase
 from crm.errors import AppError, InvalidRequest
 from crm.identities import service as identities
 from crm.identities.reads import identity_read, session_read
@@ -283,5 +284,5 @@ async def erase_contact(
             details=[{"field": "confirm", "message": f"type {contact.code} to confirm"}],
         )
         return await refused(request, visit, session, runtime.clock, ref, exc, "erase", form)
-    await contacts.erase(session, runtime.clock, contact, actor=visit.actor)
+    await erase(session, runtime.clock, contact, actor=visit.actor)
     return redirect(f"{PREFIX}/contacts", flash=f"Contact {contact.code} erased.")

@@ -64,7 +64,7 @@ class Contact(Base):
         Index("ix_contacts_tenant_mode_updated", "tenant_id", "mode", "updated_at", "id"),
         Index("ix_contacts_tenant_mode_last_name", "tenant_id", "mode", "last_name_norm", "id"),
         # Prefix search (LIKE 'abc%') and exact match, one index per search_value branch (see
-        # contacts.search). PostgreSQL can use a btree for a LIKE prefix only with the pattern
+        # directory.search). PostgreSQL can use a btree for a LIKE prefix only with the pattern
         # operator class (or the C collation); SQLite ignores that and the options below.
         # "first last" matches a first-name prefix AND a last-name prefix inside one index;
         # the same index serves a first-name prefix alone.
@@ -95,7 +95,7 @@ class Contact(Base):
     middle_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     last_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     company_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    # Case- and accent-folded copies for indexed prefix search (see contacts.search).
+    # Case- and accent-folded copies for indexed prefix search (see directory.search).
     first_name_norm: Mapped[str | None] = mapped_column(String(200), nullable=True)
     last_name_norm: Mapped[str | None] = mapped_column(String(200), nullable=True)
     company_name_norm: Mapped[str | None] = mapped_column(String(200), nullable=True)

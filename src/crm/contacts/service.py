@@ -15,7 +15,7 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -53,9 +53,7 @@ from crm.contacts.rows import created_consent as created_consent
 from crm.contacts.rows import phone_rows as phone_rows
 from crm.contacts.rows import phones_of as phones_of
 from crm.errors import AppError
-from crm.identities.models import Identity, OtpChallenge, Session
 from crm.ids import short_code, uuid7
-from crm.messaging.models import OutboxMessage
 
 # Plain columns a surface may set directly (everything else has its own handling).
 SIMPLE_FIELDS = (
@@ -377,39 +375,20 @@ async def update_fields(
     return sorted(changed)
 
 
-async def erase(session: AsyncSession, clock: Clock, contact: Contact, *, actor: str) -> None:
-    """Right to erasure: clear personal data, identities, sessions and unsent messages.
+async def erase_record(
+    session: AsyncSession, clock: Clock, contact: Contact, *, actor: str
+) -> None:
+    """The contact record's own part of erasure: its personal data, phones, consent history,
+    devices and picture. Erasing a contact is `crm.directory.erase.erase`, which also removes its
+    identities, sessions and messages and then calls this.
 
     The row stays as a tombstone (id, code, erased_at) so the id is never given to someone else.
     """
     now = clock.now()
-    await session.execute(delete(Session).where(Session.contact_pk == contact.pk))
-    identity_ids = select(Identity.id).where(Identity.contact_pk == contact.pk)
-    await session.execute(delete(OtpChallenge).where(OtpChallenge.identity_id.in_(identity_ids)))
-    await session.execute(delete(Identity).where(Identity.contact_pk == contact.pk))
     await session.execute(delete(ContactPhone).where(ContactPhone.contact_pk == contact.pk))
     await session.execute(delete(ConsentEvent).where(ConsentEvent.contact_pk == contact.pk))
     await devices.forget(session, contact)
     await pictures.forget(session, contact)  # its file goes after the commit
-    await session.execute(
-        update(OutboxMessage)
-        .where(
-            OutboxMessage.contact_pk == contact.pk, OutboxMessage.status.in_(("queued", "sending"))
-        )
-        .values(status="cancelled", last_error="contact erased")
-    )
-    # Delivered messages keep their delivery record but lose the personal content.
-    await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.contact_pk == contact.pk)
-        .values(
-            recipient="[erased]",
-            subject=None,
-            body_text="[erased]",
-            body_html=None,
-            contact_pk=None,
-        )
-    )
     for name in SIMPLE_FIELDS:
         setattr(contact, name, [] if name in _LIST_FIELDS else None)
     await documents.store_loyalty(session, contact)  # none left: the identifiers are free

@@ -1,4 +1,4 @@
-"""The signed-in contact's own profile: read, update, unregister, add identities, existence."""
+"""The signed-in contact's own profile: read, update, add identities, existence."""
 
 from __future__ import annotations
 
@@ -185,12 +185,6 @@ async def _phones_with(
         if not p.is_primary and (new is None or p.e164 != new["number"])
     ]
     return [new, *kept] if new is not None else kept
-
-
-async def unregister(db: AsyncSession, runtime: Runtime, signed: SignedIn) -> None:
-    """Erase the signed-in contact's personal data; its sessions end with it."""
-    contact = await contacts.get_by_pk(db, signed.contact_pk)
-    await contacts.erase(db, runtime.clock, contact, actor=signed.actor)
 
 
 async def add_own_identity(

@@ -47,7 +47,6 @@ from crm.identities.profile import (
     add_own_identity,
     contact_exists,
     profile,
-    unregister,
     update_profile,
 )
 from crm.identities.recovery import (
@@ -121,7 +120,6 @@ __all__ = [
     "revoke_all_sessions",
     "sign_out",
     "unlock_identity",
-    "unregister",
     "update_profile",
     "validate",
     "verify_email",
