@@ -356,6 +356,12 @@ def main() -> None:
         action="store_true",
         help="give the tenant a webhook endpoint taking every event (at the sink)",
     )
+    parser.add_argument(
+        "--sqlite",
+        action="store_true",
+        help="run crm on a SQLite file (the bare program stays on PostgreSQL: its rate is the "
+        "reference, and the SQLite target is an absolute rate)",
+    )
     args = parser.parse_args()
     args.duration = max(1, min(args.duration, 120))
 
@@ -393,19 +399,23 @@ def main() -> None:
             "bare_failed": bare_tally.failed,
             "ratio": round(crm_rate / bare_rate, 3) if bare_rate else None,
             "webhook": args.webhook,
+            "crm_database": "sqlite" if args.sqlite else "postgresql",
             "events_delivered": sink.events,
         }
 
+    crm_db_url = db_url
+    if args.sqlite:
+        crm_db_url = f"sqlite:///{Path(tempfile.mkdtemp(), 'crm.db')}"
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     try:
-        upgrade(Settings(database_url=db_url, secret_key=SECRET, _env_file=None))
+        upgrade(Settings(database_url=crm_db_url, secret_key=SECRET, _env_file=None))
         crm_port, bare_port, sink_port = free_port(), free_port(), free_port()
         sink_url = f"http://127.0.0.1:{sink_port}/sms"
         events_url = f"http://127.0.0.1:{sink_port}/events" if args.webhook else None
-        api_key = asyncio.run(create_tenant(db_url, events_url))
+        api_key = asyncio.run(create_tenant(crm_db_url, events_url))
         env = {
             **os.environ,
-            "CRM_DATABASE_URL": db_url,
+            "CRM_DATABASE_URL": crm_db_url,
             "CRM_SECRET_KEY": SECRET,
             "CRM_PUBLIC_URL": f"http://127.0.0.1:{crm_port}",
             "CRM_LOG_LEVEL": args.log_level,
