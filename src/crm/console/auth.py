@@ -187,12 +187,10 @@ async def logout(
     await sessions.end(
         session, runtime.clock, operator_id=visit.operator.id, session_id=visit.session.id
     )
-    activity.record(
+    visit.record(
         session,
         runtime.clock,
-        tenant_id=visit.tenant_id,
-        actor=visit.acting,
-        action=OperatorAction.SIGNED_OUT,
+        OperatorAction.SIGNED_OUT,
     )
     response = redirect(PREFIX + "/login")
     response.delete_cookie(COOKIE, path=PREFIX)
@@ -254,12 +252,10 @@ async def enrol_totp(
             session, runtime.clock, visit.operator.id, lifetimes(runtime.settings)
         )
         return _account_page(request, visit, rows, error=problem(exc), status_code=exc.status_code)
-    activity.record(
+    visit.record(
         session,
         runtime.clock,
-        tenant_id=visit.tenant_id,
-        actor=visit.acting,
-        action=OperatorAction.TOTP_ENROLLED,
+        OperatorAction.TOTP_ENROLLED,
     )
     return redirect(PREFIX + "/account", flash="Two-factor sign-in is on.")
 
@@ -271,12 +267,10 @@ async def end_session(
     if await sessions.end(
         session, runtime.clock, operator_id=visit.operator.id, session_id=session_id
     ):
-        activity.record(
+        visit.record(
             session,
             runtime.clock,
-            tenant_id=visit.tenant_id,
-            actor=visit.acting,
-            action=OperatorAction.SESSION_ENDED,
+            OperatorAction.SESSION_ENDED,
             target=session_id,
         )
     if session_id == visit.session.id:

@@ -17,7 +17,6 @@ from crm.messaging import integrations
 from crm.messaging import service as outbox
 from crm.messaging.models import OutboxMessage
 from crm.messaging.probe import send_test_message
-from crm.operators import activity
 from crm.operators.roles import Permission
 from crm.runtime import Runtime
 from crm.tenants import service as tenants
@@ -134,12 +133,10 @@ async def save_integration(
         return await _integrations_page(
             request, visit, session, runtime, outcome=outcome, status_code=exc.status_code
         )
-    activity.record(
+    visit.record(
         session,
         runtime.clock,
-        tenant_id=visit.tenant_id,
-        actor=visit.acting,
-        action=OperatorAction.INTEGRATION_REMOVED if removing else OperatorAction.INTEGRATION_SAVED,
+        OperatorAction.INTEGRATION_REMOVED if removing else OperatorAction.INTEGRATION_SAVED,
         target=channel,
         # Which settings changed, never their values: secrets stay out of the log.
         detail=None if removing else {"provider": provider, "changed": ", ".join(sorted(config))},
@@ -172,12 +169,10 @@ async def test_integration(
         return await _integrations_page(
             request, visit, session, runtime, outcome=refused, status_code=exc.status_code
         )
-    activity.record(
+    visit.record(
         session,
         runtime.clock,
-        tenant_id=visit.tenant_id,
-        actor=visit.acting,
-        action=OperatorAction.TEST_MESSAGE_SENT,
+        OperatorAction.TEST_MESSAGE_SENT,
         target=channel.upper(),
         detail={"provider": result.provider, "outcome": "accepted" if result.ok else "refused"},
     )
@@ -235,12 +230,10 @@ async def create_application(
         return await _applications_page(
             request, visit, session, error=failed, status_code=exc.status_code
         )
-    activity.record(
+    visit.record(
         session,
         runtime.clock,
-        tenant_id=visit.tenant_id,
-        actor=visit.acting,
-        action=OperatorAction.APPLICATION_CREATED,
+        OperatorAction.APPLICATION_CREATED,
         target=application_id,
         detail={"name": form.get("name", "").strip()[:200]},
     )
@@ -268,12 +261,10 @@ async def create_key(
         mode,
         application_id,
     )
-    activity.record(
+    visit.record(
         session,
         runtime.clock,
-        tenant_id=visit.tenant_id,
-        actor=visit.acting,
-        action=OperatorAction.KEY_CREATED,
+        OperatorAction.KEY_CREATED,
         target=created.id,
         detail={"kind": kind, "mode": mode},
     )
@@ -290,12 +281,10 @@ async def revoke_key(
     if key_id not in {k.id for k in await tenants.list_keys(session, visit.tenant_id)}:
         raise KeyNotFound()
     await tenants.revoke_key(session, runtime.clock, key_id)
-    activity.record(
+    visit.record(
         session,
         runtime.clock,
-        tenant_id=visit.tenant_id,
-        actor=visit.acting,
-        action=OperatorAction.KEY_REVOKED,
+        OperatorAction.KEY_REVOKED,
         target=key_id,
     )
     runtime.keys.clear()
@@ -346,12 +335,10 @@ async def retry_message(
     if row is None or row.tenant_id != visit.tenant_id:
         raise MessageNotFound()
     await outbox.retry_message(session, runtime.clock, message_id)
-    activity.record(
+    visit.record(
         session,
         runtime.clock,
-        tenant_id=visit.tenant_id,
-        actor=visit.acting,
-        action=OperatorAction.MESSAGE_RETRIED,
+        OperatorAction.MESSAGE_RETRIED,
         target=row.id,
     )
     return redirect(f"{PREFIX}/messages", flash="Message queued again.")

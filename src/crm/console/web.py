@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -15,9 +16,11 @@ from urllib.parse import parse_qs, quote
 import jinja2
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.api.deps import RuntimeDep, SessionDep
-from crm.operators import sessions
+from crm.clock import Clock
+from crm.operators import activity, sessions
 from crm.operators.activity import Actor
 from crm.operators.errors import CsrfRejected, PermissionDenied, TotpRequired
 from crm.operators.roles import Permission, can
@@ -25,7 +28,7 @@ from crm.security.crypto import hmac_sha256
 from crm.settings import Settings
 from crm.tenants.models import Tenant
 from crm.tenants.schemas import CallerKey
-from crm.vocabulary import OperatorRole
+from crm.vocabulary import OperatorAction, OperatorRole
 
 PREFIX = "/console"
 HERE = Path(__file__).parent
@@ -158,6 +161,26 @@ class Visit:
             operator_id=self.operator.id,
             ip_address=self.ip_address,
             user_agent=self.user_agent,
+        )
+
+    def record(
+        self,
+        session: AsyncSession,
+        clock: Clock,
+        action: OperatorAction,
+        *,
+        target: str | None = None,
+        detail: Mapping[str, str] | None = None,
+    ) -> None:
+        """Log what this operator did to the platform, in the request's transaction."""
+        activity.record(
+            session,
+            clock,
+            tenant_id=self.tenant_id,
+            actor=self.acting,
+            action=action,
+            target=target,
+            detail=detail,
         )
 
     @property

@@ -13,7 +13,6 @@ from typing import Any, cast
 from crm.contacts import service
 from crm.contacts.models import Contact
 from crm.contacts.normalise import _email
-from crm.ids import short_code, uuid7
 
 _CONTACT_COLUMNS = [c.key for c in Contact.__table__.columns if c.key != "pk"]
 
@@ -48,25 +47,16 @@ def contact_columns(
     The ORM's instrumented attributes cost a fifth of an import's validation; the rules are the
     builder's own (tests/unit/test_import_fast_paths.py compares the two).
     """
-    contact_code = code or short_code()
     values: dict[str, Any] = dict.fromkeys(_CONTACT_COLUMNS)
     values.update(
-        tenant_id=tenant_id,
-        mode=mode,
-        id=contact_id or uuid7(),
-        code=contact_code,
-        code_norm=contact_code.casefold(),
-        contact_type=contact_type,
-        created_at=now,
-        updated_at=now,
-        addresses=[],
-        custom_fields=[],
-        tags=[],
-        sub_industries=[],
-        loyalty_identifiers=[],
-        service_acceptance=False,
-        email_opt_out=False,
-        sms_opt_out=False,
+        service.initial_values(
+            tenant_id=tenant_id,
+            mode=mode,
+            contact_id=contact_id,
+            code=code,
+            contact_type=contact_type,
+            now=now,
+        )
     )
     for name in _ASSIGNED:
         if name in fields:

@@ -209,6 +209,38 @@ def prepare_new(
     return fields
 
 
+def initial_values(
+    *,
+    tenant_id: str,
+    mode: str,
+    contact_id: str | None,
+    code: str | None,
+    contact_type: str,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """A new contact's columns before its fields: an id and code generated when not given, empty
+    lists and no consent (the ORM builder and the import's plain rows both start here)."""
+    contact_code = code or short_code()
+    return {
+        "tenant_id": tenant_id,
+        "mode": mode,
+        "id": contact_id or uuid7(),
+        "code": contact_code,
+        "code_norm": contact_code.casefold(),
+        "contact_type": contact_type,
+        "created_at": now,
+        "updated_at": now,
+        "addresses": [],
+        "custom_fields": [],
+        "tags": [],
+        "sub_industries": [],
+        "loyalty_identifiers": [],
+        "service_acceptance": False,
+        "email_opt_out": False,
+        "sms_opt_out": False,
+    }
+
+
 def build_contact(
     *,
     tenant_id: str,
@@ -220,24 +252,15 @@ def build_contact(
     now: dt.datetime,
 ) -> Contact:
     """The contact row for fields from `prepare_new`: an id and code generated when not given."""
-    contact_code = code or short_code()
     contact = Contact(
-        tenant_id=tenant_id,
-        mode=mode,
-        id=contact_id or uuid7(),
-        code=contact_code,
-        code_norm=contact_code.casefold(),
-        contact_type=contact_type,
-        created_at=now,
-        updated_at=now,
-        addresses=[],
-        custom_fields=[],
-        tags=[],
-        sub_industries=[],
-        loyalty_identifiers=[],
-        service_acceptance=False,
-        email_opt_out=False,
-        sms_opt_out=False,
+        **initial_values(
+            tenant_id=tenant_id,
+            mode=mode,
+            contact_id=contact_id,
+            code=code,
+            contact_type=contact_type,
+            now=now,
+        )
     )
     _assign(contact, fields)
     _check_birth_date(contact)
