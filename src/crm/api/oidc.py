@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import RedirectResponse, Response
 
 from crm.api import oidc_signin
@@ -15,6 +16,7 @@ from crm.api.deps import PublicKey, RuntimeDep, SessionDep
 from crm.api.responses import error_responses
 from crm.api.selfservice import BEARER, ContactId, SignedInDep, _bearer, _own, signed_in
 from crm.errors import InvalidRequest
+from crm.runtime import Runtime
 from crm.social import configs, redirect, signin
 from crm.tenants.schemas import CallerKey
 
@@ -88,6 +90,19 @@ async def oidc_callback(
     code: Annotated[str | None, Query(max_length=4000)] = None,
     error: Annotated[str | None, Query(max_length=400)] = None,
 ) -> Response:
+    return await _end_flow(runtime, db, state=state, code=code, error=error)
+
+
+async def _end_flow(
+    runtime: Runtime,
+    db: AsyncSession,
+    *,
+    state: str | None,
+    code: str | None,
+    error: str | None,
+    user: str | None = None,
+) -> Response:
+    """Both callbacks: end the flow once and send the browser back to the application."""
     ended = await redirect.callback(
         db,
         runtime.clock,
@@ -97,6 +112,7 @@ async def oidc_callback(
         state=state,
         code=code,
         error=error,
+        user=user,
     )
     return RedirectResponse(ended.location, status_code=303)
 
@@ -115,18 +131,14 @@ async def oidc_callback(
 )
 async def oidc_callback_form(request: Request, runtime: RuntimeDep, db: SessionDep) -> Response:
     form = redirect.read_callback_form(await request.body(), request.headers.get("content-type"))
-    ended = await redirect.callback(
+    return await _end_flow(
+        runtime,
         db,
-        runtime.clock,
-        secret=runtime.secret,
-        private_allowed=runtime.settings.private_provider_urls_allowed,
-        public_url=runtime.settings.public_url,
         state=form.get("state"),
         code=form.get("code"),
         error=form.get("error"),
         user=form.get("user"),
     )
-    return RedirectResponse(ended.location, status_code=303)
 
 
 @router.get(
