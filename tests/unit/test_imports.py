@@ -52,7 +52,6 @@ KNOWN_RUNTIME = {
     "crm.identities.access",
     "crm.identities.flows_common",
     "crm.identities.profile",
-    "crm.identities.proof",
     "crm.identities.recovery",
     "crm.identities.registration",
     "crm.identities.signin",
