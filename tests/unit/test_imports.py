@@ -51,7 +51,6 @@ ABOVE_BOTH = ("crm.directory",)
 KNOWN_RUNTIME = {
     "crm.identities.profile",
     "crm.identities.registration",
-    "crm.identities.signin",
     "crm.messaging.delivery",
 }
 
