@@ -14,12 +14,12 @@ from crm.contacts.models import Contact, ContactPhone, ContactPicture
 from crm.db import UTCDateTime, read_connection
 from crm.documents import DOCUMENT_FIELDS, LIST_FIELDS
 from crm.identities import readpool, sessions
+from crm.identities.context import FlowContext
 from crm.identities.errors import RefreshTokenInvalid, SessionRevoked, TokenAudienceMismatch
 from crm.identities.flows_common import Grant, RequestMeta, SignedIn, _grant, _signer_ready
 from crm.identities.models import Identity, Session
 from crm.identities.tokens import verify_access_token
 from crm.media import media_store
-from crm.runtime import Runtime
 from crm.tenants.models import Tenant
 from crm.tenants.schemas import CallerKey
 from crm.vocabulary import RevokeReason
@@ -29,7 +29,7 @@ from crm.vocabulary import RevokeReason
 
 async def refresh(
     db: AsyncSession,
-    runtime: Runtime,
+    ctx: FlowContext,
     token: str,
     meta: RequestMeta,
     *,
@@ -39,10 +39,8 @@ async def refresh(
 
     An api_key sent as well must be of the session's tenant and mode.
     """
-    await _signer_ready(runtime)
-    started = await sessions.rotate_refresh(
-        db, runtime.clock, runtime.settings, runtime.secret, token
-    )
+    await _signer_ready(ctx)
+    started = await sessions.rotate_refresh(db, ctx.clock, ctx.settings, ctx.secret, token)
     if caller is not None and (
         caller.tenant_id != started.session.tenant_id or caller.mode != started.session.mode
     ):
@@ -64,7 +62,7 @@ async def refresh(
     contact, tenant_name, is_verified = found
     return await _grant(
         db,
-        runtime,
+        ctx,
         contact=contact,
         tenant_name=tenant_name,
         application_id=started.session.application_id,
@@ -74,10 +72,8 @@ async def refresh(
     )
 
 
-async def sign_out(db: AsyncSession, runtime: Runtime, signed: SignedIn) -> None:
-    await sessions.revoke_session(
-        db, runtime.clock, signed.claims.session_id, RevokeReason.SIGNED_OUT
-    )
+async def sign_out(db: AsyncSession, ctx: FlowContext, signed: SignedIn) -> None:
+    await sessions.revoke_session(db, ctx.clock, signed.claims.session_id, RevokeReason.SIGNED_OUT)
 
 
 def _phone_subquery(column: Any) -> Any:
@@ -166,17 +162,17 @@ def _pg_signed_in_statement() -> tuple[str, tuple[str, ...], dict[str, Any]]:
     return str(compiled), tuple(compiled.positiontup or ()), dict(compiled.params)
 
 
-async def resolve_access(runtime: Runtime, token: str, api_caller: CallerKey | None) -> SignedIn:
+async def resolve_access(ctx: FlowContext, token: str, api_caller: CallerKey | None) -> SignedIn:
     """Verify an access token and load its live session and contact in ONE query.
 
     The hot path of every signed-in call: no ORM session, public keys from the in-process cache.
     An api_key sent alongside must be of the token's tenant and mode.
     """
-    settings = runtime.settings
+    settings = ctx.settings
     claims = await verify_access_token(
-        runtime.engine,
-        runtime.secret,
-        runtime.clock,
+        ctx.engine,
+        ctx.secret,
+        ctx.clock,
         token,
         issuer=settings.public_url,
         ttl_seconds=settings.access_token_ttl_seconds,
@@ -189,18 +185,18 @@ async def resolve_access(runtime: Runtime, token: str, api_caller: CallerKey | N
         raise TokenAudienceMismatch()
     params = {
         "sid": claims.session_id,
-        "now": runtime.clock.now(),
+        "now": ctx.clock.now(),
         "tenant": claims.tenant_id,
         "mode": claims.mode,
         "contact": claims.contact_id,
     }
     row: dict[str, Any] | None
-    if runtime.engine.dialect.name == "postgresql":
+    if ctx.engine.dialect.name == "postgresql":
         # One round trip on a pool without per-checkout pings (see identities.readpool).
         sql, names, fixed = _pg_signed_in_statement()
         row = await readpool.fetchrow(
-            runtime.engine,
-            runtime.settings,
+            ctx.engine,
+            ctx.settings,
             sql,
             *(params[n] if n in params else fixed[n] for n in names),
         )
@@ -208,7 +204,7 @@ async def resolve_access(runtime: Runtime, token: str, api_caller: CallerKey | N
             if row is not None and isinstance(row[name], str | bytes):
                 row[name] = json.loads(row[name])
     else:
-        async with read_connection(runtime.engine) as connection:
+        async with read_connection(ctx.engine) as connection:
             result = await connection.execute(_SIGNED_IN_QUERY, params)
             mapping = result.mappings().first()
             row = dict(mapping) if mapping is not None else None

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm.contacts.models import Contact
 from crm.identities import credentials, otp, proof, sessions, throttle
 from crm.identities import policy as policies
+from crm.identities.context import FlowContext
 from crm.identities.identities import find_identity
 from crm.identities.models import Identity, OtpChallenge
 from crm.identities.schemas import CredentialIn
@@ -20,7 +21,6 @@ from crm.identities.tokens import AccessClaims, issue_access_token
 from crm.ids import uuid7
 from crm.messaging import outbox, templates
 from crm.ratelimits import service as ratelimits
-from crm.runtime import Runtime
 from crm.security.crypto import hmac_sha256
 from crm.security.secrets import new_token
 from crm.smsguard import service as sms_guard
@@ -84,14 +84,14 @@ def _actor(caller: CallerKey) -> str:
 
 
 async def _policy(
-    runtime: Runtime, db: AsyncSession, application_id: str | None, mode: str
+    ctx: FlowContext, db: AsyncSession, application_id: str | None, mode: str
 ) -> policies.Policy:
-    return await runtime.policies.policy(application_id, mode, session=db)
+    return await ctx.policies.policy(application_id, mode, session=db)
 
 
 async def _client_limit(
     db: AsyncSession,
-    runtime: Runtime,
+    ctx: FlowContext,
     caller: CallerKey,
     meta: RequestMeta,
     operation: policies.ClientOperation,
@@ -104,36 +104,34 @@ async def _client_limit(
     """
     client = (meta.ip_address or "unknown")[:64]
     bucket = f"{operation}:{caller.key_id}:{client}"
-    defaults = policies.client_limit_defaults(runtime.settings)
+    defaults = policies.client_limit_defaults(ctx.settings)
     # Read (on a miss) through `db` only if it is already in its transaction: otherwise `db`
     # must stay unused until the count below is committed (see the end).
     session = db if db.in_transaction() else None
-    policy = await runtime.policies.policy(
+    policy = await ctx.policies.policy(
         caller.application_id, caller.mode, defaults, session=session
     )
     limit, window = policy.client_limit(operation)
     if db.in_transaction():
-        await ratelimits.hit(db, runtime.clock, bucket, limit=limit, window_seconds=window)
+        await ratelimits.hit(db, ctx.clock, bucket, limit=limit, window_seconds=window)
         return policy
     # Committed at once, apart from the request's transaction: that one rolls back on most
     # errors (an unknown identity is a 404), and a count rolled back with it would let a sweep
     # across unknown identities, which fails every time, go unthrottled. Called before `db` is
     # first used, so on SQLite the request holds no write lock yet.
-    await ratelimits.hit_now(
-        runtime.engine, runtime.clock, bucket, limit=limit, window_seconds=window
-    )
+    await ratelimits.hit_now(ctx.engine, ctx.clock, bucket, limit=limit, window_seconds=window)
     return policy
 
 
-async def _signer_ready(runtime: Runtime) -> None:
+async def _signer_ready(ctx: FlowContext) -> None:
     """Make sure a signing key exists BEFORE the request's transaction starts.
 
     Creating the first key commits in its own transaction; on SQLite (one writer) doing that
     while the request already holds the write lock would wait on itself. So every operation
     that issues tokens calls this first, before touching `db`.
     """
-    await key_ring(runtime.engine, runtime.secret).signing_key(
-        runtime.clock, runtime.settings.access_token_ttl_seconds
+    await key_ring(ctx.engine, ctx.secret).signing_key(
+        ctx.clock, ctx.settings.access_token_ttl_seconds
     )
 
 
@@ -149,7 +147,7 @@ async def _is_verified(db: AsyncSession, contact_pk: int) -> bool:
 
 async def _grant(
     db: AsyncSession,
-    runtime: Runtime,
+    ctx: FlowContext,
     *,
     contact: Contact,
     tenant_name: str,
@@ -162,19 +160,19 @@ async def _grant(
     if started is None:
         started = sessions.start_session(
             db,
-            runtime.clock,
-            runtime.settings,
+            ctx.clock,
+            ctx.settings,
             contact=contact,
             application_id=application_id,
             user_agent=meta.user_agent,
             ip_address=meta.ip_address,
         )
     access, expires = await issue_access_token(
-        runtime.engine,
-        runtime.secret,
-        runtime.clock,
-        issuer=runtime.settings.public_url,
-        ttl_seconds=runtime.settings.access_token_ttl_seconds,
+        ctx.engine,
+        ctx.secret,
+        ctx.clock,
+        issuer=ctx.settings.public_url,
+        ttl_seconds=ctx.settings.access_token_ttl_seconds,
         tenant_id=contact.tenant_id,
         contact_id=contact.id,
         session_id=started.session.id,
@@ -199,7 +197,7 @@ def _credential_identifier(
 
 
 async def _identities_for(
-    db: AsyncSession, runtime: Runtime, caller: CallerKey, credentials: list[CredentialIn]
+    db: AsyncSession, ctx: FlowContext, caller: CallerKey, credentials: list[CredentialIn]
 ) -> list[Identity]:
     found: list[Identity] = []
     for credential in credentials:
@@ -207,7 +205,7 @@ async def _identities_for(
         identity = await find_identity(
             db, caller.tenant_id, caller.mode, provider, identifier
         ) or await proof.registration_claim(
-            db, runtime, caller.tenant_id, caller.mode, provider, identifier
+            db, ctx, caller.tenant_id, caller.mode, provider, identifier
         )
         if identity is not None:
             found.append(identity)
@@ -216,7 +214,7 @@ async def _identities_for(
 
 async def _queue_token_email(
     db: AsyncSession,
-    runtime: Runtime,
+    ctx: FlowContext,
     *,
     identity: Identity,
     purpose: str,
@@ -227,7 +225,7 @@ async def _queue_token_email(
     application_id: str | None,
 ) -> None:
     """Store an HMAC of a new single-use token and email the token (or a link holding it)."""
-    now = runtime.clock.now()
+    now = ctx.clock.now()
     sent = await db.scalar(
         select(func.count(OtpChallenge.id)).where(
             OtpChallenge.identity_id == identity.id,
@@ -248,7 +246,7 @@ async def _queue_token_email(
             identity_id=identity.id,
             purpose=purpose,
             channel=Channel.EMAIL,
-            code_hmac=hmac_sha256(runtime.secret, _TOKEN_PURPOSE[purpose], token.encode()),
+            code_hmac=hmac_sha256(ctx.secret, _TOKEN_PURPOSE[purpose], token.encode()),
             attempts=0,
             created_at=now,
             expires_at=expires_at,
@@ -265,8 +263,8 @@ async def _queue_token_email(
     )
     await outbox.enqueue(
         db,
-        runtime.clock,
-        secret=runtime.secret,
+        ctx.clock,
+        secret=ctx.secret,
         tenant_id=identity.tenant_id,
         mode=identity.mode,
         channel=Channel.EMAIL,
@@ -280,7 +278,7 @@ async def _queue_token_email(
 
 async def _send_code(
     db: AsyncSession,
-    runtime: Runtime,
+    ctx: FlowContext,
     caller: CallerKey,
     identity: Identity,
     contact: Contact,
@@ -291,20 +289,20 @@ async def _send_code(
 ) -> CodeSent:
     auth_otp, masked = await otp.send_code(
         db,
-        runtime.clock,
-        runtime.secret,
+        ctx.clock,
+        ctx.secret,
         identity=identity,
         policy=policy,
         purpose=purpose,
         tenant_name=caller.tenant_name,
         language=contact.language_code,
         application_id=caller.application_id,
-        sms_limits=sms_guard.Limits.from_settings(runtime.settings),
-        client=_client(runtime, caller, meta),
+        sms_limits=sms_guard.Limits.from_settings(ctx.settings),
+        client=_client(ctx, caller, meta),
         new_identity=new_identity,
     )
     return CodeSent(auth_otp=auth_otp, obfuscated_value=masked)
 
 
-def _client(runtime: Runtime, caller: CallerKey, meta: RequestMeta | None) -> str:
-    return throttle.client_key(runtime.secret, caller.key_id, (meta or RequestMeta()).ip_address)
+def _client(ctx: FlowContext, caller: CallerKey, meta: RequestMeta | None) -> str:
+    return throttle.client_key(ctx.secret, caller.key_id, (meta or RequestMeta()).ip_address)

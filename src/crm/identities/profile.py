@@ -19,12 +19,12 @@ from crm.identifiers.core import (
 )
 from crm.identities import policy as policies
 from crm.identities import proof
+from crm.identities.context import FlowContext
 from crm.identities.errors import IdentifierRequired, ProviderNotSupported
 from crm.identities.flows_common import SOURCE, RequestMeta, SignedIn, _client_limit, _policy
 from crm.identities.identities import PROVIDERS, add_identity, holds
 from crm.identities.models import Identity, IdentityOrigin
 from crm.identities.schemas import IdentityAddIn, ProfilePhoneIn, ProfileUpdateIn
-from crm.runtime import Runtime
 from crm.tenants.schemas import CallerKey
 
 
@@ -90,12 +90,12 @@ def _profile_phone(row: dict[str, Any]) -> dict[str, Any] | None:
 
 
 async def update_profile(
-    db: AsyncSession, runtime: Runtime, signed: SignedIn, body: ProfileUpdateIn
+    db: AsyncSession, ctx: FlowContext, signed: SignedIn, body: ProfileUpdateIn
 ) -> str:
     if "email" in body.model_fields_set:
         new_email = normalize_email(body.email).display if body.email else None
         if new_email != signed.profile.get("email_address"):
-            await proof.reauthenticate(db, runtime, signed, body.current_password)
+            await proof.reauthenticate(db, ctx, signed, body.current_password)
     contact = await contacts.get_by_pk(db, signed.contact_pk)
     present = body.model_fields_set
     changes: dict[str, Any] = {}
@@ -142,16 +142,14 @@ async def update_profile(
     if "company_profile" in present:
         changes.update(documents.company_changes(body.company_profile, only_set=True))
     if "phone" in present:
-        changes["phones"] = await _phones_with(db, runtime, signed, contact, body.phone)
-    await contacts.update_fields(
-        db, runtime.clock, contact, changes, source=SOURCE, actor=signed.actor
-    )
+        changes["phones"] = await _phones_with(db, ctx, signed, contact, body.phone)
+    await contacts.update_fields(db, ctx.clock, contact, changes, source=SOURCE, actor=signed.actor)
     return contact.id
 
 
 async def _phones_with(
     db: AsyncSession,
-    runtime: Runtime,
+    ctx: FlowContext,
     signed: SignedIn,
     contact: Contact,
     phone: ProfilePhoneIn | None,
@@ -165,7 +163,7 @@ async def _phones_with(
     if phone is not None:
         country = phone.country_code
         if not country:
-            policy = await _policy(runtime, db, signed.claims.application_id, signed.claims.mode)
+            policy = await _policy(ctx, db, signed.claims.application_id, signed.claims.mode)
             country = policy.default_country
         parsed = normalize_phone(phone.number, country)
         new = {
@@ -189,16 +187,16 @@ async def _phones_with(
 
 async def add_own_identity(
     db: AsyncSession,
-    runtime: Runtime,
+    ctx: FlowContext,
     signed: SignedIn,
     body: IdentityAddIn,
     meta: RequestMeta | None = None,
 ) -> str:
     """Add an unproven identity and send it a code, to be entered in this session (proof)."""
-    await proof.limit_adding(db, runtime, signed, (meta or RequestMeta()).ip_address or "unknown")
-    await proof.reauthenticate(db, runtime, signed, body.current_password)
+    await proof.limit_adding(db, ctx, signed, (meta or RequestMeta()).ip_address or "unknown")
+    await proof.reauthenticate(db, ctx, signed, body.current_password)
     contact = await contacts.get_by_pk(db, signed.contact_pk)
-    policy = await _policy(runtime, db, signed.claims.application_id, signed.claims.mode)
+    policy = await _policy(ctx, db, signed.claims.application_id, signed.claims.mode)
     email = body.email or body.username
     number = body.phone.number if body.phone else body.phone_number
     country = (body.phone.country_code if body.phone else None) or body.country_code
@@ -209,8 +207,8 @@ async def add_own_identity(
         raise IdentifierRequired("An EMAIL identity needs an email address.")
     identity = await add_identity(
         db,
-        runtime.clock,
-        runtime.secret,
+        ctx.clock,
+        ctx.secret,
         contact=contact,
         provider=provider,
         email=email,
@@ -223,7 +221,7 @@ async def add_own_identity(
     )
     await proof.send_proof_code(
         db,
-        runtime,
+        ctx,
         identity=identity,
         policy=policy,
         tenant_name=signed.tenant_name,
@@ -235,7 +233,7 @@ async def add_own_identity(
 
 async def contact_exists(
     db: AsyncSession,
-    runtime: Runtime,
+    ctx: FlowContext,
     caller: CallerKey,
     *,
     email_address: str | None,
@@ -248,7 +246,7 @@ async def contact_exists(
         raise IdentifierRequired()
     await _client_limit(
         db,
-        runtime,
+        ctx,
         caller,
         RequestMeta(ip_address=client),
         policies.ClientOperation.CONTACT_EXISTS,
@@ -278,7 +276,7 @@ async def contact_exists(
             e164 = normalize_phone(phone, country_code).e164
         else:
             # A number without its calling code is of the application's default country.
-            policy = await _policy(runtime, db, caller.application_id, caller.mode)
+            policy = await _policy(ctx, db, caller.application_id, caller.mode)
             e164 = phone_credential(phone, policy.default_country)
         condition = or_(
             exists().where(

@@ -20,6 +20,7 @@ from crm.db import session_scope
 from crm.errors import RateLimited
 from crm.events.service import identity_event
 from crm.identities import otp
+from crm.identities.context import FlowContext
 from crm.identities.errors import (
     CurrentPasswordInvalid,
     IdentityAlreadyVerified,
@@ -35,7 +36,6 @@ from crm.identities.policy import Policy
 from crm.identities.sessions import revoke_all_sessions
 from crm.identities.tokens import AccessClaims
 from crm.ratelimits import service as ratelimits
-from crm.runtime import Runtime
 from crm.security import passwords
 from crm.smsguard import service as sms_guard
 from crm.vocabulary import ChallengePurpose, EventType, RevokeReason
@@ -76,16 +76,16 @@ def has_power(identity: Identity) -> bool:
     return identity.verified_at is not None or identity.origin == IdentityOrigin.BACK_OFFICE
 
 
-def _expired(runtime: Runtime, identity: Identity) -> bool:
+def _expired(ctx: FlowContext, identity: Identity) -> bool:
     """Whether a claim is past CRM_UNPROVEN_IDENTITY_HOURS (callers know it was unproven)."""
     if identity.origin == IdentityOrigin.BACK_OFFICE:
         return False
-    horizon = timedelta(hours=runtime.settings.unproven_identity_hours)
-    return identity.created_at < runtime.clock.now() - horizon
+    horizon = timedelta(hours=ctx.settings.unproven_identity_hours)
+    return identity.created_at < ctx.clock.now() - horizon
 
 
 async def count(
-    db: AsyncSession, runtime: Runtime, bucket: str, *, limit: int, window_seconds: int = _HOUR
+    db: AsyncSession, ctx: FlowContext, bucket: str, *, limit: int, window_seconds: int = _HOUR
 ) -> None:
     """Count one event; RateLimited past `limit`. Call before `db` is first used.
 
@@ -93,23 +93,21 @@ async def count(
     the request back, and a count rolled back with it would never throttle anything.
     """
     if db.in_transaction():
-        await ratelimits.hit(db, runtime.clock, bucket, limit=limit, window_seconds=window_seconds)
+        await ratelimits.hit(db, ctx.clock, bucket, limit=limit, window_seconds=window_seconds)
         return
-    async with session_scope(runtime.sessions) as counter:
-        await ratelimits.hit(
-            counter, runtime.clock, bucket, limit=limit, window_seconds=window_seconds
-        )
+    async with session_scope(ctx.sessions) as counter:
+        await ratelimits.hit(counter, ctx.clock, bucket, limit=limit, window_seconds=window_seconds)
 
 
 async def registration_claim(
-    db: AsyncSession, runtime: Runtime, tenant_id: str, mode: str, provider: str, identifier: str
+    db: AsyncSession, ctx: FlowContext, tenant_id: str, mode: str, provider: str, identifier: str
 ) -> Identity | None:
     """The newest live registration claim on an identifier nobody holds (a code may go to it).
 
     Only claims made by registering qualify: an identity a customer added to their own contact
     is proven in that customer's session, so for sign-in it is as unknown as no identity at all.
     """
-    horizon = runtime.clock.now() - timedelta(hours=runtime.settings.unproven_identity_hours)
+    horizon = ctx.clock.now() - timedelta(hours=ctx.settings.unproven_identity_hours)
     claim: Identity | None = await db.scalar(
         select(Identity)
         .where(
@@ -134,7 +132,7 @@ async def is_unproven(db: AsyncSession, identity_id: str) -> bool:
 
 async def after_code(
     db: AsyncSession,
-    runtime: Runtime,
+    ctx: FlowContext,
     identity: Identity,
     *,
     was_unproven: bool,
@@ -148,27 +146,27 @@ async def after_code(
     """
     return await _first_proof(
         db,
-        runtime,
+        ctx,
         identity,
         was_unproven=was_unproven,
         keep_password=challenge_purpose == ChallengePurpose.REGISTER,
     )
 
 
-async def prove_by_link(db: AsyncSession, runtime: Runtime, identity: Identity) -> None:
+async def prove_by_link(db: AsyncSession, ctx: FlowContext, identity: Identity) -> None:
     """The verification link was followed: the identity is proven, by someone outside it."""
     if identity.verified_at is not None:
         return
     if identity.origin == IdentityOrigin.SELF_SERVICE:
         # Proven only by a code entered in the session that added it.
         raise VerificationTokenInvalid()
-    identity.verified_at = runtime.clock.now()
-    await _first_proof(db, runtime, identity, was_unproven=True, keep_password=False)
+    identity.verified_at = ctx.clock.now()
+    await _first_proof(db, ctx, identity, was_unproven=True, keep_password=False)
 
 
 async def _first_proof(
     db: AsyncSession,
-    runtime: Runtime,
+    ctx: FlowContext,
     identity: Identity,
     *,
     was_unproven: bool,
@@ -177,10 +175,10 @@ async def _first_proof(
     contact = await contacts.get_by_pk(db, identity.contact_pk)
     if not was_unproven:
         return contact
-    if _expired(runtime, identity):
+    if _expired(ctx, identity):
         raise IdentityClaimExpired()
-    identity_event(db, runtime.clock.now(), EventType.IDENTITY_VERIFIED, contact, identity)
-    await drop_claims(db, runtime.clock, holder=identity, actor=_ACTOR)
+    identity_event(db, ctx.clock.now(), EventType.IDENTITY_VERIFIED, contact, identity)
+    await drop_claims(db, ctx.clock, holder=identity, actor=_ACTOR)
     if identity.origin == IdentityOrigin.BACK_OFFICE:
         # The business's claim keeps the rule it always had: only the first proof of any of
         # the contact's identities ends what came before (a password the business gave).
@@ -195,20 +193,20 @@ async def _first_proof(
         )
         if others is None:
             await end_unproven_access(
-                db, runtime, contact, identity, keep_password=False, remove_added=False
+                db, ctx, contact, identity, keep_password=False, remove_added=False
             )
         return contact
     if identity.origin == IdentityOrigin.SELF_SERVICE:
         raise OtpNotFound()  # unreachable: such codes are not found outside the session
     await end_unproven_access(
-        db, runtime, contact, identity, keep_password=keep_password, remove_added=True
+        db, ctx, contact, identity, keep_password=keep_password, remove_added=True
     )
     return contact
 
 
 async def end_unproven_access(
     db: AsyncSession,
-    runtime: Runtime,
+    ctx: FlowContext,
     contact: Contact,
     proven: Identity,
     *,
@@ -251,24 +249,24 @@ async def end_unproven_access(
         )
         if getattr(cleared, "rowcount", 0):
             changed.append("password")
-    if await revoke_all_sessions(db, runtime.clock, contact.pk, RevokeReason.UNPROVEN_ACCESS_ENDED):
+    if await revoke_all_sessions(db, ctx.clock, contact.pk, RevokeReason.UNPROVEN_ACCESS_ENDED):
         changed.append("sessions")
     if changed:
-        contacts.record_audit(db, runtime.clock, contact, "UNPROVEN_ACCESS_ENDED", _ACTOR, changed)
+        contacts.record_audit(db, ctx.clock, contact, "UNPROVEN_ACCESS_ENDED", _ACTOR, changed)
 
 
 # --- identities a signed-in customer adds -------------------------------------------------
 
 
-async def limit_adding(db: AsyncSession, runtime: Runtime, signed: Caller, client: str) -> None:
+async def limit_adding(db: AsyncSession, ctx: FlowContext, signed: Caller, client: str) -> None:
     """Per-contact and per-client caps on adding identities (each sends a message).
 
     The client is counted per application, as the other per-client limits are per key.
     """
     contact_bucket = f"identity-add:contact:{signed.claims.contact_id}"
-    await count(db, runtime, contact_bucket, limit=ADD_LIMIT_PER_CONTACT_HOUR)
+    await count(db, ctx, contact_bucket, limit=ADD_LIMIT_PER_CONTACT_HOUR)
     client_bucket = f"identity-add:client:{signed.claims.application_id}:{client[:64]}"
-    await count(db, runtime, client_bucket, limit=ADD_LIMIT_PER_CLIENT_HOUR)
+    await count(db, ctx, client_bucket, limit=ADD_LIMIT_PER_CLIENT_HOUR)
 
 
 async def _own_unproven(db: AsyncSession, contact_pk: int, identity_id: str) -> Identity:
@@ -286,7 +284,7 @@ async def _own_unproven(db: AsyncSession, contact_pk: int, identity_id: str) -> 
 
 async def send_proof_code(
     db: AsyncSession,
-    runtime: Runtime,
+    ctx: FlowContext,
     *,
     identity: Identity,
     policy: Policy,
@@ -297,36 +295,34 @@ async def send_proof_code(
     """Send the code that proves `identity` when entered in its contact's session."""
     return await otp.send_code(
         db,
-        runtime.clock,
-        runtime.secret,
+        ctx.clock,
+        ctx.secret,
         identity=identity,
         policy=policy,
         purpose=PROOF_PURPOSE,
         tenant_name=tenant_name,
         language=language,
         application_id=application_id,
-        sms_limits=sms_guard.Limits.from_settings(runtime.settings),
+        sms_limits=sms_guard.Limits.from_settings(ctx.settings),
     )
 
 
 async def resend_proof_code(
-    db: AsyncSession, runtime: Runtime, signed: Caller, identity_id: str
+    db: AsyncSession, ctx: FlowContext, signed: Caller, identity_id: str
 ) -> tuple[str, str]:
     """Send again the code that proves one of the signed-in contact's unproven identities."""
     # Counted before `db` is used (see count()); keyed by the path's id, so it is bounded
     # whether or not the id is the caller's.
-    await count(
-        db, runtime, f"identity-proof:{identity_id[:36]}", limit=PROOF_CODES_PER_IDENTITY_HOUR
-    )
+    await count(db, ctx, f"identity-proof:{identity_id[:36]}", limit=PROOF_CODES_PER_IDENTITY_HOUR)
     identity = await _own_unproven(db, signed.contact_pk, identity_id)
-    if _expired(runtime, identity):
+    if _expired(ctx, identity):
         raise IdentityClaimExpired()
     contact = await contacts.get_by_pk(db, signed.contact_pk)
     return await send_proof_code(
         db,
-        runtime,
+        ctx,
         identity=identity,
-        policy=await runtime.policies.policy(
+        policy=await ctx.policies.policy(
             signed.claims.application_id, signed.claims.mode, session=db
         ),
         tenant_name=signed.tenant_name,
@@ -336,7 +332,7 @@ async def resend_proof_code(
 
 
 async def prove_in_session(
-    db: AsyncSession, runtime: Runtime, signed: Caller, identity_id: str, code: str
+    db: AsyncSession, ctx: FlowContext, signed: Caller, identity_id: str, code: str
 ) -> None:
     """A code sent to one of the contact's unproven identities, entered in its own session.
 
@@ -344,11 +340,9 @@ async def prove_in_session(
     claims on the identifier are dropped.
     """
     identity = await _own_unproven(db, signed.contact_pk, identity_id)
-    if _expired(runtime, identity):
+    if _expired(ctx, identity):
         raise IdentityClaimExpired()
-    policy = await runtime.policies.policy(
-        signed.claims.application_id, signed.claims.mode, session=db
-    )
+    policy = await ctx.policies.policy(signed.claims.application_id, signed.claims.mode, session=db)
     challenge = await db.scalar(
         select(OtpChallenge)
         .where(
@@ -362,20 +356,18 @@ async def prove_in_session(
     if challenge is None:
         raise OtpNotFound()
     identity = await otp.validate_code(
-        db, runtime.clock, runtime.secret, challenge=challenge, code=code, policy=policy
+        db, ctx.clock, ctx.secret, challenge=challenge, code=code, policy=policy
     )
-    await drop_claims(db, runtime.clock, holder=identity, actor=signed.actor)
+    await drop_claims(db, ctx.clock, holder=identity, actor=signed.actor)
     contact = await contacts.get_by_pk(db, signed.contact_pk)
-    contacts.record_audit(
-        db, runtime.clock, contact, "IDENTITY_VERIFIED", signed.actor, ["provider"]
-    )
+    contacts.record_audit(db, ctx.clock, contact, "IDENTITY_VERIFIED", signed.actor, ["provider"])
 
 
 # --- re-authentication (OWASP ASVS 3.x / NIST SP 800-63B reauthentication) ------------------
 
 
 async def reauthenticate(
-    db: AsyncSession, runtime: Runtime, signed: Caller, current_password: str | None
+    db: AsyncSession, ctx: FlowContext, signed: Caller, current_password: str | None
 ) -> None:
     """Refuse a sensitive change unless the session signed in within the last few minutes or
     the current password is given: a stolen access token alone must not add the thief's email
@@ -383,14 +375,14 @@ async def reauthenticate(
     if current_password is not None:
         await count(
             db,
-            runtime,
+            ctx,
             f"reauth:{signed.contact_pk}",
             limit=CURRENT_PASSWORD_TRIES_PER_HOUR,
         )
     session_id = signed.claims.session_id
     signed_in_at = await db.scalar(select(Session.created_at).where(Session.id == session_id))
-    max_age = timedelta(seconds=runtime.settings.reauth_max_age_seconds)
-    if signed_in_at is not None and signed_in_at >= runtime.clock.now() - max_age:
+    max_age = timedelta(seconds=ctx.settings.reauth_max_age_seconds)
+    if signed_in_at is not None and signed_in_at >= ctx.clock.now() - max_age:
         return
     if current_password is None:
         raise ReauthenticationRequired()
@@ -406,12 +398,12 @@ async def reauthenticate(
         raise CurrentPasswordInvalid()
 
 
-async def limit_verification_mail(db: AsyncSession, runtime: Runtime, identity: Identity) -> bool:
+async def limit_verification_mail(db: AsyncSession, ctx: FlowContext, identity: Identity) -> bool:
     """Whether another verification email may go to this contact (silently capped)."""
     try:
         await ratelimits.hit(
             db,
-            runtime.clock,
+            ctx.clock,
             f"verify-mail:contact:{identity.contact_pk}",
             limit=VERIFY_MAIL_LIMIT_PER_CONTACT_HOUR,
             window_seconds=_HOUR,

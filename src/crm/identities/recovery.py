@@ -12,6 +12,7 @@ from crm.events.service import identity_event
 from crm.identifiers.core import normalize_email, phone_credential
 from crm.identities import decoys, proof
 from crm.identities import policy as policies
+from crm.identities.context import FlowContext
 from crm.identities.errors import (
     NoPasswordIdentity,
     TokenAudienceMismatch,
@@ -30,7 +31,6 @@ from crm.identities.flows_common import (
 from crm.identities.identities import find_identity, list_identities
 from crm.identities.models import Identity, OtpChallenge
 from crm.identities.sessions import revoke_all_sessions
-from crm.runtime import Runtime
 from crm.security import passwords
 from crm.security.crypto import hmac_sha256
 from crm.tenants.schemas import CallerKey
@@ -38,14 +38,14 @@ from crm.vocabulary import ChallengePurpose, EventType, RevokeReason
 
 
 async def _consume_token(
-    db: AsyncSession, runtime: Runtime, caller: CallerKey | None, purpose: str, token: str
+    db: AsyncSession, ctx: FlowContext, caller: CallerKey | None, purpose: str, token: str
 ) -> Identity | None:
     """Consume an emailed token. The token alone names its tenant and mode (links carry no
     api_key); a key sent as well must be of that tenant and mode, as on signed-in calls."""
     if not token or len(token) > 200:
         return None
-    digest = hmac_sha256(runtime.secret, _TOKEN_PURPOSE[purpose], token.encode())
-    now = runtime.clock.now()
+    digest = hmac_sha256(ctx.secret, _TOKEN_PURPOSE[purpose], token.encode())
+    now = ctx.clock.now()
     live = (
         OtpChallenge.code_hmac == digest,
         OtpChallenge.purpose == purpose,
@@ -80,7 +80,7 @@ async def _consume_token(
 
 
 async def _set_password(
-    db: AsyncSession, runtime: Runtime, contact: Contact, password: str, actor: str
+    db: AsyncSession, ctx: FlowContext, contact: Contact, password: str, actor: str
 ) -> None:
     """Set the contact's password on all its identities (one password per contact)."""
     identities = await list_identities(db, contact.pk)
@@ -101,26 +101,26 @@ async def _set_password(
             OtpChallenge.purpose == ChallengePurpose.PASSWORD_RESET,
             OtpChallenge.consumed_at.is_(None),
         )
-        .values(consumed_at=runtime.clock.now())
+        .values(consumed_at=ctx.clock.now())
         .execution_options(synchronize_session=False)
     )
-    contacts.record_audit(db, runtime.clock, contact, "PASSWORD_CHANGED", actor, ["password"])
+    contacts.record_audit(db, ctx.clock, contact, "PASSWORD_CHANGED", actor, ["password"])
 
 
 async def change_password(
     db: AsyncSession,
-    runtime: Runtime,
+    ctx: FlowContext,
     signed: SignedIn,
     password: str,
     current_password: str | None = None,
 ) -> None:
     """Set a new password (after re-authentication); every other session of the contact ends."""
-    await proof.reauthenticate(db, runtime, signed, current_password)
+    await proof.reauthenticate(db, ctx, signed, current_password)
     contact = await contacts.get_by_pk(db, signed.contact_pk)
-    await _set_password(db, runtime, contact, password, signed.actor)
+    await _set_password(db, ctx, contact, password, signed.actor)
     await revoke_all_sessions(
         db,
-        runtime.clock,
+        ctx.clock,
         contact.pk,
         RevokeReason.PASSWORD_CHANGED,
         except_session_id=signed.claims.session_id,
@@ -131,7 +131,7 @@ async def change_password(
 
 
 async def _email_identity_for_username(
-    db: AsyncSession, runtime: Runtime, caller: CallerKey, username: str
+    db: AsyncSession, ctx: FlowContext, caller: CallerKey, username: str
 ) -> Identity | None:
     try:
         if "@" in username:
@@ -143,7 +143,7 @@ async def _email_identity_for_username(
                 normalize_email(username, test_mode=caller.mode == "test").canonical,
             )
         # A number without its calling code is of the application's default country.
-        policy = await _policy(runtime, db, caller.application_id, caller.mode)
+        policy = await _policy(ctx, db, caller.application_id, caller.mode)
         phone = await find_identity(
             db,
             caller.tenant_id,
@@ -166,15 +166,15 @@ async def _email_identity_for_username(
 
 
 async def _email_token(
-    db: AsyncSession, runtime: Runtime, caller: CallerKey, identity: Identity, purpose: str
+    db: AsyncSession, ctx: FlowContext, caller: CallerKey, identity: Identity, purpose: str
 ) -> None:
     """Queue a reset or verification token email under the calling application's policy."""
     contact = await db.get(Contact, identity.contact_pk)
-    policy = await _policy(runtime, db, caller.application_id, caller.mode)
+    policy = await _policy(ctx, db, caller.application_id, caller.mode)
     reset = purpose == ChallengePurpose.PASSWORD_RESET
     await _queue_token_email(
         db,
-        runtime,
+        ctx,
         identity=identity,
         purpose=purpose,
         ttl_seconds=(
@@ -189,7 +189,7 @@ async def _email_token(
 
 async def forgot_password(
     db: AsyncSession,
-    runtime: Runtime,
+    ctx: FlowContext,
     caller: CallerKey,
     username: str,
     meta: RequestMeta | None = None,
@@ -199,54 +199,54 @@ async def forgot_password(
     The per-address limit answers 429 for known and unknown names alike, so it tells nothing.
     """
     await _client_limit(
-        db, runtime, caller, meta or RequestMeta(), policies.ClientOperation.PASSWORD_RESET
+        db, ctx, caller, meta or RequestMeta(), policies.ClientOperation.PASSWORD_RESET
     )
-    identity = await _email_identity_for_username(db, runtime, caller, username)
+    identity = await _email_identity_for_username(db, ctx, caller, username)
     if identity is None:
         # The same work as for a known name (nothing is sent), so timing tells nothing either.
         await decoys.reset_decoy(
             db,
-            runtime.clock,
-            runtime.secret,
+            ctx.clock,
+            ctx.secret,
             tenant_id=caller.tenant_id,
             mode=caller.mode,
             username=username,
-            policy=await _policy(runtime, db, caller.application_id, caller.mode),
+            policy=await _policy(ctx, db, caller.application_id, caller.mode),
             tenant_name=caller.tenant_name,
             application_id=caller.application_id,
             hourly_cap=_MAIL_HOURLY_CAP,
         )
         return
-    await _email_token(db, runtime, caller, identity, "PASSWORD_RESET")
+    await _email_token(db, ctx, caller, identity, "PASSWORD_RESET")
 
 
 async def reset_password(
-    db: AsyncSession, runtime: Runtime, caller: CallerKey | None, token: str, password: str
+    db: AsyncSession, ctx: FlowContext, caller: CallerKey | None, token: str, password: str
 ) -> None:
     """Set a new password with an emailed token; all sessions end, the mailbox counts as verified."""
-    identity = await _consume_token(db, runtime, caller, "PASSWORD_RESET", token)
+    identity = await _consume_token(db, ctx, caller, "PASSWORD_RESET", token)
     if identity is None:
         raise TokenInvalidForReset()
     contact = await contacts.get_by_pk(db, identity.contact_pk)
-    await _set_password(db, runtime, contact, password, f"password-reset:{identity.id}")
+    await _set_password(db, ctx, contact, password, f"password-reset:{identity.id}")
     if identity.verified_at is None:
-        identity.verified_at = runtime.clock.now()
-        identity_event(db, runtime.clock.now(), EventType.IDENTITY_VERIFIED, contact, identity)
+        identity.verified_at = ctx.clock.now()
+        identity_event(db, ctx.clock.now(), EventType.IDENTITY_VERIFIED, contact, identity)
     identity.failed_attempts = 0
     identity.last_failure_at = None
-    await revoke_all_sessions(db, runtime.clock, contact.pk, RevokeReason.PASSWORD_RESET)
+    await revoke_all_sessions(db, ctx.clock, contact.pk, RevokeReason.PASSWORD_RESET)
 
 
 async def request_email_verification(
     db: AsyncSession,
-    runtime: Runtime,
+    ctx: FlowContext,
     caller: CallerKey,
     email_address: str,
     meta: RequestMeta | None = None,
 ) -> None:
     await _client_limit(
         db,
-        runtime,
+        ctx,
         caller,
         meta or RequestMeta(),
         policies.ClientOperation.EMAIL_VERIFICATION,
@@ -257,20 +257,18 @@ async def request_email_verification(
         return
     identity = await find_identity(
         db, caller.tenant_id, caller.mode, "EMAIL", canonical
-    ) or await proof.registration_claim(
-        db, runtime, caller.tenant_id, caller.mode, "EMAIL", canonical
-    )
+    ) or await proof.registration_claim(db, ctx, caller.tenant_id, caller.mode, "EMAIL", canonical)
     if identity is None or identity.verified_at is not None:
         return
-    if not await proof.limit_verification_mail(db, runtime, identity):
+    if not await proof.limit_verification_mail(db, ctx, identity):
         return
-    await _email_token(db, runtime, caller, identity, "EMAIL_VERIFICATION")
+    await _email_token(db, ctx, caller, identity, "EMAIL_VERIFICATION")
 
 
 async def verify_email(
-    db: AsyncSession, runtime: Runtime, caller: CallerKey | None, token: str
+    db: AsyncSession, ctx: FlowContext, caller: CallerKey | None, token: str
 ) -> None:
-    identity = await _consume_token(db, runtime, caller, "EMAIL_VERIFICATION", token)
+    identity = await _consume_token(db, ctx, caller, "EMAIL_VERIFICATION", token)
     if identity is None:
         raise VerificationTokenInvalid()
-    await proof.prove_by_link(db, runtime, identity)
+    await proof.prove_by_link(db, ctx, identity)

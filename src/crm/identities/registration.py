@@ -10,6 +10,7 @@ from crm.contacts import service as contacts
 from crm.contacts.models import ContactPhone
 from crm.identifiers.core import normalize_country, normalize_email, normalize_phone
 from crm.identities import policy as policies
+from crm.identities.context import FlowContext
 from crm.identities.errors import IdentityAlreadyExists, ProviderNotSupported
 from crm.identities.flows_common import (
     SOURCE,
@@ -27,7 +28,6 @@ from crm.identities.identities import PROVIDERS, add_identity, canonical_identif
 from crm.identities.models import IdentityOrigin
 from crm.identities.schemas import RegisterIn
 from crm.ids import uuid7
-from crm.runtime import Runtime
 from crm.security import passwords
 from crm.smsguard import service as sms_guard
 from crm.tenants.schemas import CallerKey
@@ -37,13 +37,13 @@ from crm.vocabulary import ChallengePurpose
 
 
 async def register(
-    db: AsyncSession, runtime: Runtime, caller: CallerKey, body: RegisterIn, meta: RequestMeta
+    db: AsyncSession, ctx: FlowContext, caller: CallerKey, body: RegisterIn, meta: RequestMeta
 ) -> Grant | CodeSent:
     """Create a contact and its first identity; send a code, or sign in at once (email+password)."""
-    await _signer_ready(runtime)
+    await _signer_ready(ctx)
     # Every registration sends a message to a number or address nobody has proved yet: without a
     # per-client cap a script could pump paid SMS to premium numbers (toll fraud).
-    policy = await _client_limit(db, runtime, caller, meta, policies.ClientOperation.REGISTER)
+    policy = await _client_limit(db, ctx, caller, meta, policies.ClientOperation.REGISTER)
     provider = body.identity.provider.upper()
     if provider not in PROVIDERS:
         raise ProviderNotSupported()
@@ -90,7 +90,7 @@ async def register(
         ).display
     contact = await contacts.create(
         db,
-        runtime.clock,
+        ctx.clock,
         tenant_id=caller.tenant_id,
         mode=caller.mode,
         fields=fields,
@@ -100,8 +100,8 @@ async def register(
     )
     identity = await add_identity(
         db,
-        runtime.clock,
-        runtime.secret,
+        ctx.clock,
+        ctx.secret,
         contact=contact,
         provider=provider,
         email=body.identity.email,
@@ -134,7 +134,7 @@ async def register(
     if password is not None and policy.email_password_registration == "tokens_first":
         await _queue_token_email(
             db,
-            runtime,
+            ctx,
             identity=identity,
             purpose=ChallengePurpose.EMAIL_VERIFICATION,
             ttl_seconds=policy.email_verification_ttl_seconds,
@@ -145,7 +145,7 @@ async def register(
         )
         return await _grant(
             db,
-            runtime,
+            ctx,
             contact=contact,
             tenant_name=caller.tenant_name,
             application_id=caller.application_id,
@@ -153,7 +153,7 @@ async def register(
         )
     return await _send_code(
         db,
-        runtime,
+        ctx,
         caller,
         identity,
         contact,

@@ -12,6 +12,7 @@ from crm.events.sessions import identity_locked
 from crm.identifiers.core import normalize_email, normalize_phone, phone_credential
 from crm.identities import credentials, decoys, otp, proof, throttle
 from crm.identities import policy as policies
+from crm.identities.context import FlowContext
 from crm.identities.errors import (
     CredentialsMismatch,
     IdentityNotFound,
@@ -34,7 +35,6 @@ from crm.identities.flows_common import (
 from crm.identities.identities import KNOWN_PROVIDERS, PROVIDERS, find_identity, list_identities
 from crm.identities.models import Identity, OtpDecoy
 from crm.identities.schemas import AuthenticateIn, CredentialIn, OtpRequestIn, ValidateIn
-from crm.runtime import Runtime
 from crm.security import passwords
 from crm.tenants.schemas import CallerKey
 from crm.vocabulary import ChallengePurpose
@@ -54,7 +54,7 @@ def _pick(named: list[tuple[str, str]], method: str | None) -> tuple[str, str] |
 
 async def _resolve(
     db: AsyncSession,
-    runtime: Runtime,
+    ctx: FlowContext,
     caller: CallerKey,
     given: list[CredentialIn],
     method: str | None,
@@ -65,19 +65,19 @@ async def _resolve(
     code; documents of nobody, of different contacts, a birth date that does not match, or a
     contact with no proven identity on the channel all answer as an unknown credential.
     """
-    policy = await _policy(runtime, db, caller.application_id, caller.mode)
+    policy = await _policy(ctx, db, caller.application_id, caller.mode)
     named = credentials.sort(given, caller.mode, policy.default_country)
     found: list[Identity] = []
     for provider, identifier in named.identities:
         identity = await find_identity(
             db, caller.tenant_id, caller.mode, provider, identifier
         ) or await proof.registration_claim(
-            db, runtime, caller.tenant_id, caller.mode, provider, identifier
+            db, ctx, caller.tenant_id, caller.mode, provider, identifier
         )
         if identity is not None:
             found.append(identity)
     stand_in = _pick(named.identities, method) or credentials.decoy_identity(
-        runtime.secret,
+        ctx.secret,
         tenant_id=caller.tenant_id,
         mode=caller.mode,
         documents=named.documents,
@@ -138,17 +138,17 @@ async def _born_on(db: AsyncSession, contact_pk: int, born: dt.date) -> bool:
 
 async def _send_decoy(
     db: AsyncSession,
-    runtime: Runtime,
+    ctx: FlowContext,
     caller: CallerKey,
     named: tuple[str, str],
     meta: RequestMeta | None,
 ) -> CodeSent:
     """Answer a code request for an identifier nobody uses as for a known one (nothing is sent)."""
-    policy = await _policy(runtime, db, caller.application_id, caller.mode)
+    policy = await _policy(ctx, db, caller.application_id, caller.mode)
     auth_otp, masked = await decoys.send_decoy(
         db,
-        runtime.clock,
-        runtime.secret,
+        ctx.clock,
+        ctx.secret,
         tenant_id=caller.tenant_id,
         mode=caller.mode,
         provider=named[0],
@@ -157,14 +157,14 @@ async def _send_decoy(
         purpose=ChallengePurpose.SIGN_IN,
         tenant_name=caller.tenant_name,
         application_id=caller.application_id,
-        client=_client(runtime, caller, meta),
+        client=_client(ctx, caller, meta),
     )
     return CodeSent(auth_otp=auth_otp, obfuscated_value=masked)
 
 
 async def _send_sign_in_code(
     db: AsyncSession,
-    runtime: Runtime,
+    ctx: FlowContext,
     caller: CallerKey,
     found: list[Identity],
     method: str | None,
@@ -174,7 +174,7 @@ async def _send_sign_in_code(
     if method is not None and method not in ("SMS", "EMAIL"):
         raise InvalidRequest("method must be SMS or EMAIL.")
     if not found and named is not None:
-        return await _send_decoy(db, runtime, caller, named, meta)
+        return await _send_decoy(db, ctx, caller, named, meta)
     if not found:
         raise IdentityNotFound()
     if len({i.contact_pk for i in found}) > 1:
@@ -196,39 +196,39 @@ async def _send_sign_in_code(
     if identity is None:
         raise IdentityNotFound(f"This contact has no {wanted} identity to send a code to.")
     contact = await contacts.get_by_pk(db, identity.contact_pk)
-    policy = await _policy(runtime, db, caller.application_id, caller.mode)
+    policy = await _policy(ctx, db, caller.application_id, caller.mode)
     return await _send_code(
-        db, runtime, caller, identity, contact, policy, ChallengePurpose.SIGN_IN, meta
+        db, ctx, caller, identity, contact, policy, ChallengePurpose.SIGN_IN, meta
     )
 
 
 async def request_code(
     db: AsyncSession,
-    runtime: Runtime,
+    ctx: FlowContext,
     caller: CallerKey,
     body: OtpRequestIn,
     meta: RequestMeta | None = None,
 ) -> CodeSent:
     """Send a sign-in code to a known identity (API.md "One-time codes")."""
     await _client_limit(
-        db, runtime, caller, meta or RequestMeta(), policies.ClientOperation.OTP_REQUEST
+        db, ctx, caller, meta or RequestMeta(), policies.ClientOperation.OTP_REQUEST
     )
-    found, named = await _resolve(db, runtime, caller, body.credentials, body.method)
-    return await _send_sign_in_code(db, runtime, caller, found, body.method, named, meta)
+    found, named = await _resolve(db, ctx, caller, body.credentials, body.method)
+    return await _send_sign_in_code(db, ctx, caller, found, body.method, named, meta)
 
 
 async def validate(
-    db: AsyncSession, runtime: Runtime, caller: CallerKey, body: ValidateIn, meta: RequestMeta
+    db: AsyncSession, ctx: FlowContext, caller: CallerKey, body: ValidateIn, meta: RequestMeta
 ) -> Grant:
     """Check a code by auth_otp, or the newest code of the identity in credentials; sign in."""
-    await _signer_ready(runtime)
-    await _client_limit(db, runtime, caller, meta, policies.ClientOperation.OTP_VALIDATE)
+    await _signer_ready(ctx)
+    await _client_limit(db, ctx, caller, meta, policies.ClientOperation.OTP_VALIDATE)
     if body.auth_otp:
         challenge = await otp.find_challenge(db, caller.tenant_id, caller.mode, body.auth_otp)
     elif body.credentials:
-        found, named = await _resolve(db, runtime, caller, body.credentials, None)
+        found, named = await _resolve(db, ctx, caller, body.credentials, None)
         if not found:
-            subject = decoys.code_subject(runtime.secret, caller.tenant_id, caller.mode, *named)
+            subject = decoys.code_subject(ctx.secret, caller.tenant_id, caller.mode, *named)
             challenge = await otp.newest_decoy(db, subject)
         elif len({i.id for i in found}) > 1:
             raise CredentialsMismatch("Give the one identity the code was sent to.")
@@ -240,13 +240,13 @@ async def validate(
             details=[{"field": "auth_otp", "message": "Field required"}],
         )
     # The policy (tries, delays) of the application that issued the code, not the caller's.
-    policy = await _policy(runtime, db, challenge.application_id, challenge.mode)
-    client = _client(runtime, caller, meta)
+    policy = await _policy(ctx, db, challenge.application_id, challenge.mode)
+    client = _client(ctx, caller, meta)
     if isinstance(challenge, OtpDecoy):
         await otp.validate_code(
             db,
-            runtime.clock,
-            runtime.secret,
+            ctx.clock,
+            ctx.secret,
             challenge=challenge,
             code=body.code,
             policy=policy,
@@ -258,8 +258,8 @@ async def validate(
     was_unproven = locked.verified_at is None
     identity = await otp.validate_code(
         db,
-        runtime.clock,
-        runtime.secret,
+        ctx.clock,
+        ctx.secret,
         challenge=challenge,
         code=body.code,
         policy=policy,
@@ -268,11 +268,11 @@ async def validate(
         locked=locked,
     )
     contact = await proof.after_code(
-        db, runtime, identity, was_unproven=was_unproven, challenge_purpose=challenge.purpose
+        db, ctx, identity, was_unproven=was_unproven, challenge_purpose=challenge.purpose
     )
     grant = await _grant(
         db,
-        runtime,
+        ctx,
         contact=contact,
         tenant_name=caller.tenant_name,
         application_id=caller.application_id,
@@ -286,11 +286,11 @@ async def validate(
 
 
 async def authenticate(
-    db: AsyncSession, runtime: Runtime, caller: CallerKey, body: AuthenticateIn, meta: RequestMeta
+    db: AsyncSession, ctx: FlowContext, caller: CallerKey, body: AuthenticateIn, meta: RequestMeta
 ) -> Grant | CodeSent:
     """Password sign-in; without a password, send a code like /contacts/otp."""
-    await _signer_ready(runtime)
-    await _client_limit(db, runtime, caller, meta, policies.ClientOperation.SIGN_IN)
+    await _signer_ready(ctx)
+    await _client_limit(db, ctx, caller, meta, policies.ClientOperation.SIGN_IN)
     provider = body.provider
     number = body.phone.number if body.phone else body.phone_number
     country = (body.phone.country_code if body.phone else None) or body.country_code
@@ -302,7 +302,7 @@ async def authenticate(
         raise ProviderNotSupported()
     if provider == "PHONE":
         default_country = (
-            await _policy(runtime, db, caller.application_id, caller.mode)
+            await _policy(ctx, db, caller.application_id, caller.mode)
         ).default_country
         if number:
             identifier = normalize_phone(number, country or default_country).e164
@@ -317,11 +317,11 @@ async def authenticate(
     identity = await find_identity(db, caller.tenant_id, caller.mode, provider, identifier)
     if body.password is None:
         identity = identity or await proof.registration_claim(
-            db, runtime, caller.tenant_id, caller.mode, provider, identifier
+            db, ctx, caller.tenant_id, caller.mode, provider, identifier
         )
         return await _send_sign_in_code(
             db,
-            runtime,
+            ctx,
             caller,
             [identity] if identity else [],
             body.method,
@@ -330,19 +330,19 @@ async def authenticate(
         )
     # Wrong passwords are counted per contact (one password per contact), apart from wrong
     # codes, and for an unknown identifier exactly as for a known one.
-    policy = await _policy(runtime, db, caller.application_id, caller.mode)
+    policy = await _policy(ctx, db, caller.application_id, caller.mode)
     guard = await throttle.password_guard(
         db,
-        runtime.secret,
+        ctx.secret,
         tenant_id=caller.tenant_id,
         mode=caller.mode,
         provider=provider,
         identifier=identifier,
         contact_pk=identity.contact_pk if identity is not None else None,
-        client=_client(runtime, caller, meta),
+        client=_client(ctx, caller, meta),
         policy=policy,
     )
-    now = runtime.clock.now()
+    now = ctx.clock.now()
     guard.check(now)
     stored_hash = identity.password_hash if identity is not None else None
     if identity is None or stored_hash is None:
@@ -361,7 +361,7 @@ async def authenticate(
     contact = await contacts.get_by_pk(db, identity.contact_pk)
     return await _grant(
         db,
-        runtime,
+        ctx,
         contact=contact,
         tenant_name=caller.tenant_name,
         application_id=caller.application_id,
