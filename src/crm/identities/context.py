@@ -1,4 +1,5 @@
-"""What a self-service flow may read besides its database session: the per-request context.
+"""What a self-service flow may read besides its database session and its request's caller and
+metadata (which it receives as arguments of their own).
 
 A flow is handed this, not the process's whole runtime, so the domain states its few needs
 (clock, secret, the settings it reads, the engine for its out-of-transaction counters and read
