@@ -146,34 +146,19 @@ async def contact_pks_with_phone(
 
 
 async def contact_pks_with_email_identity(
-    session: AsyncSession, tenant_id: str, mode: str, canonical: str
+    session: AsyncSession, tenant_id: str, mode: str, canonical: str, *, proven: bool = False
 ) -> list[int]:
+    """Contacts holding an EMAIL identity for `canonical` (with `proven`, only proven ones)."""
+    conditions = [
+        Identity.tenant_id == tenant_id,
+        Identity.mode == mode,
+        Identity.provider == "EMAIL",
+        Identity.identifier == canonical,
+    ]
+    if proven:
+        conditions.append(Identity.verified_at.is_not(None))
     rows = await session.scalars(
-        select(Identity.contact_pk)
-        .where(
-            Identity.tenant_id == tenant_id,
-            Identity.mode == mode,
-            Identity.provider == "EMAIL",
-            Identity.identifier == canonical,
-        )
-        .limit(_MAX_KEY_MATCHES)
-    )
-    return list(rows)
-
-
-async def contact_pks_with_proven_email(
-    session: AsyncSession, tenant_id: str, mode: str, canonical: str
-) -> list[int]:
-    rows = await session.scalars(
-        select(Identity.contact_pk)
-        .where(
-            Identity.tenant_id == tenant_id,
-            Identity.mode == mode,
-            Identity.provider == "EMAIL",
-            Identity.identifier == canonical,
-            Identity.verified_at.is_not(None),
-        )
-        .limit(_MAX_KEY_MATCHES)
+        select(Identity.contact_pk).where(*conditions).limit(_MAX_KEY_MATCHES)
     )
     return list(rows)
 
@@ -328,7 +313,7 @@ async def search(
     )
     email = _searched_email(query)
     if email is not None:
-        proven = await contact_pks_with_proven_email(session, tenant_id, mode, email)
+        proven = await contact_pks_with_email_identity(session, tenant_id, mode, email, proven=True)
         if proven:
             ordering = [case((Contact.pk.in_(proven), 0), else_=1), *ordering]
     offset = (query.page - 1) * query.size
