@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from crm.clock import Clock
 from crm.db import create_engine, session_factory
 from crm.identities.policy_cache import PolicyCache
+from crm.media import MediaStore, media_store
 from crm.settings import Settings
 from crm.tenants.service import KeyResolver
 
@@ -41,6 +42,11 @@ class Runtime:
             policies=PolicyCache(engine, settings.api_key_cache_seconds),
             clock=clock or Clock(),
         )
+
+    @property
+    def media(self) -> MediaStore:
+        """Where contact pictures are kept, as the settings say now (tests change them)."""
+        return media_store(self.settings)
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -208,7 +208,7 @@ async def verify_email(
     """The link's token names the tenant: no api_key is needed (an app opening the link sends
     none); one sent as well must be of the token's tenant and mode."""
     caller = await _optional_key(request, runtime, api_key)
-    await service.verify_email(db, runtime, caller, token)
+    await service.verify_email(db=db, ctx=runtime, caller=caller, token=token)
     return Response(status_code=200)
 
 
@@ -276,7 +276,7 @@ async def register(
         lambda: (
             oidc_signin.register(db, runtime, caller, body, _meta(request))
             if oidc_signin.is_provider_sign_in(body.identity.provider)
-            else service.register(db, runtime, caller, body, _meta(request))
+            else service.register(db=db, ctx=runtime, caller=caller, body=body, meta=_meta(request))
         ),
         status_code=201,
         flow=ClientOperation.REGISTER,
@@ -305,7 +305,9 @@ async def request_otp(
         runtime,
         caller,
         idempotency_key,
-        lambda: service.request_code(db, runtime, caller, body, _meta(request)),
+        lambda: service.request_code(
+            db=db, ctx=runtime, caller=caller, body=body, meta=_meta(request)
+        ),
         flow=ClientOperation.OTP_REQUEST,
     )
 
@@ -335,7 +337,7 @@ async def validate_otp(
         runtime,
         caller,
         idempotency_key,
-        lambda: service.validate(db, runtime, caller, body, _meta(request)),
+        lambda: service.validate(db=db, ctx=runtime, caller=caller, body=body, meta=_meta(request)),
         flow=ClientOperation.OTP_VALIDATE,
     )
 
@@ -362,7 +364,9 @@ async def authenticate(
         lambda: (
             oidc_signin.authenticate(db, runtime, caller, body, _meta(request))
             if oidc_signin.is_provider_sign_in(body.provider)
-            else service.authenticate(db, runtime, caller, body, _meta(request))
+            else service.authenticate(
+                db=db, ctx=runtime, caller=caller, body=body, meta=_meta(request)
+            )
         ),
         flow=ClientOperation.SIGN_IN,
     )
@@ -393,7 +397,8 @@ async def refresh(
         raise RefreshTokenInvalid("A refresh token is required in the Authorization header.")
     caller = await _optional_key(request, runtime, api_key)
     return await _answer(
-        request, service.refresh(db, runtime, token, _meta(request), caller=caller)
+        request,
+        service.refresh(db=db, ctx=runtime, token=token, meta=_meta(request), caller=caller),
     )
 
 
@@ -414,9 +419,9 @@ async def contact_exists(
     """`phone` without its calling code and without `country_code` is read in the
     application's `default_country`."""
     exists = await service.contact_exists(
-        db,
-        runtime,
-        caller,
+        db=db,
+        ctx=runtime,
+        caller=caller,
         email_address=email_address,
         phone=phone,
         country_code=country_code,
@@ -441,7 +446,9 @@ async def forgot_password(
         runtime,
         caller,
         idempotency_key,
-        lambda: service.forgot_password(db, runtime, caller, body.username, _meta(request)),
+        lambda: service.forgot_password(
+            db=db, ctx=runtime, caller=caller, username=body.username, meta=_meta(request)
+        ),
         status_code=204,
         flow=ClientOperation.PASSWORD_RESET,
     )
@@ -463,7 +470,9 @@ async def reset_password(
     """The reset token names the tenant: no api_key is needed; one sent as well must be of the
     token's tenant and mode."""
     caller = await _optional_key(request, runtime, api_key)
-    await service.reset_password(db, runtime, caller, body.token, body.password)
+    await service.reset_password(
+        db=db, ctx=runtime, caller=caller, token=body.token, password=body.password
+    )
     return Response(status_code=204)
 
 
@@ -485,7 +494,7 @@ async def request_email_verification(
         caller,
         idempotency_key,
         lambda: service.request_email_verification(
-            db, runtime, caller, body.email_address, _meta(request)
+            db=db, ctx=runtime, caller=caller, email_address=body.email_address, meta=_meta(request)
         ),
         status_code=204,
         flow=ClientOperation.EMAIL_VERIFICATION,

@@ -42,7 +42,7 @@ async def update_contact(
     and industry members. Document numbers are unique per tenant and mode (409
     `DOCUMENT_IN_USE`)."""
     _own(signed, id)
-    return {"id": await service.update_profile(db, runtime, signed, body)}
+    return {"id": await service.update_profile(db=db, ctx=runtime, signed=signed, body=body)}
 
 
 @router.delete(
@@ -72,7 +72,7 @@ async def sign_out(
     id: ContactId, signed: SignedInDep, runtime: RuntimeDep, db: SessionDep
 ) -> Response:
     _own(signed, id)
-    await service.sign_out(db, runtime, signed)
+    await service.sign_out(db=db, ctx=runtime, signed=signed)
     return Response(status_code=204)
 
 
@@ -85,7 +85,11 @@ async def _add_identity(
     db: Any,
 ) -> dict[str, str]:
     _own(signed, id)
-    return {"id": await service.add_own_identity(db, runtime, signed, body, _meta(request))}
+    return {
+        "id": await service.add_own_identity(
+            db=db, ctx=runtime, signed=signed, body=body, meta=_meta(request)
+        )
+    }
 
 
 @router.post(
@@ -190,5 +194,11 @@ async def change_password(
     id: ContactId, body: PasswordIn, signed: SignedInDep, runtime: RuntimeDep, db: SessionDep
 ) -> Response:
     _own(signed, id)
-    await service.change_password(db, runtime, signed, body.password, body.current_password)
+    await service.change_password(
+        db=db,
+        ctx=runtime,
+        signed=signed,
+        password=body.password,
+        current_password=body.current_password,
+    )
     return Response(status_code=204)

@@ -19,7 +19,6 @@ from crm.identities.errors import RefreshTokenInvalid, SessionRevoked, TokenAudi
 from crm.identities.flows_common import Grant, RequestMeta, SignedIn, _grant, _signer_ready
 from crm.identities.models import Identity, Session
 from crm.identities.tokens import verify_access_token
-from crm.media import media_store
 from crm.tenants.models import Tenant
 from crm.tenants.schemas import CallerKey
 from crm.vocabulary import RevokeReason
@@ -28,11 +27,11 @@ from crm.vocabulary import RevokeReason
 
 
 async def refresh(
+    *,
     db: AsyncSession,
     ctx: FlowContext,
     token: str,
     meta: RequestMeta,
-    *,
     caller: CallerKey | None = None,
 ) -> Grant:
     """Rotate a refresh token (no api_key needed: the session says whose it is).
@@ -72,7 +71,7 @@ async def refresh(
     )
 
 
-async def sign_out(db: AsyncSession, ctx: FlowContext, signed: SignedIn) -> None:
+async def sign_out(*, db: AsyncSession, ctx: FlowContext, signed: SignedIn) -> None:
     await sessions.revoke_session(db, ctx.clock, signed.claims.session_id, RevokeReason.SIGNED_OUT)
 
 
@@ -211,7 +210,7 @@ async def resolve_access(ctx: FlowContext, token: str, api_caller: CallerKey | N
     if row is None:
         raise SessionRevoked()
     avatar = row.get("avatar_name")
-    row["avatar_url"] = media_store(settings).url(avatar) if avatar else None
+    row["avatar_url"] = ctx.media.url(avatar) if avatar else None
     return SignedIn(
         claims=claims, contact_pk=int(row["pk"]), tenant_name=str(row["name"]), profile=row
     )

@@ -90,7 +90,7 @@ def _profile_phone(row: dict[str, Any]) -> dict[str, Any] | None:
 
 
 async def update_profile(
-    db: AsyncSession, ctx: FlowContext, signed: SignedIn, body: ProfileUpdateIn
+    *, db: AsyncSession, ctx: FlowContext, signed: SignedIn, body: ProfileUpdateIn
 ) -> str:
     if "email" in body.model_fields_set:
         new_email = normalize_email(body.email).display if body.email else None
@@ -186,6 +186,7 @@ async def _phones_with(
 
 
 async def add_own_identity(
+    *,
     db: AsyncSession,
     ctx: FlowContext,
     signed: SignedIn,
@@ -232,10 +233,10 @@ async def add_own_identity(
 
 
 async def contact_exists(
+    *,
     db: AsyncSession,
     ctx: FlowContext,
     caller: CallerKey,
-    *,
     email_address: str | None,
     phone: str | None,
     country_code: str | None,

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm.errors import ServiceUnavailable
-from crm.settings import Settings
 
 # Keyed by engine, then by event loop: asyncpg pools belong to the loop that made them.
 _POOLS: weakref.WeakKeyDictionary[AsyncEngine, dict[asyncio.AbstractEventLoop, Any]] = (
@@ -36,7 +35,16 @@ async def _no_reset(connection: Any) -> None:
     return None
 
 
-async def _pool(engine: AsyncEngine, settings: Settings) -> Any:
+class PoolSettings(Protocol):
+    """The deployment settings the read pool is sized and bounded by."""
+
+    @property
+    def db_pool_size(self) -> int: ...
+    @property
+    def db_statement_timeout_ms(self) -> int: ...
+
+
+async def _pool(engine: AsyncEngine, settings: PoolSettings) -> Any:
     loop = asyncio.get_running_loop()
     pools = _POOLS.get(engine)
     if pools is not None and loop in pools:
@@ -69,7 +77,7 @@ async def _pool(engine: AsyncEngine, settings: Settings) -> Any:
 
 
 async def fetchrow(
-    engine: AsyncEngine, settings: Settings, sql: str, *args: Any
+    engine: AsyncEngine, settings: PoolSettings, sql: str, *args: Any
 ) -> dict[str, Any] | None:
     """Run one read-only statement; a database failure is ServiceUnavailable (503)."""
     try:

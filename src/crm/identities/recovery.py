@@ -108,6 +108,7 @@ async def _set_password(
 
 
 async def change_password(
+    *,
     db: AsyncSession,
     ctx: FlowContext,
     signed: SignedIn,
@@ -188,6 +189,7 @@ async def _email_token(
 
 
 async def forgot_password(
+    *,
     db: AsyncSession,
     ctx: FlowContext,
     caller: CallerKey,
@@ -221,7 +223,7 @@ async def forgot_password(
 
 
 async def reset_password(
-    db: AsyncSession, ctx: FlowContext, caller: CallerKey | None, token: str, password: str
+    *, db: AsyncSession, ctx: FlowContext, caller: CallerKey | None, token: str, password: str
 ) -> None:
     """Set a new password with an emailed token; all sessions end, the mailbox counts as verified."""
     identity = await _consume_token(db, ctx, caller, "PASSWORD_RESET", token)
@@ -238,6 +240,7 @@ async def reset_password(
 
 
 async def request_email_verification(
+    *,
     db: AsyncSession,
     ctx: FlowContext,
     caller: CallerKey,
@@ -266,7 +269,7 @@ async def request_email_verification(
 
 
 async def verify_email(
-    db: AsyncSession, ctx: FlowContext, caller: CallerKey | None, token: str
+    *, db: AsyncSession, ctx: FlowContext, caller: CallerKey | None, token: str
 ) -> None:
     identity = await _consume_token(db, ctx, caller, "EMAIL_VERIFICATION", token)
     if identity is None:

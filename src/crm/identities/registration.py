@@ -37,7 +37,7 @@ from crm.vocabulary import ChallengePurpose
 
 
 async def register(
-    db: AsyncSession, ctx: FlowContext, caller: CallerKey, body: RegisterIn, meta: RequestMeta
+    *, db: AsyncSession, ctx: FlowContext, caller: CallerKey, body: RegisterIn, meta: RequestMeta
 ) -> Grant | CodeSent:
     """Create a contact and its first identity; send a code, or sign in at once (email+password)."""
     await _signer_ready(ctx)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,7 +17,6 @@ from crm.identities.models import RetiredRefreshToken, Session
 from crm.identities.tokens import MAX_REFRESH_TOKEN_LENGTH, new_refresh_token, refresh_hash
 from crm.ids import uuid7
 from crm.security.crypto import SecretBox
-from crm.settings import Settings
 from crm.vocabulary import RevokeReason
 
 _BOX_PURPOSE = "refresh-successor"
@@ -28,6 +28,17 @@ class Started:
     refresh_token: str
 
 
+class SessionSettings(Protocol):
+    """The deployment settings a session's lifetime follows."""
+
+    @property
+    def refresh_absolute_ttl_seconds(self) -> int: ...
+    @property
+    def refresh_idle_ttl_seconds(self) -> int: ...
+    @property
+    def refresh_grace_seconds(self) -> int: ...
+
+
 def _box(secret: str) -> SecretBox:
     return SecretBox(secret, _BOX_PURPOSE)
 
@@ -35,7 +46,7 @@ def _box(secret: str) -> SecretBox:
 def start_session(
     db: AsyncSession,
     clock: Clock,
-    settings: Settings,
+    settings: SessionSettings,
     *,
     contact: Contact,
     application_id: str | None,
@@ -77,7 +88,7 @@ def _revoke(row: Session, now: datetime, reason: str) -> None:
 
 
 async def rotate_refresh(
-    db: AsyncSession, clock: Clock, settings: Settings, secret: str, token: str
+    db: AsyncSession, clock: Clock, settings: SessionSettings, secret: str, token: str
 ) -> Started:
     """Exchange a refresh token for its successor (OAuth 2.0 Security BCP, section 4.14).
 

@@ -203,6 +203,7 @@ async def _send_sign_in_code(
 
 
 async def request_code(
+    *,
     db: AsyncSession,
     ctx: FlowContext,
     caller: CallerKey,
@@ -218,7 +219,7 @@ async def request_code(
 
 
 async def validate(
-    db: AsyncSession, ctx: FlowContext, caller: CallerKey, body: ValidateIn, meta: RequestMeta
+    *, db: AsyncSession, ctx: FlowContext, caller: CallerKey, body: ValidateIn, meta: RequestMeta
 ) -> Grant:
     """Check a code by auth_otp, or the newest code of the identity in credentials; sign in."""
     await _signer_ready(ctx)
@@ -286,7 +287,12 @@ async def validate(
 
 
 async def authenticate(
-    db: AsyncSession, ctx: FlowContext, caller: CallerKey, body: AuthenticateIn, meta: RequestMeta
+    *,
+    db: AsyncSession,
+    ctx: FlowContext,
+    caller: CallerKey,
+    body: AuthenticateIn,
+    meta: RequestMeta,
 ) -> Grant | CodeSent:
     """Password sign-in; without a password, send a code like /contacts/otp."""
     await _signer_ready(ctx)

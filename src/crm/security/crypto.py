@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import os
@@ -24,6 +25,9 @@ _TAG_BYTES = 16
 _HKDF_SALT = b"crm.security.crypto/v1"
 
 
+# The same few (secret, purpose) pairs are derived on every request; HKDF is cheap but not free,
+# and the derived keys are no more secret than the server secret already held in memory.
+@functools.lru_cache(maxsize=256)
 def _derive_key(server_secret: str, label: bytes) -> bytes:
     if not server_secret:
         raise ValueError("the server secret must not be empty")

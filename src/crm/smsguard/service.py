@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any, Protocol
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -34,7 +36,6 @@ from crm.identifiers.core import normalize_phone
 from crm.metrics import REGISTRY
 from crm.ratelimits import service as counters
 from crm.ratelimits.models import RateCounter
-from crm.settings import Settings
 from crm.smsguard.errors import (
     CountryNotAllowed,
     SmsCountryThrottled,
@@ -81,7 +82,7 @@ class Limits:
     conversion_mode: GuardMode = GuardMode.ENFORCE
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Limits:
+    def from_settings(cls, settings: SmsSettings) -> Limits:
         return cls(
             daily_limit=settings.sms_daily_limit,
             range_tail_digits=settings.sms_range_tail_digits,
@@ -91,6 +92,25 @@ class Limits:
             conversion_min_rate=settings.sms_conversion_min_rate,
             conversion_mode=GuardMode(settings.sms_conversion_mode),
         )
+
+
+class SmsSettings(Protocol):
+    """The deployment settings the defences read (crm.settings.Settings has them all)."""
+
+    @property
+    def sms_daily_limit(self) -> int: ...
+    @property
+    def sms_range_tail_digits(self) -> int: ...
+    @property
+    def sms_range_limit_per_hour(self) -> int: ...
+    @property
+    def sms_range_mode(self) -> str: ...
+    @property
+    def sms_conversion_min_sends(self) -> int: ...
+    @property
+    def sms_conversion_min_rate(self) -> float: ...
+    @property
+    def sms_conversion_mode(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,11 +233,9 @@ async def _watch_conversion(
 async def _spend_budget(
     session: AsyncSession, limits: Limits, tenant_id: str, mode: str, now: float
 ) -> None:
-    own = tenant_settings_from(
-        await session.scalar(select(Tenant.settings).where(Tenant.id == tenant_id))
-    )
+    count, stored = await _count_today(session, tenant_id, mode, _window(now, _DAY))
+    own = tenant_settings_from(stored)
     limit = limits.daily_limit if own.sms_daily_limit is None else own.sms_daily_limit
-    count = await _count_today(session, tenant_id, mode, _window(now, _DAY))
     if count > limit:
         _refused(Reason.DAILY_LIMIT, tenant_id=tenant_id, mode=mode, limit=limit)
         raise SmsDailyLimitReached(retry_after=_until(now, _DAY))
@@ -232,8 +250,13 @@ async def _spend_budget(
         )
 
 
-async def _count_today(session: AsyncSession, tenant_id: str, mode: str, day: datetime) -> int:
-    """Add one to the day's count and return it (same upsert as ratelimits.add, other table)."""
+async def _count_today(
+    session: AsyncSession, tenant_id: str, mode: str, day: datetime
+) -> tuple[int, Mapping[str, Any] | None]:
+    """Add one to the day's count; return it with the tenant's stored settings (its own daily
+    limit may be there). Same upsert as ratelimits.add, other table; the settings ride along in
+    the RETURNING so a sign-up pays one statement for both."""
+    own_settings = select(Tenant.settings).where(Tenant.id == tenant_id).scalar_subquery()
     increment = (
         update(SmsDailyCount)
         .where(
@@ -242,17 +265,17 @@ async def _count_today(session: AsyncSession, tenant_id: str, mode: str, day: da
             SmsDailyCount.day == day,
         )
         .values(count=SmsDailyCount.count + 1)
-        .returning(SmsDailyCount.count)
+        .returning(SmsDailyCount.count, own_settings)
     )
-    count = (await session.execute(increment)).scalar_one_or_none()
-    if count is not None:
-        return int(count)
-    try:
-        async with session.begin_nested():
-            session.add(SmsDailyCount(tenant_id=tenant_id, mode=mode, day=day, count=1))
-        return 1
-    except IntegrityError:
-        return int((await session.execute(increment)).scalar_one())
+    row = (await session.execute(increment)).one_or_none()
+    if row is None:
+        try:
+            async with session.begin_nested():
+                session.add(SmsDailyCount(tenant_id=tenant_id, mode=mode, day=day, count=1))
+            return 1, await session.scalar(select(Tenant.settings).where(Tenant.id == tenant_id))
+        except IntegrityError:
+            row = (await session.execute(increment)).one()
+    return int(row[0]), row[1]
 
 
 def _block(mode: GuardMode, reason: Reason, error: Exception, **context: str | int | float) -> None:
