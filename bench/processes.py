@@ -48,3 +48,30 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(10)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (Linux /proc), in seconds.
+
+    Rates on a shared machine move with whatever else runs; the CPU a server spends per unit
+    of work does not, so the benchmarks report both."""
+    with open(f"/proc/{pid}/stat") as stat:
+        # The command name may hold spaces; the fields after its closing parenthesis do not.
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU used so far by every PostgreSQL process on this machine (0 when none is visible)."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/comm") as comm:
+                if comm.read().strip() != "postgres":
+                    continue
+            total += cpu_seconds(int(entry))
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue  # the process ended while we looked
+    return total

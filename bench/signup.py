@@ -35,7 +35,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-from processes import free_port, start, stop, wait_for
+from processes import cpu_seconds, free_port, postgres_cpu_seconds, start, stop, wait_for
 
 from crm.events import webhooks
 from crm.migrate import upgrade
@@ -382,11 +382,11 @@ def main() -> None:
         sink = Sink()
         server = await asyncio.start_server(sink.handle, "127.0.0.1", sink_port)
         try:
-            crm_rate, crm_tally = await run_load(
-                f"http://127.0.0.1:{crm_port}", api_key, sink, number_source("99"), args
+            crm_rate, crm_tally, crm_cpu = await measured(
+                processes[0].pid, f"http://127.0.0.1:{crm_port}", api_key, sink, "99"
             )
-            bare_rate, bare_tally = await run_load(
-                f"http://127.0.0.1:{bare_port}", api_key, sink, number_source("96"), args
+            bare_rate, bare_tally, bare_cpu = await measured(
+                processes[1].pid, f"http://127.0.0.1:{bare_port}", api_key, sink, "96"
             )
         finally:
             server.close()
@@ -401,7 +401,23 @@ def main() -> None:
             "webhook": args.webhook,
             "crm_database": "sqlite" if args.sqlite else "postgresql",
             "events_delivered": sink.events,
+            # CPU milliseconds per completed sign-up: the server process, and PostgreSQL.
+            "crm_cpu_ms": crm_cpu,
+            "bare_cpu_ms": bare_cpu,
+            "cpu_ratio": round(bare_cpu["server"] / crm_cpu["server"], 3)
+            if crm_cpu["server"]
+            else None,
         }
+
+    async def measured(
+        pid: int, base_url: str, api_key: str, sink: Sink, prefix: str
+    ) -> tuple[float, Tally, dict[str, float]]:
+        """One load, with the CPU the server and PostgreSQL spent per completed sign-up."""
+        server_before, db_before = cpu_seconds(pid), postgres_cpu_seconds()
+        rate, tally = await run_load(base_url, api_key, sink, number_source(prefix), args)
+        server, db = cpu_seconds(pid) - server_before, postgres_cpu_seconds() - db_before
+        per = 1000 / tally.done if tally.done else 0.0
+        return rate, tally, {"server": round(server * per, 2), "db": round(db * per, 2)}
 
     crm_db_url = db_url
     if args.sqlite:
@@ -458,7 +474,10 @@ def main() -> None:
         print(json.dumps(result))
         print(
             f"crm {result['crm_signups_per_s']} sign-ups/s, bare {result['bare_signups_per_s']} "
-            f"sign-ups/s, ratio {result['ratio']}"
+            f"sign-ups/s, ratio {result['ratio']}; server CPU per sign-up crm "
+            f"{result['crm_cpu_ms']['server']} ms, bare {result['bare_cpu_ms']['server']} ms "
+            f"(ratio {result['cpu_ratio']}); PostgreSQL {result['crm_cpu_ms']['db']} ms, "
+            f"{result['bare_cpu_ms']['db']} ms"
         )
     finally:
         for process in processes:
