@@ -61,17 +61,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def postgres_cpu_seconds() -> float:
-    """CPU used so far by every PostgreSQL process on this machine (0 when none is visible)."""
-    total = 0.0
+def postgres_cpu(database: str) -> dict[int, float]:
+    """CPU used so far by each PostgreSQL backend serving `database` on this machine, by pid.
+
+    Compare two readings with `cpu_spent`: a backend that ends between them takes its CPU
+    with it, so a sum over the processes alive at each end could even go down."""
+    found: dict[int, float] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/comm") as comm:
-                if comm.read().strip() != "postgres":
-                    continue
-            total += cpu_seconds(int(entry))
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                # A backend names itself "postgres: [cluster:] <user> <database> <client> ...".
+                words = cmdline.read().replace(b"\0", b" ").decode(errors="replace").split()
+            if words[:1] != ["postgres:"] or database not in words:
+                continue
+            found[int(entry)] = cpu_seconds(int(entry))
+        except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError):
             continue  # the process ended while we looked
-    return total
+    return found
+
+
+def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU spent between two `postgres_cpu` readings by the backends alive at the second
+    (a backend that ended in between is not counted: the figure is a lower bound)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())

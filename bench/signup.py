@@ -35,7 +35,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-from processes import cpu_seconds, free_port, postgres_cpu_seconds, start, stop, wait_for
+from processes import cpu_seconds, cpu_spent, free_port, postgres_cpu, start, stop, wait_for
 
 from crm.events import webhooks
 from crm.migrate import upgrade
@@ -413,9 +413,10 @@ def main() -> None:
         pid: int, base_url: str, api_key: str, sink: Sink, prefix: str
     ) -> tuple[float, Tally, dict[str, float]]:
         """One load, with the CPU the server and PostgreSQL spent per completed sign-up."""
-        server_before, db_before = cpu_seconds(pid), postgres_cpu_seconds()
+        server_before, db_before = cpu_seconds(pid), postgres_cpu(name)
         rate, tally = await run_load(base_url, api_key, sink, number_source(prefix), args)
-        server, db = cpu_seconds(pid) - server_before, postgres_cpu_seconds() - db_before
+        server = cpu_seconds(pid) - server_before
+        db = cpu_spent(db_before, postgres_cpu(name))
         per = 1000 / tally.done if tally.done else 0.0
         return rate, tally, {"server": round(server * per, 2), "db": round(db * per, 2)}
 
