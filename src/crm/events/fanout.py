@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm.clock import Clock
@@ -47,19 +47,21 @@ def delivery_row(event_id: str, endpoint: WebhookEndpoint, now: datetime) -> Out
     )
 
 
+# Built once: the worker looks after every commit that queued a message.
+_PENDING = (
+    select(Event)
+    .where(Event.fanout_pending.is_(True))
+    .order_by(Event.created_at)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+
+
 async def fan_out(sessions: async_sessionmaker[AsyncSession], clock: Clock, *, limit: int) -> int:
     """Fan out up to `limit` pending events; returns how many were handled."""
     now = clock.now()
     async with session_scope(sessions) as session:
-        events = (
-            await session.scalars(
-                select(Event)
-                .where(Event.fanout_pending.is_(True))
-                .order_by(Event.created_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
+        events = (await session.scalars(_PENDING, {"limit": limit})).all()
         if not events:
             return 0
         tenants = {e.tenant_id for e in events}

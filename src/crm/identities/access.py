@@ -26,6 +26,17 @@ from crm.vocabulary import RevokeReason
 # --- sessions and tokens ----------------------------------------------------------------
 
 
+# The contact, its tenant's name and whether it holds a proven identity, in one statement
+# (built once: see crm.db.Locking on why the hot statements are).
+_REFRESHED = select(
+    Contact,
+    select(Tenant.name).where(Tenant.id == bindparam("tenant_id")).scalar_subquery(),
+    exists()
+    .where(Identity.contact_pk == Contact.pk, Identity.verified_at.is_not(None))
+    .label("verified"),
+).where(Contact.pk == bindparam("contact_pk"))
+
+
 async def refresh(
     *,
     db: AsyncSession,
@@ -44,18 +55,8 @@ async def refresh(
         caller.tenant_id != started.session.tenant_id or caller.mode != started.session.mode
     ):
         raise TokenAudienceMismatch()
-    # The contact, its tenant's name and whether it holds a proven identity, in one statement.
-    verified = (
-        exists()
-        .where(Identity.contact_pk == Contact.pk, Identity.verified_at.is_not(None))
-        .label("verified")
-    )
-    tenant = select(Tenant.name).where(Tenant.id == started.session.tenant_id).scalar_subquery()
-    found = (
-        await db.execute(
-            select(Contact, tenant, verified).where(Contact.pk == started.session.contact_pk)
-        )
-    ).first()
+    values = {"tenant_id": started.session.tenant_id, "contact_pk": started.session.contact_pk}
+    found = (await db.execute(_REFRESHED, values)).first()
     if found is None or found[0].erased_at is not None or found[1] is None:
         raise RefreshTokenInvalid()
     contact, tenant_name, is_verified = found

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, delete, func, or_, select
+from sqlalchemy import ColumnElement, bindparam, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -55,19 +55,31 @@ def holds() -> ColumnElement[bool]:
     return or_(Identity.verified_at.is_not(None), Identity.origin == IdentityOrigin.BACK_OFFICE)
 
 
+# Built once (see crm.db.Locking on why the hot statements are).
+_HOLDER = select(Identity).where(
+    Identity.tenant_id == bindparam("tenant_id"),
+    Identity.mode == bindparam("mode"),
+    Identity.provider == bindparam("provider"),
+    Identity.identifier == bindparam("identifier"),
+    holds(),
+)
+_RIVALS = select(Identity).where(
+    Identity.tenant_id == bindparam("tenant_id"),
+    Identity.mode == bindparam("mode"),
+    Identity.provider == bindparam("provider"),
+    Identity.identifier == bindparam("identifier"),
+    Identity.id != bindparam("holder_id"),
+    Identity.verified_at.is_(None),
+    Identity.origin != IdentityOrigin.BACK_OFFICE,
+)
+
+
 async def find_identity(
     session: AsyncSession, tenant_id: str, mode: str, provider: str, identifier: str
 ) -> Identity | None:
     """The identity that holds the identifier; unproven Self-Service claims are not found."""
-    result: Identity | None = await session.scalar(
-        select(Identity).where(
-            Identity.tenant_id == tenant_id,
-            Identity.mode == mode,
-            Identity.provider == provider,
-            Identity.identifier == identifier,
-            holds(),
-        )
-    )
+    values = {"tenant_id": tenant_id, "mode": mode, "provider": provider, "identifier": identifier}
+    result: Identity | None = await session.scalar(_HOLDER, values)
     return result
 
 
@@ -79,15 +91,14 @@ async def drop_claims(session: AsyncSession, clock: Clock, *, holder: Identity, 
     """
     rivals = list(
         await session.scalars(
-            select(Identity).where(
-                Identity.tenant_id == holder.tenant_id,
-                Identity.mode == holder.mode,
-                Identity.provider == holder.provider,
-                Identity.identifier == holder.identifier,
-                Identity.id != holder.id,
-                Identity.verified_at.is_(None),
-                Identity.origin != IdentityOrigin.BACK_OFFICE,
-            )
+            _RIVALS,
+            {
+                "tenant_id": holder.tenant_id,
+                "mode": holder.mode,
+                "provider": holder.provider,
+                "identifier": holder.identifier,
+                "holder_id": holder.id,
+            },
         )
     )
     for rival in rivals:

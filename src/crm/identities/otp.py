@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.clock import Clock
+from crm.db import Locking
 from crm.errors import RateLimited, retry_after
 from crm.events.sessions import identity_locked
 from crm.identifiers.core import obfuscate_email, obfuscate_phone
@@ -71,15 +72,17 @@ def check_send_limits(
         raise OtpSendLimit(retry_after=retry_after(times[0] + _HOUR, now))
 
 
+_IDENTITY = Locking(
+    select(Identity).where(Identity.id == bindparam("id")).execution_options(populate_existing=True)
+)
+
+
 async def lock_identity(session: AsyncSession, identity_id: str) -> Identity:
     """Load an identity for update: its counters and sends are serialised per identity.
 
     PostgreSQL takes a row lock; SQLite's write transaction already admits one writer.
     """
-    query = select(Identity).where(Identity.id == identity_id)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    identity = await session.scalar(query.execution_options(populate_existing=True))
+    identity = await session.scalar(_IDENTITY.for_(session), {"id": identity_id})
     if identity is None:  # pragma: no cover - callers pass an id they just read
         raise OtpNotFound()
     return identity
@@ -236,30 +239,31 @@ async def record_proof(
         )
 
 
+_CHALLENGE = select(OtpChallenge).where(
+    OtpChallenge.id == bindparam("id"),
+    OtpChallenge.tenant_id == bindparam("tenant_id"),
+    OtpChallenge.mode == bindparam("mode"),
+    OtpChallenge.purpose.in_(CODE_PURPOSES),
+)
+_DECOY = select(OtpDecoy).where(
+    OtpDecoy.id == bindparam("id"),
+    OtpDecoy.tenant_id == bindparam("tenant_id"),
+    OtpDecoy.mode == bindparam("mode"),
+    OtpDecoy.purpose.in_(CODE_PURPOSES),
+)
+
+
 async def find_challenge(
     session: AsyncSession, tenant_id: str, mode: str, auth_otp: str
 ) -> OtpChallenge | OtpDecoy:
     if not isinstance(auth_otp, str) or len(auth_otp) > 36:
         raise OtpNotFound()
-    challenge = await session.scalar(
-        select(OtpChallenge).where(
-            OtpChallenge.id == auth_otp,
-            OtpChallenge.tenant_id == tenant_id,
-            OtpChallenge.mode == mode,
-            OtpChallenge.purpose.in_(CODE_PURPOSES),
-        )
-    )
+    values = {"id": auth_otp, "tenant_id": tenant_id, "mode": mode}
+    challenge = await session.scalar(_CHALLENGE, values)
     if challenge is not None:
         return challenge
     # A code asked for an unknown identifier is found like any other, and never validates.
-    decoy = await session.scalar(
-        select(OtpDecoy).where(
-            OtpDecoy.id == auth_otp,
-            OtpDecoy.tenant_id == tenant_id,
-            OtpDecoy.mode == mode,
-            OtpDecoy.purpose.in_(CODE_PURPOSES),
-        )
-    )
+    decoy = await session.scalar(_DECOY, values)
     if decoy is None:
         raise OtpNotFound()
     return decoy

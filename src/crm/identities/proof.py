@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Protocol
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.contacts import service as contacts
@@ -204,6 +204,14 @@ async def _first_proof(
     return contact
 
 
+# Built once (see crm.db.Locking on why the hot statements are).
+_ADDED = select(Identity.id).where(
+    Identity.contact_pk == bindparam("contact_pk"),
+    Identity.id != bindparam("proven"),
+    Identity.origin == IdentityOrigin.SELF_SERVICE,
+)
+
+
 async def end_unproven_access(
     db: AsyncSession,
     ctx: FlowContext,
@@ -223,15 +231,7 @@ async def end_unproven_access(
     """
     changed: list[str] = []
     if remove_added:
-        added = list(
-            await db.scalars(
-                select(Identity.id).where(
-                    Identity.contact_pk == contact.pk,
-                    Identity.id != proven.id,
-                    Identity.origin == IdentityOrigin.SELF_SERVICE,
-                )
-            )
-        )
+        added = list(await db.scalars(_ADDED, {"contact_pk": contact.pk, "proven": proven.id}))
         if added:
             await db.execute(delete(OtpChallenge).where(OtpChallenge.identity_id.in_(added)))
             await db.execute(

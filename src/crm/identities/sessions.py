@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.clock import Clock
 from crm.contacts.models import Contact
+from crm.db import Locking
 from crm.events import sessions as events
 from crm.identities.errors import RefreshTokenInvalid, RefreshTokenReused
 from crm.identities.models import RetiredRefreshToken, Session
@@ -37,6 +38,35 @@ class SessionSettings(Protocol):
     def refresh_idle_ttl_seconds(self) -> int: ...
     @property
     def refresh_grace_seconds(self) -> int: ...
+
+
+# Built once (see crm.db.Locking on why the hot statements are).
+_BY_REFRESH_HASH = Locking(
+    select(Session)
+    .where(
+        or_(
+            Session.refresh_hash == bindparam("digest"),
+            Session.previous_refresh_hash == bindparam("digest"),
+        )
+    )
+    .execution_options(populate_existing=True)
+)
+_REVOKE_ALL = (
+    update(Session)
+    .where(
+        # An UPDATE's parameters may not be named after its table's columns.
+        Session.contact_pk == bindparam("contact"),
+        Session.revoked_at.is_(None),
+        Session.id != bindparam("spared"),
+    )
+    .values(
+        revoked_at=bindparam("now"),
+        revoked_reason=bindparam("reason"),
+        current_refresh_encrypted=None,
+    )
+    .returning(Session.id)
+    .execution_options(synchronize_session="fetch")
+)
 
 
 def _box(secret: str) -> SecretBox:
@@ -104,12 +134,7 @@ async def rotate_refresh(
         raise RefreshTokenInvalid()
     digest = refresh_hash(token)
     now = clock.now()
-    query = select(Session).where(
-        or_(Session.refresh_hash == digest, Session.previous_refresh_hash == digest)
-    )
-    if db.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = await db.scalar(query.execution_options(populate_existing=True))
+    row = await db.scalar(_BY_REFRESH_HASH.for_(db), {"digest": digest})
     if row is None:
         retired = await db.get(RetiredRefreshToken, digest)
         if retired is None:
@@ -193,20 +218,13 @@ async def revoke_all_sessions(
     except_session_id: str | None = None,
 ) -> int:
     """End every live session of a contact (access tokens are refused at once); return how many."""
-    conditions = [Session.contact_pk == contact_pk, Session.revoked_at.is_(None)]
-    if except_session_id is not None:
-        conditions.append(Session.id != except_session_id)
-    # One statement: the update returns the sessions it ended.
-    ended = list(
-        await db.scalars(
-            update(Session)
-            .where(*conditions)
-            .values(
-                revoked_at=clock.now(), revoked_reason=reason[:40], current_refresh_encrypted=None
-            )
-            .returning(Session.id)
-            .execution_options(synchronize_session="fetch")
-        )
-    )
+    # One statement: the update returns the sessions it ended. The empty id spared is none.
+    values = {
+        "contact": contact_pk,
+        "spared": except_session_id or "",
+        "now": clock.now(),
+        "reason": reason[:40],
+    }
+    ended = list(await db.scalars(_REVOKE_ALL, values))
     await events.sessions_ended(db, clock.now(), contact_pk, ended, reason)
     return len(ended)

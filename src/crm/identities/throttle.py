@@ -14,10 +14,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from sqlalchemy import Select, delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.db import Locking
 from crm.errors import RateLimited, retry_after
 from crm.identities.errors import IdentityLocked
 from crm.identities.models import FailureCounter
@@ -62,13 +63,19 @@ def client_key(secret: str, key_id: str | None, ip_address: str | None) -> str:
     return subject_key(secret, "client", key_id or "-", (ip_address or "unknown")[:64])
 
 
+# Built once (see crm.db.Locking on why the hot statements are).
+_COUNTER = Locking(
+    select(FailureCounter)
+    .where(FailureCounter.subject == bindparam("subject"))
+    .execution_options(populate_existing=True)
+)
+
+
 async def counter(session: AsyncSession, subject: str) -> FailureCounter:
     """Load (creating if needed) the counter of `subject`, locked for update on PostgreSQL."""
-    query = select(FailureCounter).where(FailureCounter.subject == subject)
+    query = _COUNTER.for_(session)
     dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        query = query.with_for_update()
-    found = await session.scalar(query.execution_options(populate_existing=True))
+    found = await session.scalar(query, {"subject": subject})
     if found is not None:
         return found
     # Another request may create it first: ON CONFLICT DO NOTHING leaves its row (no savepoint
@@ -79,7 +86,7 @@ async def counter(session: AsyncSession, subject: str) -> FailureCounter:
         .values(subject=subject, failed_attempts=0)
         .on_conflict_do_nothing(index_elements=[FailureCounter.__table__.c.subject])
     )
-    found = await session.scalar(query.execution_options(populate_existing=True))
+    found = await session.scalar(query, {"subject": subject})
     assert found is not None
     return found
 
@@ -182,17 +189,10 @@ async def guard(
     (most attempts succeed: no row, no round trips).
     """
     name = subject_key(secret, "pair", kind.value, client, subject_id)
-    row = await session.scalar(_locked(session, name).execution_options(populate_existing=True))
+    row = await session.scalar(_COUNTER.for_(session), {"subject": name})
     if row is None:
         row = FailureCounter(subject=name, failed_attempts=0, last_failure_at=None, locked_at=None)
     return Guard(subject=subject, client=row, policy=policy, session=session)
-
-
-def _locked(session: AsyncSession, subject: str) -> Select[FailureCounter]:
-    query = select(FailureCounter).where(FailureCounter.subject == subject)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    return query
 
 
 def password_subject(contact_pk: int) -> str:

@@ -40,7 +40,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
 import httpx
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import BindParameter, CursorResult, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.db import session_scope
@@ -131,10 +131,20 @@ def backoff_seconds(settings: Settings, attempt: int, rng: random.Random) -> flo
     return capped * rng.uniform(0.8, 1.2)
 
 
-def due_filter(now: datetime) -> Any:
+def due_filter(now: datetime | BindParameter[datetime]) -> Any:
     # `sending` rows have next_attempt_at = end of their lease, so one range finds both the due
     # and the abandoned ones, served by the (status, next_attempt_at) index.
     return (OutboxMessage.status.in_(("queued", "sending")), OutboxMessage.next_attempt_at <= now)
+
+
+# Built once: the worker claims after every commit that queued a message.
+_DUE = (
+    select(OutboxMessage)
+    .where(*due_filter(bindparam("now")))
+    .order_by(OutboxMessage.next_attempt_at)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
 
 
 async def claim(runtime: Runtime, limit: int) -> list[ClaimedMessage]:
@@ -148,15 +158,7 @@ async def claim(runtime: Runtime, limit: int) -> list[ClaimedMessage]:
     lease = timedelta(seconds=settings.outbox_lease_seconds)
     claimed: list[OutboxMessage] = []
     async with session_scope(runtime.sessions) as session:
-        rows = (
-            await session.scalars(
-                select(OutboxMessage)
-                .where(*due_filter(now))
-                .order_by(OutboxMessage.next_attempt_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
+        rows = (await session.scalars(_DUE, {"now": now, "limit": limit})).all()
         integrations = await load_integrations(session, {row.tenant_id for row in rows})
         for row in rows:
             if row.expires_at is not None and row.expires_at <= now:

@@ -7,7 +7,7 @@ import re
 import string
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.clock import Clock
@@ -176,19 +176,20 @@ def _words(row: MessageTemplate) -> TemplateWords:
     )
 
 
+# Built once: every message passes here (see crm.db.Locking on why hot statements are).
+_FOR_MESSAGE = select(MessageTemplate).where(
+    MessageTemplate.tenant_id == bindparam("tenant_id"),
+    MessageTemplate.mode == bindparam("mode"),
+    MessageTemplate.purpose == bindparam("purpose"),
+    MessageTemplate.language.in_(bindparam("languages", expanding=True)),
+)
+
+
 async def _find(
     session: AsyncSession, tenant_id: str, mode: str, purpose: str, languages: list[str]
 ) -> MessageTemplate | None:
-    rows = list(
-        await session.scalars(
-            select(MessageTemplate).where(
-                MessageTemplate.tenant_id == tenant_id,
-                MessageTemplate.mode == mode,
-                MessageTemplate.purpose == purpose,
-                MessageTemplate.language.in_(languages),
-            )
-        )
-    )
+    values = {"tenant_id": tenant_id, "mode": mode, "purpose": purpose, "languages": languages}
+    rows = list(await session.scalars(_FOR_MESSAGE, values))
     by_language = {row.language: row for row in rows}
     return next((by_language[tag] for tag in languages if tag in by_language), None)
 

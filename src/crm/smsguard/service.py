@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -250,31 +250,38 @@ async def _spend_budget(
         )
 
 
+# Built once (see crm.db.Locking on why the hot statements are).
+_INCREMENT_TODAY = (
+    update(SmsDailyCount)
+    .where(
+        # An UPDATE's parameters may not be named after its table's columns.
+        SmsDailyCount.tenant_id == bindparam("tenant"),
+        SmsDailyCount.mode == bindparam("key_mode"),
+        SmsDailyCount.day == bindparam("today"),
+    )
+    .values(count=SmsDailyCount.count + 1)
+    .returning(
+        SmsDailyCount.count,
+        select(Tenant.settings).where(Tenant.id == bindparam("tenant")).scalar_subquery(),
+    )
+)
+
+
 async def _count_today(
     session: AsyncSession, tenant_id: str, mode: str, day: datetime
 ) -> tuple[int, Mapping[str, Any] | None]:
     """Add one to the day's count; return it with the tenant's stored settings (its own daily
     limit may be there). Same upsert as ratelimits.add, other table; the settings ride along in
     the RETURNING so a sign-up pays one statement for both."""
-    own_settings = select(Tenant.settings).where(Tenant.id == tenant_id).scalar_subquery()
-    increment = (
-        update(SmsDailyCount)
-        .where(
-            SmsDailyCount.tenant_id == tenant_id,
-            SmsDailyCount.mode == mode,
-            SmsDailyCount.day == day,
-        )
-        .values(count=SmsDailyCount.count + 1)
-        .returning(SmsDailyCount.count, own_settings)
-    )
-    row = (await session.execute(increment)).one_or_none()
+    values = {"tenant": tenant_id, "key_mode": mode, "today": day}
+    row = (await session.execute(_INCREMENT_TODAY, values)).one_or_none()
     if row is None:
         try:
             async with session.begin_nested():
                 session.add(SmsDailyCount(tenant_id=tenant_id, mode=mode, day=day, count=1))
             return 1, await session.scalar(select(Tenant.settings).where(Tenant.id == tenant_id))
         except IntegrityError:
-            row = (await session.execute(increment)).one()
+            row = (await session.execute(_INCREMENT_TODAY, values)).one()
     return int(row[0]), row[1]
 
 
