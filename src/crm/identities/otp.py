@@ -310,6 +310,17 @@ def record_success(identity: Identity, now: datetime) -> None:
         identity.verified_at = now
 
 
+# Re-reads into the instance already loaded (populate_existing), built once.
+_FRESH_CHALLENGE = (
+    select(OtpChallenge)
+    .where(OtpChallenge.id == bindparam("id"))
+    .execution_options(populate_existing=True)
+)
+_FRESH_DECOY = (
+    select(OtpDecoy).where(OtpDecoy.id == bindparam("id")).execution_options(populate_existing=True)
+)
+
+
 async def validate_code(
     session: AsyncSession,
     clock: Clock,
@@ -339,7 +350,9 @@ async def validate_code(
         identity = locked or await lock_identity(session, challenge.identity_id)
         subject_id, subject = identity.id, identity
     # Re-read the challenge after the lock so a concurrent validation is seen.
-    await session.refresh(challenge)
+    fresh = _FRESH_DECOY if isinstance(challenge, OtpDecoy) else _FRESH_CHALLENGE
+    if await session.scalar(fresh, {"id": challenge.id}) is None:
+        raise OtpNotFound()  # removed meanwhile (its claim was dropped, or the purge ran)
     now = clock.now()
     guard = await throttle.guard(
         session,
