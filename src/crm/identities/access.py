@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from typing import Any
 
 from sqlalchemy import bindparam, exists, select
-from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm import pgpool
 from crm.contacts.models import Contact, ContactPhone, ContactPicture
 from crm.db import UTCDateTime, read_connection
 from crm.documents import DOCUMENT_FIELDS, LIST_FIELDS
-from crm.identities import readpool, sessions
+from crm.identities import sessions
 from crm.identities.context import FlowContext
 from crm.identities.errors import RefreshTokenInvalid, SessionRevoked, TokenAudienceMismatch
 from crm.identities.flows_common import Grant, RequestMeta, SignedIn, _grant, _signer_ready
@@ -155,11 +154,7 @@ _SIGNED_IN_QUERY = (
 )
 
 
-@functools.cache
-def _pg_signed_in_statement() -> tuple[str, tuple[str, ...], dict[str, Any]]:
-    """The query compiled once for asyncpg: SQL text, parameter order, and fixed values."""
-    compiled = _SIGNED_IN_QUERY.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
-    return str(compiled), tuple(compiled.positiontup or ()), dict(compiled.params)
+_PG_SIGNED_IN_QUERY = pgpool.Compiled(_SIGNED_IN_QUERY)
 
 
 async def resolve_access(ctx: FlowContext, token: str, api_caller: CallerKey | None) -> SignedIn:
@@ -192,14 +187,8 @@ async def resolve_access(ctx: FlowContext, token: str, api_caller: CallerKey | N
     }
     row: dict[str, Any] | None
     if ctx.engine.dialect.name == "postgresql":
-        # One round trip on a pool without per-checkout pings (see identities.readpool).
-        sql, names, fixed = _pg_signed_in_statement()
-        row = await readpool.fetchrow(
-            ctx.engine,
-            ctx.settings,
-            sql,
-            *(params[n] if n in params else fixed[n] for n in names),
-        )
+        # One round trip on a pool without per-checkout pings (see crm.pgpool).
+        row = await pgpool.run(ctx.engine, ctx.settings, _PG_SIGNED_IN_QUERY, params)
         for name in _JSON_COLUMNS:
             if row is not None and isinstance(row[name], str | bytes):
                 row[name] = json.loads(row[name])

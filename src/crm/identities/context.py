@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crm.clock import Clock
 from crm.identities.policy_cache import PolicyCache
-from crm.identities.readpool import PoolSettings
 from crm.identities.sessions import SessionSettings
 from crm.media import MediaStore
+from crm.pgpool import PoolSettings
 from crm.smsguard.service import SmsSettings
 
 

@@ -119,7 +119,9 @@ async def _client_limit(
     # errors (an unknown identity is a 404), and a count rolled back with it would let a sweep
     # across unknown identities, which fails every time, go unthrottled. Called before `db` is
     # first used, so on SQLite the request holds no write lock yet.
-    await ratelimits.hit_now(ctx.engine, ctx.clock, bucket, limit=limit, window_seconds=window)
+    await ratelimits.hit_now(
+        ctx.engine, ctx.clock, bucket, limit=limit, window_seconds=window, pool=ctx.settings
+    )
     return policy
 
 

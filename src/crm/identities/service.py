@@ -11,7 +11,6 @@ from __future__ import annotations
 from crm.identities.access import (
     _PROFILE_COLUMNS,
     _SIGNED_IN_QUERY,
-    _pg_signed_in_statement,
     _phone_subquery,
     refresh,
     resolve_access,
@@ -92,7 +91,6 @@ __all__ = [
     "_identities_for",
     "_is_verified",
     "_named",
-    "_pg_signed_in_statement",
     "_phone_subquery",
     "_policy",
     "_queue_token_email",

@@ -9,8 +9,10 @@ from sqlalchemy import Insert, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from crm import pgpool
 from crm.clock import Clock
 from crm.errors import RateLimited
+from crm.pgpool import PoolSettings
 from crm.ratelimits.models import RateCounter
 
 _TABLE = RateCounter.__table__
@@ -37,21 +39,26 @@ async def hit(
 
 
 async def hit_now(
-    engine: AsyncEngine, clock: Clock, bucket: str, *, limit: int, window_seconds: int
+    engine: AsyncEngine,
+    clock: Clock,
+    bucket: str,
+    *,
+    limit: int,
+    window_seconds: int,
+    pool: PoolSettings,
 ) -> None:
     """`hit`, committed at once whatever the caller's own transaction does afterwards.
 
-    One statement on PostgreSQL (autocommit, no BEGIN/COMMIT); on SQLite a write transaction of
-    its own, taken before the caller holds the write lock.
+    One statement on PostgreSQL, in autocommit on crm.pgpool's connections (no BEGIN/COMMIT, no
+    checkout ping, the driver's cost only: it runs before most self-service flows); on SQLite a
+    write transaction of its own, taken before the caller holds the write lock.
     """
     window, retry_after = _window(clock, window_seconds)
     if limit < 1:
         raise RateLimited(retry_after=retry_after)
     bound = _increment(engine.dialect.name, bucket, window, below=limit)
     if engine.dialect.name == "postgresql":
-        async with engine.connect() as connection:
-            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            counted = await _counted(autocommit, bound)
+        counted = await pgpool.run(engine, pool, _PG_BOUNDED_UPSERT, bound.values) is not None
     else:
         async with engine.begin() as connection:
             counted = await _counted(connection, bound)
@@ -113,3 +120,4 @@ def _upsert(postgres: bool, bounded: bool) -> Insert:
 _UPSERTS = {
     (pg, bounded): _upsert(pg, bounded) for pg in (True, False) for bounded in (True, False)
 }
+_PG_BOUNDED_UPSERT = pgpool.Compiled(_UPSERTS[(True, True)])
