@@ -12,17 +12,22 @@ creates its own database (`crm_bench_<random>`), migrates it and creates a tenan
 same run times (1) a bare program that parses the same file, validates each email and phone with
 the same libraries crm uses (email-validator, phonenumbers) and COPYs the rows into a plain table,
 and (2) `crm contacts import` as an operator runs it (a subprocess). It prints rows/s of each and
-their ratio. The database is dropped at the end, also on failure or Ctrl-C.
+their ratio, and the CPU each used per row: user+sys of the program (crm's subprocess and its
+validator processes) and of its PostgreSQL backends (read from /proc while it runs, so the
+database must run on this machine to be counted). On a machine whose cores are all busy, CPU per
+row is what bounds the rate. The database is dropped at the end, also on failure or Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import os
 import random
 import re
+import resource
 import secrets
 import subprocess
 import sys
@@ -91,9 +96,74 @@ def write_csv(path: Path, rows: int, *, hashes: bool = False) -> None:
             )
 
 
-async def bare(dsn: str, path: Path) -> int:
-    """Parse, validate each email and phone, COPY: the floor an importer cannot beat by much."""
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+# How often the backends of the measured database are sampled (a backend's CPU after its last
+# sample is not counted: the pools keep their connections until the program ends).
+_SAMPLE_SECONDS = 0.05
+
+
+def backend_cpu(pid: int) -> float | None:
+    """User+sys CPU seconds of a local process, or None when it is gone (or not local)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # utime and stime are fields 14 and 15 of stat(5); fields[0] here is field 3.
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+class Backends:
+    """The CPU used by the PostgreSQL backends of one database while a program runs."""
+
+    def __init__(self, admin_url: str, database: str) -> None:
+        self._admin_url = admin_url
+        self._database = database
+        self.seen: dict[int, float] = {}
+        self._start: dict[int, float] = {}
+
+    async def _sample(self, conn: asyncpg.Connection) -> None:
+        pids = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            self._database,
+        )
+        for (pid,) in pids:
+            cpu = backend_cpu(pid)
+            if cpu is not None:
+                self.seen[pid] = max(cpu, self.seen.get(pid, 0.0))
+
+    async def watch(self, stop: asyncio.Event) -> None:
+        conn = await asyncpg.connect(self._admin_url)
+        try:
+            await self._sample(conn)
+            # Backends already open (this script's own) count from here on.
+            self._start = dict(self.seen)
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), _SAMPLE_SECONDS)
+                await self._sample(conn)
+        finally:
+            await conn.close()
+
+    def seconds(self) -> float:
+        return sum(cpu - self._start.get(pid, 0.0) for pid, cpu in self.seen.items())
+
+
+def _cpu_line(what: str, program: float, backends: float, rows: int) -> str:
+    per_row = 1e6 / max(rows, 1)
+    return (
+        f"{what:<26}CPU per row: program {program * per_row:6.1f} us + database "
+        f"{backends * per_row:6.1f} us = {(program + backends) * per_row:6.1f} us"
+    )
+
+
+async def bare(dsn: str, path: Path) -> tuple[int, float]:
+    """Parse, validate each email and phone, COPY: the floor an importer cannot beat by much.
+
+    Returns the rows copied and the CPU seconds its backend used.
+    """
     conn = await asyncpg.connect(dsn)
+    backend = conn.get_server_pid()
+    started = backend_cpu(backend) or 0.0
     try:
         await conn.execute(
             "CREATE TABLE bare_contacts (id text, code text, first_name text, last_name text,"
@@ -122,13 +192,18 @@ async def bare(dsn: str, path: Path) -> int:
             if batch:
                 await conn.copy_records_to_table("bare_contacts", records=batch)
                 count += len(batch)
-        return count
+        return count, (backend_cpu(backend) or started) - started
     finally:
         await conn.close()
 
 
 def _where(tenant_id: str) -> list[str]:
     return ["--tenant", tenant_id, "--mode", "live"]
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def crm_import(
@@ -138,7 +213,8 @@ def crm_import(
     cwd: Path,
     profile: Path | None = None,
     expect_rejected: int = 0,
-) -> tuple[float, str]:
+) -> tuple[float, float, str]:
+    """Run `crm contacts import`: its wall time, its CPU (with its validators) and its output."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
     env["CRM_DATABASE_URL"] = url
     env["CRM_SECRET_KEY"] = "bench-" + "x" * 40
@@ -161,7 +237,7 @@ def crm_import(
             "--",
             *command,
         ]
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), _children_cpu()
     result = subprocess.run(
         command,
         cwd=cwd,
@@ -171,11 +247,11 @@ def crm_import(
         timeout=_TIMEOUT,
         check=False,
     )
-    seconds = time.perf_counter() - began
+    seconds, cpu = time.perf_counter() - began, _children_cpu() - cpu
     rejected_ok = expect_rejected and f"rejected {expect_rejected}" in result.stdout
     if result.returncode != 0 and not rejected_ok:
         raise SystemExit(f"crm contacts import failed:\n{result.stdout}\n{result.stderr[-2000:]}")
-    return seconds, result.stdout.strip()
+    return seconds, cpu, result.stdout.strip()
 
 
 async def _prepare(url: str) -> str:
@@ -261,20 +337,29 @@ async def main(argv: list[str]) -> int:
         print(f"database {name}")
         try:
             tenant_id = await _prepare(url)
-            began = time.perf_counter()
-            copied = await bare(url, source)
-            bare_seconds = time.perf_counter() - began
+            began, cpu = time.perf_counter(), time.process_time()
+            copied, bare_backend = await bare(url, source)
+            bare_seconds, bare_cpu = time.perf_counter() - began, time.process_time() - cpu
             bare_rate = copied / bare_seconds
             print(f"bare parse+validate+COPY  {copied:>9,} rows {bare_seconds:7.1f} s ")
             print(f"                          {bare_rate:9,.0f} rows/s")
-            seconds, summary = crm_import(
-                url, tenant_id, source, work, args.profile, expect_rejected=expect
-            )
+            print(_cpu_line("", bare_cpu, bare_backend, copied))
+            backends = Backends(args.admin_url, name)
+            stop = asyncio.Event()
+            watching = asyncio.create_task(backends.watch(stop))
+            try:
+                seconds, crm_cpu, summary = await asyncio.to_thread(
+                    crm_import, url, tenant_id, source, work, args.profile, expect
+                )
+            finally:
+                stop.set()
+                await watching
             if args.password_hashes:
                 await check_sign_in_hashes(url, tenant_id)
             rate = args.rows / seconds
             print(f"crm contacts import       {args.rows:>9,} rows {seconds:7.1f} s  ({summary})")
             print(f"                          {rate:9,.0f} rows/s")
+            print(_cpu_line("", crm_cpu, backends.seconds(), args.rows))
             print(f"ratio crm / bare          {rate / bare_rate:9.2f}x")
         finally:
             await _admin(args.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -283,7 +368,7 @@ async def main(argv: list[str]) -> int:
         if args.sqlite:
             sqlite_url = f"sqlite:///{work / 'crm.db'}"
             tenant_id = await _prepare(sqlite_url)
-            seconds, summary = crm_import(
+            seconds, crm_cpu, summary = crm_import(
                 sqlite_url, tenant_id, source, work, expect_rejected=expect
             )
             if args.password_hashes:
@@ -292,6 +377,7 @@ async def main(argv: list[str]) -> int:
                 f"crm contacts import, SQLite {args.rows:,} rows {seconds:.1f} s "
                 f"({args.rows / seconds:,.0f} rows/s; {summary})"
             )
+            print(_cpu_line("", crm_cpu, 0.0, args.rows))
     return 0
 
 

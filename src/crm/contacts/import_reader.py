@@ -118,16 +118,21 @@ class Reader:
         return raw.decode(self._encoding)
 
     def _lines(self) -> Iterator[str]:
-        while (text := self._next_line()) is not None:
-            yield text
+        encoding = self._encoding
+        for raw in self._handle:
+            self.bytes_read += len(raw)
+            self._line += 1
+            # The encoding was checked over the whole file first (check_encoding).
+            yield raw.decode(encoding)
 
     def __iter__(self) -> Iterator[Row | BadRow]:
         width = len(self.header)
-        source = self._lines()
+        header = self.header
+        # One reader for the file: after an error it starts the next record on the next line
+        # (the csv module resets its state per record), as a fresh reader per record did.
+        parser = csv.reader(self._lines(), delimiter=self.delimiter, strict=True)
         while True:
             start = self._line + 1
-            # A fresh reader per record: after an error the next record starts on a clean line.
-            parser = csv.reader(source, delimiter=self.delimiter, strict=True)
             try:
                 cells = next(parser)
             except StopIteration:
@@ -147,7 +152,7 @@ class Reader:
                 # A row of separators only (",,,,"): never an empty contact.
                 yield BadRow(start, f"{EMPTY_ROW}: line {start} has no value in any cell")
                 continue
-            yield Row(start, dict(zip(self.header, cells, strict=True)))
+            yield Row(start, dict(zip(header, cells, strict=True)))
 
 
 def _span(start: int, end: int, what: str) -> str:

@@ -47,6 +47,20 @@ def _prefix_index(name: str, *columns: str) -> Index:
     )
 
 
+def _document_index(column: str) -> Index:
+    """A tenant's document number is held by one contact at most (both dialects)."""
+    where = text(f"{column} IS NOT NULL")
+    return Index(
+        f"uq_contacts_tenant_id_mode_{column}",
+        "tenant_id",
+        "mode",
+        column,
+        unique=True,
+        postgresql_where=where,
+        sqlite_where=where,
+    )
+
+
 class Contact(Base):
     """One customer of a tenant in one mode. `id` and `code` are the tenant's own or generated.
 
@@ -76,10 +90,11 @@ class Contact(Base):
         _prefix_index("ix_contacts_tenant_mode_email", "email_canonical"),
         _prefix_index("ix_contacts_tenant_mode_code_norm", "code_norm"),
         # Documents that identify one person: a code request may name them (see
-        # contacts.documents); NULLs (no document, erased contacts) never collide.
-        UniqueConstraint("tenant_id", "mode", "passport_number"),
-        UniqueConstraint("tenant_id", "mode", "id_number"),
-        UniqueConstraint("tenant_id", "mode", "statutory_number"),
+        # contacts.documents). Most contacts hold none: the rows without one (NULLs never
+        # collide) are left out of the index.
+        _document_index("passport_number"),
+        _document_index("id_number"),
+        _document_index("statutory_number"),
     )
 
     pk: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
