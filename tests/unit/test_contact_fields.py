@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pickle
 
+import pytest
+
 from crm import documents
 from crm.contacts import contact_fields as cf
 from crm.contacts.models import Contact
@@ -16,6 +18,14 @@ def test_a_member_not_given_is_unset_and_none_is_a_value() -> None:
     assert fields.only(["last_name"]) == cf.ContactFields(last_name=None)
     assert fields.as_dict() == {"first_name": "Ann", "last_name": None}
     assert cf.unset_if_none(None) is cf.UNSET and cf.unset_if_none("x") == "x"
+
+
+def test_fields_cannot_change_once_built() -> None:
+    fields = cf.ContactFields(first_name="Ann")
+    with pytest.raises(AttributeError):
+        fields.first_name = "Bob"  # type: ignore[misc]
+    assert fields._replace(first_name="Bob").first_name == "Bob"
+    assert fields.first_name == "Ann"
 
 
 def test_fields_survive_a_worker_process_round_trip() -> None:

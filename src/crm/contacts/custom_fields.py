@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -145,7 +145,7 @@ async def checked(session: AsyncSession, tenant_id: str, fields: ContactFields) 
             CustomFieldDefinition.tenant_id == tenant_id, CustomFieldDefinition.key.in_(keys)
         )
     )
-    return replace(fields, custom_fields=check_values({row.key: row for row in rows}, values))
+    return fields._replace(custom_fields=check_values({row.key: row for row in rows}, values))
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from pydantic import ValidationError
@@ -196,7 +196,7 @@ def _prepare(
     )
     custom = or_none(fields.custom_fields)
     if custom:
-        fields = replace(fields, custom_fields=custom_fields.check_values(rules, custom))
+        fields = fields._replace(custom_fields=custom_fields.check_values(rules, custom))
     values = contact_columns(
         tenant_id=tenant_id,
         mode=mode,

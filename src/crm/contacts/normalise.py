@@ -7,7 +7,6 @@ stored in one form whichever way it came in.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import re
 from collections.abc import Mapping, Sequence
@@ -60,7 +59,7 @@ def normalise_fields(fields: ContactFields, *, test_mode: bool = False) -> Conta
     if addresses is not None and addresses is not UNSET:
         out["addresses"] = normalise_addresses(addresses)
     out.update(documents.normalised(fields, country=normalize_country))
-    return dataclasses.replace(fields, **out) if out else fields
+    return fields._replace(**out) if out else fields
 
 
 def _normalise_phones(phones: Sequence[Phone]) -> list[Phone]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import and_, exists, or_, select
@@ -103,16 +102,16 @@ async def update_profile(
     changes = body.contact_fields()
     if "country_of_agreement" in present:
         value = body.country_of_agreement
-        changes = replace(changes, country_of_agreement=normalize_country(value) if value else None)
+        changes = changes._replace(country_of_agreement=normalize_country(value) if value else None)
     if "email" in present:
         email = (
             normalize_email(body.email, test_mode=contact.mode == "test").display
             if body.email
             else None
         )
-        changes = replace(changes, email_address=email)
+        changes = changes._replace(email_address=email)
     if "phone" in present:
-        changes = replace(changes, phones=await _phones_with(db, ctx, signed, contact, body.phone))
+        changes = changes._replace(phones=await _phones_with(db, ctx, signed, contact, body.phone))
     await contacts.update_fields(db, ctx.clock, contact, changes, source=SOURCE, actor=signed.actor)
     return contact.id
 

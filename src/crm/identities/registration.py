@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.contacts import service as contacts
@@ -66,10 +64,10 @@ async def register(
         passwords.check_password_policy(password, context=context)
     fields = body.contact_fields()
     if body.country_of_agreement is not None:
-        fields = replace(fields, country_of_agreement=normalize_country(body.country_of_agreement))
+        fields = fields._replace(country_of_agreement=normalize_country(body.country_of_agreement))
     if provider == "EMAIL":
         email = normalize_email(body.identity.email or "", test_mode=caller.mode == "test")
-        fields = replace(fields, email_address=email.display)
+        fields = fields._replace(email_address=email.display)
     contact = await contacts.create(
         db,
         ctx.clock,

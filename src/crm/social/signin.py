@@ -10,7 +10,7 @@ provider account opened with someone else's address never reaches their contact.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -113,7 +113,7 @@ def _names(claims: dict[str, Any], fields: ContactFields) -> ContactFields:
     last = or_none(fields.last_name)
     if last is None:
         last = optional_text(claims.get("family_name"), max_length=MAX_NAME_LENGTH)
-    return replace(fields, first_name=unset_if_none(first), last_name=unset_if_none(last))
+    return fields._replace(first_name=unset_if_none(first), last_name=unset_if_none(last))
 
 
 async def _add_identity(
@@ -178,7 +178,7 @@ async def contact_for(
             raise OidcLinkRequired()
     values = _names(verified.claims, fields or ContactFields())
     if canonical is not None:
-        values = replace(values, email_address=canonical.display)
+        values = values._replace(email_address=canonical.display)
     contact = await contacts.create(
         session,
         clock,
