@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from crm.contacts import contact_fields
 from crm.text import clean_text
 
 MAX_LOYALTY_IDENTIFIERS = 10
@@ -22,27 +23,9 @@ MAX_SUB_INDUSTRIES = 20
 # Epoch seconds up to the year 9999: an expiry beyond is a typing error, not a document.
 MAX_EPOCH = 253402300799
 
-# The service's names of these fields: columns of `contacts`.
-NAME_DAY_FIELDS = ("name_day_month", "name_day_day")
-PASSPORT_FIELDS = ("passport_number", "passport_country", "passport_expiration")
-ID_FIELDS = ("id_number", "id_country", "id_expiration")
-COMPANY_FIELDS = (
-    "registration_number",
-    "registration_country",
-    "tax_reference_number",
-    "vat_registration_number",
-    "industry_id",
-    "sub_industries",
-)
-LIST_FIELDS = ("sub_industries", "loyalty_identifiers")
-DOCUMENT_FIELDS = (
-    *NAME_DAY_FIELDS,
-    *PASSPORT_FIELDS,
-    *ID_FIELDS,
-    "statutory_number",
-    *COMPANY_FIELDS,
-    "loyalty_identifiers",
-)
+# The service's names of these fields (columns of `contacts`) are declared with the others.
+DOCUMENT_FIELDS = contact_fields.DOCUMENT_FIELDS
+LIST_FIELDS = contact_fields.DOCUMENT_LIST_FIELDS
 # Unique per tenant and mode, with the wire member a conflict names.
 UNIQUE_NUMBERS = {
     "passport_number": "demographics.passport.number",

@@ -11,6 +11,7 @@ import pytest
 
 from crm.clock import FrozenClock
 from crm.contacts import service as contacts
+from crm.contacts.contact_fields import ContactFields
 from crm.runtime import Runtime
 from tests.support.console import (
     PASSWORD,
@@ -29,7 +30,7 @@ async def _contact(runtime: Runtime, tenant_id: str, mode: str = "test") -> Any:
             runtime.clock,
             tenant_id=tenant_id,
             mode=mode,
-            fields={"first_name": "Ann", "last_name": "Lee"},
+            fields=ContactFields(first_name="Ann", last_name="Lee"),
             source="BACK_OFFICE",
             actor="test",
         )

@@ -46,6 +46,42 @@ async def test_invisible_characters_are_refused_on_both_surfaces(
     assert created.status_code == 400 and created.json()["code"] == "INVALID_REQUEST"
 
 
+def _error(response: Any) -> dict[str, Any]:
+    body = response.json()
+    return {"status": response.status_code, **{k: body[k] for k in ("code", "message", "details")}}
+
+
+async def test_a_hidden_character_in_a_name_gets_one_answer_on_every_surface(
+    client: Any, runtime: Any, tenant: Any
+) -> None:
+    name = "Ann\u200bX"
+    registered = await client.post(
+        f"{V1}/contacts/register", json=_register_body(first_name=name), headers=key(tenant)
+    )
+    tokens = await sign_in_by_phone(client, runtime, tenant)
+    updated = await client.put(
+        f"{V2}/contacts/{tokens['contact']['id']}",
+        json={"first_name": name},
+        headers=bearer(tokens["access_token"]),
+    )
+    created = await client.post(
+        "/backoffice/v1/contacts",
+        json={"first_name": name},
+        headers={"api_key": tenant.keys["secret_test"]},
+    )
+    want = {
+        "status": 400,
+        "code": "INVALID_REQUEST",
+        "message": "The request is not valid.",
+        "details": [
+            {"field": "first_name", "message": "contains a forbidden character U+200B"},
+        ],
+    }
+    assert _error(registered) == want
+    assert _error(updated) == want
+    assert _error(created) == want
+
+
 async def test_profile_update_follows_the_rule(client: Any, runtime: Any, tenant: Any) -> None:
     tokens = await sign_in_by_phone(client, runtime, tenant)
     url = f"{V2}/contacts/{tokens['contact']['id']}"

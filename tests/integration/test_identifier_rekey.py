@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from crm.contacts import service as contacts
+from crm.contacts.contact_fields import ContactFields
 from crm.contacts.models import Contact, ContactPhone
 from crm.identities import service
 from crm.identities.models import Identity
@@ -21,7 +22,7 @@ async def _contact(session: Any, runtime: Runtime, tenant: Any, **fields: Any) -
         runtime.clock,
         tenant_id=tenant.id,
         mode="live",
-        fields=fields,
+        fields=ContactFields(**fields),
         source="BACK_OFFICE",
         actor="test",
     )

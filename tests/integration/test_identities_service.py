@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import event, select
 
 from crm.contacts import service as contacts
+from crm.contacts.contact_fields import ContactFields
 from crm.contacts.models import AuditEvent
 from crm.errors import InvalidPhone
 from crm.identities import service
@@ -22,7 +23,7 @@ async def _contact(session: Any, runtime: Runtime, tenant: Any, name: str) -> An
         runtime.clock,
         tenant_id=tenant.id,
         mode="test",
-        fields={"first_name": name},
+        fields=ContactFields(first_name=name),
         source="BACK_OFFICE",
         actor="test",
     )

@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from crm.clock import FrozenClock
+from crm.contacts.contact_fields import ContactFields
 from crm.idempotency.models import IdempotencyRecord
 from crm.ids import uuid7
 from crm.maintenance import purge, run_periodically
@@ -134,7 +135,7 @@ async def test_purge_expires_unproven_claims_and_the_contacts_only_they_made(
                 at,
                 tenant_id=tenant.id,
                 mode="test",
-                fields={"first_name": name},
+                fields=ContactFields(first_name=name),
                 source="SELF_SERVICE",
                 actor="test",
             )

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 
 from crm.contacts import service as contacts
+from crm.contacts.contact_fields import ContactFields
 from crm.events import webhooks
 from crm.events.models import Event, WebhookEndpoint
 from crm.messaging.models import OutboxMessage
@@ -66,7 +67,7 @@ async def new_contact(rt: Runtime, tenant: CreatedTenant) -> Any:
             rt.clock,
             tenant_id=tenant.id,
             mode="live",
-            fields={"first_name": "Ann"},
+            fields=ContactFields(first_name="Ann"),
             source="BACK_OFFICE",
             actor="test",
         )

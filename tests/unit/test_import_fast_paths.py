@@ -320,7 +320,7 @@ def test_contact_columns_match_the_orm_builder(index: int, mode: str) -> None:
     body = ContactCreate.model_validate({"id": "c-1", "code": "Code-1", **_BODIES[index]})
     fields = service.prepare_new(
         mode=mode,
-        fields=body.service_fields(only_set=False),
+        fields=body.contact_fields(only_set=False),
         contact_id=body.id,
         code=body.code,
         contact_type=body.contact_type,
@@ -336,12 +336,14 @@ def test_contact_columns_match_the_orm_builder(index: int, mode: str) -> None:
         "now": now,
     }
     want = _outcome(lambda: import_rows.contact_values(service.build_contact(**args)))
-    got = _outcome(lambda: import_rows.contact_columns(**args))
+    # The import's row builder reads the fields as plain values (the importer's call).
+    columns = {**args, "fields": fields.as_dict()}
+    got = _outcome(lambda: import_rows.contact_columns(**columns))
     assert got == want
     # Generated ids and codes: the same shape, fresh values.
     args.update(contact_id=None, code=None)
     if want[0] == "ok":
-        generated = import_rows.contact_columns(**args)
+        generated = import_rows.contact_columns(**{**args, "fields": fields.as_dict()})
         built = import_rows.contact_values(service.build_contact(**args))
         assert generated.keys() == built.keys()
         assert generated["code_norm"] == generated["code"].casefold()

@@ -70,11 +70,9 @@ async def register(
     verified = await verify(
         db, runtime, caller, body.identity.provider, body.identity.token, body.identity.nonce
     )
-    fields = {
-        name: getattr(body, name)
-        for name in ("title", "first_name", "middle_name", "last_name", "language_code")
-        if getattr(body, name) is not None
-    }
+    fields = body.contact_fields().only(
+        ("title", "first_name", "middle_name", "last_name", "language_code")
+    )
     contact = await signin.contact_for(
         db,
         runtime.clock,

@@ -72,7 +72,7 @@ async def create_contacts(
             clock,
             tenant_id=tenant_id,
             mode=MODE,
-            fields=body.service_fields(only_set=False),
+            fields=body.contact_fields(only_set=False),
             source="BACK_OFFICE",
             actor=ACTOR,
             contact_id=body.id,

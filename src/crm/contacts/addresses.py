@@ -18,8 +18,8 @@ from crm.clock import Clock
 from crm.contacts.audit import record_audit
 from crm.contacts.errors import AddressLimitReached, AddressNameTaken, AddressNotFound
 from crm.contacts.models import Contact
+from crm.contacts.normalise import normalise_addresses
 from crm.contacts.schemas import MAX_ADDRESSES
-from crm.contacts.service import normalise_fields
 from crm.errors import AppError
 from crm.ids import uuid7
 
@@ -68,7 +68,7 @@ def _save(
     actor: str,
 ) -> list[dict[str, Any]]:
     try:
-        normalised: list[dict[str, Any]] = normalise_fields({FIELD: addresses})[FIELD]
+        normalised = normalise_addresses(addresses)
     except AppError as exc:
         # Named as the sub-resource's member, not by the position in the contact's list.
         for detail in exc.details:

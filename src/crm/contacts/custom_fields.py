@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.clock import Clock
+from crm.contacts.contact_fields import ContactFields, CustomFieldValue, or_none
 from crm.contacts.errors import (
     CustomFieldDefinitionLimitReached,
     CustomFieldDefinitionNotFound,
@@ -40,7 +41,6 @@ KEY_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
 _DECIMAL = re.compile(r"[+-]?[0-9]{1,18}(\.[0-9]{1,18})?")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-CUSTOM_FIELDS = "custom_fields"
 
 
 async def list_definitions(session: AsyncSession, tenant_id: str) -> list[CustomFieldDefinition]:
@@ -131,14 +131,12 @@ async def undefine(session: AsyncSession, *, tenant_id: str, key: str) -> None:
         raise CustomFieldDefinitionNotFound()
 
 
-async def checked(
-    session: AsyncSession, tenant_id: str, fields: Mapping[str, Any]
-) -> Mapping[str, Any]:
+async def checked(session: AsyncSession, tenant_id: str, fields: ContactFields) -> ContactFields:
     """`fields` with its custom fields checked against the tenant's definitions and normalised.
 
     An undefined key is a 400 naming the key; an empty value removes the field.
     """
-    values = fields.get(CUSTOM_FIELDS)
+    values = or_none(fields.custom_fields)
     if not values:
         return fields
     keys = {item["key"] for item in values}
@@ -147,7 +145,7 @@ async def checked(
             CustomFieldDefinition.tenant_id == tenant_id, CustomFieldDefinition.key.in_(keys)
         )
     )
-    return {**fields, CUSTOM_FIELDS: check_values({row.key: row for row in rows}, values)}
+    return fields._replace(custom_fields=check_values({row.key: row for row in rows}, values))
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,8 +168,8 @@ async def rules_of(session: AsyncSession, tenant_id: str) -> dict[str, FieldRule
 def check_values(
     definitions: Mapping[str, CustomFieldDefinition | FieldRule],
     values: Sequence[Mapping[str, Any]],
-) -> list[dict[str, str]]:
-    out: list[dict[str, str]] = []
+) -> list[CustomFieldValue]:
+    out: list[CustomFieldValue] = []
     for index, item in enumerate(values):
         key = str(item["key"])
         definition = definitions.get(key)
@@ -195,7 +193,7 @@ def check_values(
             cleaned,
             field,
         )
-        out.append({"key": key, "value": value})
+        out.append(CustomFieldValue(key=key, value=value))
     return out
 
 

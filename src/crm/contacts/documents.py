@@ -7,12 +7,13 @@ matching form, without the spaces, dashes, dots and slashes people type, in uppe
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.contacts.contact_fields import UNSET, ContactFields, or_none
 from crm.contacts.errors import DocumentInUse, InvalidDocumentNumber, InvalidNameDay
 from crm.contacts.models import Contact, ContactLoyaltyIdentifier
 from crm.documents import (
@@ -46,24 +47,28 @@ def _named(exc: AppError, field: str) -> AppError:
     return exc
 
 
-def normalise(fields: dict[str, Any], *, country: Callable[[str], str]) -> None:
-    """Check and fold the document fields of `fields` in place (idempotent); `country` is the
-    service's ISO alpha-3 check."""
+def normalised(fields: ContactFields, *, country: Callable[[str], str]) -> dict[str, Any]:
+    """The document fields of `fields` checked and folded (idempotent), by name; `country` is
+    the service's ISO alpha-3 check."""
+    out: dict[str, Any] = {}
     for name, member in UNIQUE_NUMBERS.items():
-        if fields.get(name) is not None:
+        value = getattr(fields, name)
+        if value is not None and value is not UNSET:
             try:
-                fields[name] = matching_form(fields[name])
+                out[name] = matching_form(value)
             except AppError as exc:
                 raise _named(exc, member) from None
     for name, member in COUNTRIES.items():
-        if fields.get(name) is not None:
+        value = getattr(fields, name)
+        if value is not None and value is not UNSET:
             try:
-                fields[name] = country(fields[name])
+                out[name] = country(value)
             except AppError as exc:
                 raise _named(exc, member) from None
-    if fields.get("loyalty_identifiers") is not None:
+    identifiers = fields.loyalty_identifiers
+    if identifiers is not None and identifiers is not UNSET:
         folded: list[str] = []
-        for index, value in enumerate(fields["loyalty_identifiers"]):
+        for index, value in enumerate(identifiers):
             try:
                 folded.append(matching_form(value))
             except AppError as exc:
@@ -72,8 +77,8 @@ def normalise(fields: dict[str, Any], *, country: Callable[[str], str]) -> None:
             raise _named(
                 InvalidDocumentNumber("Too many loyalty identifiers."), "loyalty_identifiers"
             )
-        fields["loyalty_identifiers"] = list(dict.fromkeys(folded))
-    month, day = fields.get("name_day_month"), fields.get("name_day_day")
+        out["loyalty_identifiers"] = list(dict.fromkeys(folded))
+    month, day = or_none(fields.name_day_month), or_none(fields.name_day_day)
     if month is not None or day is not None:
         try:
             if month is None or day is None:
@@ -81,6 +86,7 @@ def normalise(fields: dict[str, Any], *, country: Callable[[str], str]) -> None:
             dt.date(2000, int(month), int(day))  # a leap year: 29 February is a name day
         except (TypeError, ValueError):
             raise _named(InvalidNameDay(), "demographics.name_day") from None
+    return out
 
 
 async def check_unique(
@@ -88,7 +94,7 @@ async def check_unique(
     *,
     tenant_id: str,
     mode: str,
-    fields: Mapping[str, Any],
+    fields: ContactFields,
     contact_pk: int | None,
 ) -> None:
     """409 DOCUMENT_IN_USE, naming the member, when another contact holds a number of `fields`.
@@ -97,7 +103,7 @@ async def check_unique(
     """
     others = [] if contact_pk is None else [Contact.pk != contact_pk]
     for name, member in UNIQUE_NUMBERS.items():
-        value = fields.get(name)
+        value = or_none(getattr(fields, name))
         if value is None:
             continue
         column = getattr(Contact, name)
@@ -108,7 +114,7 @@ async def check_unique(
         )
         if taken is not None:
             raise _named(DocumentInUse(), member)
-    identifiers = fields.get("loyalty_identifiers")
+    identifiers = or_none(fields.loyalty_identifiers)
     if identifiers:
         loyalty_others = (
             [] if contact_pk is None else [ContactLoyaltyIdentifier.contact_pk != contact_pk]
@@ -124,7 +130,7 @@ async def check_unique(
             .limit(1)
         )
         if taken_id is not None:
-            index = list(identifiers).index(taken_id)
+            index = identifiers.index(taken_id)
             raise _named(DocumentInUse(), f"loyalty_identifiers.{index}.identifier")
 
 

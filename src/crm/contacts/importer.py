@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.clock import Clock
 from crm.contacts import custom_fields, import_copy, service
+from crm.contacts.contact_fields import ContactFields, or_none
 from crm.contacts.errors import ContactCodeAlreadyExists, ContactIdAlreadyExists
 from crm.contacts.import_plain import PlainRows
 from crm.contacts.import_rows import ContactValues as ContactValues
@@ -171,7 +172,7 @@ def _reason(exc: Exception) -> str:
 class Prepared:
     line: int
     contact: Contact
-    fields: dict[str, Any]
+    fields: ContactFields
     given_id: str | None
     given_code: str | None
     # The CREATED audit entry's field names when already known (the plain rows' fast path).
@@ -191,19 +192,18 @@ def _prepare(
     body = ContactCreate.model_validate(row_to_body(row))
     fields = service.prepare_new(
         mode=mode,
-        fields=body.service_fields(only_set=False),
+        fields=body.contact_fields(only_set=False),
         contact_id=body.id,
         code=body.code,
         contact_type=body.contact_type,
     )
-    if fields.get(custom_fields.CUSTOM_FIELDS):
-        fields[custom_fields.CUSTOM_FIELDS] = custom_fields.check_values(
-            rules, fields[custom_fields.CUSTOM_FIELDS]
-        )
+    custom = or_none(fields.custom_fields)
+    if custom:
+        fields = fields._replace(custom_fields=custom_fields.check_values(rules, custom))
     values = contact_columns(
         tenant_id=tenant_id,
         mode=mode,
-        fields=fields,
+        fields=fields.as_dict(),
         contact_id=body.id,
         code=body.code,
         contact_type=body.contact_type,
@@ -406,7 +406,7 @@ async def _write(
     for item, pk in zip(prepared, pks, strict=True):
         contact, fields = item.contact, item.fields
         contact.pk = pk
-        phones.extend(service.phone_rows(contact, fields.get(service.PHONES) or []))
+        phones.extend(service.phone_rows(contact, or_none(fields.phones) or []))
         consents.extend(service.consent_rows(contact, service.created_consent(fields), SOURCE, now))
         audits.append(
             service.audit_row(contact, "CREATED", actor, service.created_audit_fields(fields), now)

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from crm.contacts import documents
+from crm.contacts.contact_fields import PHONES as PHONES
+from crm.contacts.contact_fields import UNSET, Address, ContactFields, Phone
 from crm.contacts.errors import DuplicatePhone, MultiplePrimary
 from crm.errors import AppError
 from crm.identifiers.core import (
@@ -23,9 +25,6 @@ from crm.identifiers.core import (
 )
 from crm.ids import uuid7
 
-# Fields kept in their own table rather than a column of `contacts`.
-PHONES = "phones"
-
 
 def _with_field(exc: AppError, field: str) -> AppError:
     """Name the offending field in the error's details (API.md section 2)."""
@@ -34,33 +33,37 @@ def _with_field(exc: AppError, field: str) -> AppError:
     return exc
 
 
-def normalise_fields(fields: Mapping[str, Any], *, test_mode: bool = False) -> dict[str, Any]:
+def normalise_fields(fields: ContactFields, *, test_mode: bool = False) -> ContactFields:
     """Normalise the domain-checked values of `fields`; raise an AppError naming the field.
 
     Idempotent, so callers that already normalised (Self-Service) lose nothing by passing
     through it. `test_mode` admits the reserved test email domains (nothing leaves in test mode).
     """
-    out = dict(fields)
-    if out.get("country_of_agreement") is not None:
+    out: dict[str, Any] = {}
+    country = fields.country_of_agreement
+    if country is not None and country is not UNSET:
         try:
-            out["country_of_agreement"] = normalize_country(out["country_of_agreement"])
+            out["country_of_agreement"] = normalize_country(country)
         except AppError as exc:
             raise _with_field(exc, "country_of_agreement") from None
-    if out.get("email_address") is not None:
+    email = fields.email_address
+    if email is not None and email is not UNSET:
         try:
-            out["email_address"] = _email(out["email_address"], test_mode)[0]
+            out["email_address"] = _email(email, test_mode)[0]
         except AppError as exc:
             raise _with_field(exc, "email_address") from None
-    if out.get(PHONES) is not None:
-        out[PHONES] = _normalise_phones(out[PHONES])
-    if out.get("addresses") is not None:
-        out["addresses"] = _normalise_addresses(out["addresses"])
-    documents.normalise(out, country=normalize_country)
-    return out
+    phones = fields.phones
+    if phones is not None and phones is not UNSET:
+        out[PHONES] = _normalise_phones(phones)
+    addresses = fields.addresses
+    if addresses is not None and addresses is not UNSET:
+        out["addresses"] = normalise_addresses(addresses)
+    out.update(documents.normalised(fields, country=normalize_country))
+    return fields._replace(**out) if out else fields
 
 
-def _normalise_phones(phones: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = []
+def _normalise_phones(phones: Sequence[Phone]) -> list[Phone]:
+    result: list[Phone] = []
     seen: set[str] = set()
     for index, phone in enumerate(phones):
         field = f"phones.{index}"
@@ -73,19 +76,20 @@ def _normalise_phones(phones: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
             raise DuplicatePhone(details=[{"field": f"{field}.number", "message": e164}])
         seen.add(e164)
         result.append(
-            {
-                "phone_type": phone.get("phone_type") or "MOBILE",
-                "country_code": alpha3,
-                "number": e164,
-                "is_primary": bool(phone.get("is_primary")),
-            }
+            Phone(
+                phone_type=phone.get("phone_type") or "MOBILE",
+                country_code=alpha3,
+                number=e164,
+                is_primary=bool(phone.get("is_primary")),
+            )
         )
     _one_primary(result, "phones")
     return result
 
 
-def _normalise_addresses(addresses: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = []
+def normalise_addresses(addresses: Sequence[Mapping[str, Any]]) -> list[Address]:
+    """Addresses with their countries in alpha-3, an id each and one primary."""
+    result: list[Address] = []
     for index, address in enumerate(addresses):
         item = {k: v for k, v in address.items() if k != "id"}
         if item.get("country_code") is not None:
@@ -100,7 +104,7 @@ def _normalise_addresses(addresses: Sequence[Mapping[str, Any]]) -> list[dict[st
     return result
 
 
-def _one_primary(items: list[dict[str, Any]], field: str) -> None:
+def _one_primary(items: Sequence[Phone] | Sequence[Address], field: str) -> None:
     primaries = sum(1 for item in items if item["is_primary"])
     if primaries > 1:
         raise MultiplePrimary(details=[{"field": field, "message": MultiplePrimary.message}])

@@ -8,21 +8,21 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.contacts.contact_fields import CONSENT_FLAGS, UNSET, ContactFields, Phone
 from crm.contacts.models import ConsentEvent, Contact, ContactPhone
 from crm.events.service import consent_changed
 from crm.ids import uuid7
 
-CONSENT_FLAGS = ("service_acceptance", "email_opt_out", "sms_opt_out")
+# Re-exported for the contacts service's callers.
+__all__ = ["CONSENT_FLAGS"]
 
 
-def _add_phones(
-    session: AsyncSession, contact: Contact, phones: Sequence[Mapping[str, Any]]
-) -> None:
+def _add_phones(session: AsyncSession, contact: Contact, phones: Sequence[Phone]) -> None:
     for row in phone_rows(contact, phones):
         session.add(ContactPhone(**row))
 
 
-def phone_rows(contact: Contact, phones: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def phone_rows(contact: Contact, phones: Sequence[Phone]) -> list[dict[str, Any]]:
     """The `contact_phones` rows of a contact's normalised phones (`contact.pk` set by then)."""
     return [
         {
@@ -100,11 +100,11 @@ async def consent_history(session: AsyncSession, contact: Contact) -> list[Conse
     return list(rows)
 
 
-def created_consent(fields: Mapping[str, Any]) -> dict[str, bool]:
+def created_consent(fields: ContactFields) -> dict[str, bool]:
     """The consent flags a new contact's fields set, each a first entry of its history."""
-    return {f: bool(fields[f]) for f in CONSENT_FLAGS if f in fields}
+    return {f: bool(value) for f in CONSENT_FLAGS if (value := getattr(fields, f)) is not UNSET}
 
 
-def created_audit_fields(fields: Mapping[str, Any]) -> list[str]:
+def created_audit_fields(fields: ContactFields) -> list[str]:
     """The field names the CREATED audit entry lists: those given a value."""
-    return sorted(k for k in fields if fields[k] not in (None, [], ""))
+    return sorted(name for name, value in fields.given() if value not in (None, [], ""))

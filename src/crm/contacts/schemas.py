@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Set
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -17,6 +18,7 @@ from pydantic import (
 
 from crm import documents
 from crm.clock import epoch
+from crm.contacts.contact_fields import UNSET, ContactFields, CustomFieldValue, Phone, Unset
 from crm.contacts.models import ConsentEvent, Contact, ContactPhone
 from crm.paging import Paging
 from crm.text import clean_text, parse_bool
@@ -28,6 +30,7 @@ MAX_CUSTOM_VALUE_BYTES = 1024
 MAX_TAGS = 50
 
 WireBool = Annotated[bool, BeforeValidator(parse_bool)]
+T = TypeVar("T")
 
 
 # Free-text fields: NFC, trimmed, no invisible characters; an empty string means absent.
@@ -48,6 +51,14 @@ class PhoneIn(BaseModel):
     country_code: CountryText | None = None
     number: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     is_primary: WireBool = False
+
+    def service_phone(self) -> Phone:
+        return Phone(
+            phone_type=self.phone_type,
+            country_code=self.country_code,
+            number=self.number,
+            is_primary=self.is_primary,
+        )
 
 
 class AddressIn(BaseModel):
@@ -151,36 +162,49 @@ class _ContactFields(BaseModel):
             return None
         return list(dict.fromkeys(t for t in value if t))
 
-    def service_fields(self, *, only_set: bool) -> dict[str, Any]:
-        """Flatten to the service's field names; `only_set` keeps absent fields out (partial update)."""
-        present = self.model_fields_set if only_set else set(type(self).model_fields)
+    def contact_fields(self, *, only_set: bool) -> ContactFields:
+        """The service's fields; `only_set` leaves absent members unset (a partial update)."""
+        present = self.model_fields_set if only_set else _ALL_MEMBERS
+
+        def given(name: str, value: T) -> T | Unset:
+            return value if name in present else UNSET
+
+        def flag(name: str) -> bool | Unset:
+            # Consent is given or not: a null flag is left as it is.
+            value: bool | None = getattr(self, name)
+            return UNSET if name not in present or value is None else value
+
+        phones, addresses, custom = self.phones, self.addresses, self.custom_fields
+        return ContactFields(
+            title=given("title", self.title),
+            first_name=given("first_name", self.first_name),
+            middle_name=given("middle_name", self.middle_name),
+            last_name=given("last_name", self.last_name),
+            company_name=given("company_name", self.company_name),
+            email_address=given("email_address", self.email_address),
+            language_code=given("language_code", self.language_code),
+            country_of_agreement=given("country_of_agreement", self.country_of_agreement),
+            tags=given("tags", self.tags),
+            phones=given("phones", None if phones is None else [p.service_phone() for p in phones]),
+            addresses=given(
+                "addresses", None if addresses is None else [a.model_dump() for a in addresses]
+            ),
+            custom_fields=given(
+                "custom_fields",
+                None
+                if custom is None
+                else [CustomFieldValue(key=f.key, value=f.value) for f in custom],
+            ),
+            service_acceptance=flag("service_acceptance"),
+            email_opt_out=flag("email_opt_out"),
+            sms_opt_out=flag("sms_opt_out"),
+            **self._document_fields(only_set=only_set, present=present),
+        )
+
+    def _document_fields(self, *, only_set: bool, present: Set[str]) -> dict[str, Any]:
+        """The members of `demographics`, `company_profile` and `loyalty_identifiers` as the
+        service's fields (crm.documents maps the shared ones)."""
         out: dict[str, Any] = {}
-        for name in (
-            "title",
-            "first_name",
-            "middle_name",
-            "last_name",
-            "company_name",
-            "email_address",
-            "language_code",
-            "country_of_agreement",
-            "tags",
-        ):
-            if name in present:
-                out[name] = getattr(self, name)
-        for name in ("service_acceptance", "email_opt_out", "sms_opt_out"):
-            if name in present and getattr(self, name) is not None:
-                out[name] = getattr(self, name)
-        if "phones" in present:
-            out["phones"] = None if self.phones is None else [p.model_dump() for p in self.phones]
-        if "addresses" in present:
-            out["addresses"] = (
-                None if self.addresses is None else [a.model_dump() for a in self.addresses]
-            )
-        if "custom_fields" in present:
-            out["custom_fields"] = (
-                None if self.custom_fields is None else [f.model_dump() for f in self.custom_fields]
-            )
         if "demographics" in present:
             demo = self.demographics
             demo_set = demo.model_fields_set if demo is not None and only_set else None
@@ -199,6 +223,9 @@ class _ContactFields(BaseModel):
         return out
 
 
+_ALL_MEMBERS = frozenset(_ContactFields.model_fields)
+
+
 class ContactCreate(_ContactFields):
     id: RefText | None = Field(None, description="Your own id: 1-36 of A-Z a-z 0-9 - _.")
     code: RefText | None = Field(
@@ -212,12 +239,10 @@ class ContactUpdate(_ContactFields):
     code: RefText | None = None
     contact_type: Literal["PERSON", "COMPANY"] | None = None
 
-    def service_changes(self) -> dict[str, Any]:
-        changes = self.service_fields(only_set=True)
-        for name in ("code", "contact_type"):
-            if name in self.model_fields_set:
-                changes[name] = getattr(self, name)
-        return changes
+    def echoed(self, name: Literal["code", "contact_type"]) -> str | Unset | None:
+        """`code` or `contact_type` as sent (the service refuses a change), UNSET when absent."""
+        value: str | None = getattr(self, name)
+        return value if name in self.model_fields_set else UNSET
 
 
 class CreatedId(BaseModel):

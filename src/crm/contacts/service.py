@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
-from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import delete, or_, select
@@ -28,6 +27,17 @@ from crm.contacts.audit import audit_row as audit_row
 from crm.contacts.audit import count_audit as count_audit
 from crm.contacts.audit import list_audit as list_audit
 from crm.contacts.audit import record_audit as record_audit
+from crm.contacts.contact_fields import (
+    COLUMN_FIELDS,
+    LIST_FIELDS,
+    SEARCH_FORMS,
+    UNSET,
+    Unset,
+    or_none,
+)
+from crm.contacts.contact_fields import CONSENT_FLAGS as CONSENT_FLAGS
+from crm.contacts.contact_fields import PHONES as PHONES
+from crm.contacts.contact_fields import ContactFields as ContactFields
 from crm.contacts.documents import contact_by_number as contact_by_number
 from crm.contacts.errors import (
     CompanyNameRequired,
@@ -41,10 +51,8 @@ from crm.contacts.errors import (
     InvalidDateOfBirth,
 )
 from crm.contacts.models import ConsentEvent, Contact, ContactPhone
-from crm.contacts.normalise import PHONES as PHONES
 from crm.contacts.normalise import _email
 from crm.contacts.normalise import normalise_fields as normalise_fields
-from crm.contacts.rows import CONSENT_FLAGS as CONSENT_FLAGS
 from crm.contacts.rows import _add_phones, _address_key, _phone_key, _record_consent
 from crm.contacts.rows import consent_history as consent_history
 from crm.contacts.rows import consent_rows as consent_rows
@@ -55,32 +63,10 @@ from crm.contacts.rows import phones_of as phones_of
 from crm.errors import AppError
 from crm.ids import short_code, uuid7
 
-# Plain columns a surface may set directly (everything else has its own handling).
-SIMPLE_FIELDS = (
-    "title",
-    "first_name",
-    "middle_name",
-    "last_name",
-    "company_name",
-    "email_address",
-    "language_code",
-    "country_of_agreement",
-    "gender",
-    "birth_year",
-    "birth_month",
-    "birth_day",
-    "addresses",
-    "custom_fields",
-    "tags",
-    "referral_code",
-    *documents.DOCUMENT_FIELDS,
-)
-_LIST_FIELDS = ("addresses", "custom_fields", "tags", *documents.LIST_FIELDS)
-_NORMALISED = {
-    "first_name": "first_name_norm",
-    "last_name": "last_name_norm",
-    "company_name": "company_name_norm",
-}
+# The field vocabulary's lists, under the names the import's row builder reads.
+SIMPLE_FIELDS = COLUMN_FIELDS
+_LIST_FIELDS = LIST_FIELDS
+_NORMALISED = SEARCH_FORMS
 _CODE_ATTEMPTS = 5
 # Ids go into URL paths and other systems' foreign keys: a conservative alphabet keeps them
 # unambiguous there (no slashes, spaces, dots that proxies normalise, or look-alike Unicode).
@@ -135,7 +121,7 @@ async def create(
     *,
     tenant_id: str,
     mode: str,
-    fields: Mapping[str, Any],
+    fields: ContactFields,
     source: str,
     actor: str,
     contact_id: str | None = None,
@@ -178,7 +164,7 @@ async def create(
                 raise ContactCodeAlreadyExists() from exc
             continue
         break
-    for row in phone_rows(contact, fields.get(PHONES) or []):
+    for row in phone_rows(contact, or_none(fields.phones) or []):
         session.add(ContactPhone(**row))
     if contact.loyalty_identifiers:
         await documents.store_loyalty(session, contact)
@@ -191,11 +177,11 @@ async def create(
 def prepare_new(
     *,
     mode: str,
-    fields: Mapping[str, Any],
+    fields: ContactFields,
     contact_id: str | None,
     code: str | None,
     contact_type: str,
-) -> dict[str, Any]:
+) -> ContactFields:
     """A new contact's fields checked and normalised (the rules `create` and bulk import share)."""
     if contact_id is not None:
         check_contact_id(contact_id)
@@ -204,7 +190,7 @@ def prepare_new(
     if contact_type not in CONTACT_TYPES:
         raise AppError("contact_type must be PERSON or COMPANY.")
     fields = normalise_fields(fields, test_mode=mode == "test")
-    if contact_type == "COMPANY" and not fields.get("company_name"):
+    if contact_type == "COMPANY" and not or_none(fields.company_name):
         raise CompanyNameRequired(details=[{"field": "company_name", "message": "required"}])
     return fields
 
@@ -245,7 +231,7 @@ def build_contact(
     *,
     tenant_id: str,
     mode: str,
-    fields: Mapping[str, Any],
+    fields: ContactFields,
     contact_id: str | None,
     code: str | None,
     contact_type: str,
@@ -276,21 +262,19 @@ async def _exists(session: AsyncSession, tenant_id: str, mode: str, condition: A
     return found is not None
 
 
-def _assign(contact: Contact, fields: Mapping[str, Any]) -> None:
-    for name in (*SIMPLE_FIELDS, *CONSENT_FLAGS):
-        if name in fields:
-            value = fields[name]
-            if name in _LIST_FIELDS and value is None:
-                value = []
-            if name in CONSENT_FLAGS:
-                value = bool(value)
-            setattr(contact, name, value)
-            if name in _NORMALISED:
-                setattr(contact, _NORMALISED[name], search_form(value))
-            if name == "email_address":
-                contact.email_canonical = (
-                    _email(value, contact.mode == "test")[1] if value else None
-                )
+def _assign(contact: Contact, fields: ContactFields) -> None:
+    for name, value in fields.given():
+        if name == PHONES:
+            continue  # rows of their own (phone_rows)
+        if name in _LIST_FIELDS and value is None:
+            value = []
+        if name in CONSENT_FLAGS:
+            value = bool(value)
+        setattr(contact, name, value)
+        if name in _NORMALISED:
+            setattr(contact, _NORMALISED[name], search_form(value))
+        if name == "email_address":
+            contact.email_canonical = _email(value, contact.mode == "test")[1] if value else None
 
 
 async def get_by_ref(session: AsyncSession, tenant_id: str, mode: str, ref: str) -> Contact:
@@ -323,26 +307,25 @@ async def update_fields(
     session: AsyncSession,
     clock: Clock,
     contact: Contact,
-    changes: Mapping[str, Any],
+    changes: ContactFields,
     *,
     source: str,
     actor: str,
+    code: str | Unset | None = UNSET,
+    contact_type: str | Unset | None = UNSET,
 ) -> list[str]:
-    """Apply a partial update (absent = unchanged, None = cleared); return the changed field names.
+    """Apply a partial update (unset = unchanged, None = cleared); return the changed field names.
 
-    `code` and `contact_type` may be present only with their current values (400 otherwise).
+    `code` and `contact_type` may be sent only with their current values (400 otherwise).
     """
-    changes = dict(changes)
-    if "code" in changes:
-        if changes.pop("code") != contact.code:
-            raise ContactCodeImmutable(details=[{"field": "code", "message": "immutable"}])
-    if "contact_type" in changes:
-        if changes.pop("contact_type") != contact.contact_type:
-            raise ContactTypeImmutable(details=[{"field": "contact_type", "message": "immutable"}])
+    if code is not UNSET and code != contact.code:
+        raise ContactCodeImmutable(details=[{"field": "code", "message": "immutable"}])
+    if contact_type is not UNSET and contact_type != contact.contact_type:
+        raise ContactTypeImmutable(details=[{"field": "contact_type", "message": "immutable"}])
     changes = normalise_fields(changes, test_mode=contact.mode == "test")
-    changes = dict(await custom_fields.checked(session, contact.tenant_id, changes))
+    changes = await custom_fields.checked(session, contact.tenant_id, changes)
     changed: list[str] = []
-    for name, value in changes.items():
+    for name, value in changes.given():
         if name == PHONES:
             current = (await phones_of(session, [contact.pk]))[contact.pk]
             before = [
@@ -365,33 +348,29 @@ async def update_fields(
         elif name in _LIST_FIELDS:
             if (getattr(contact, name) or []) != (value or []):
                 changed.append(name)
-        elif name in SIMPLE_FIELDS or name in CONSENT_FLAGS:
-            if getattr(contact, name) != value:
-                changed.append(name)
+        elif getattr(contact, name) != value:
+            changed.append(name)
     if not changed:
         return []
-    if (
-        contact.contact_type == "COMPANY"
-        and "company_name" in changed
-        and not changes["company_name"]
-    ):
+    if contact.contact_type == "COMPANY" and "company_name" in changed and not changes.company_name:
         raise CompanyNameRequired(details=[{"field": "company_name", "message": "required"}])
+    changes = changes.only(changed)
     await documents.check_unique(
         session,
         tenant_id=contact.tenant_id,
         mode=contact.mode,
-        fields={k: changes[k] for k in changed},
+        fields=changes,
         contact_pk=contact.pk,
     )
     now = clock.now()
-    consent = {f: bool(changes[f]) for f in CONSENT_FLAGS if f in changed}
-    _assign(contact, {k: changes[k] for k in changed if k != PHONES})
+    consent = {f: bool(getattr(changes, f)) for f in CONSENT_FLAGS if f in changed}
+    _assign(contact, changes)
     _check_birth_date(contact)
     if "loyalty_identifiers" in changed:
         await documents.store_loyalty(session, contact)
     if PHONES in changed:
         await session.execute(delete(ContactPhone).where(ContactPhone.contact_pk == contact.pk))
-        _add_phones(session, contact, changes[PHONES] or [])
+        _add_phones(session, contact, or_none(changes.phones) or [])
     contact.updated_at = now
     _record_consent(session, contact, consent, source, now)
     record_audit(session, clock, contact, "UPDATED", actor, sorted(changed))

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm import documents
 from crm.contacts import service as contacts
+from crm.contacts.contact_fields import Phone
 from crm.contacts.models import Contact, ContactPhone
 from crm.identifiers.core import (
     national_number,
@@ -98,51 +99,19 @@ async def update_profile(
             await proof.reauthenticate(db, ctx, signed, body.current_password)
     contact = await contacts.get_by_pk(db, signed.contact_pk)
     present = body.model_fields_set
-    changes: dict[str, Any] = {}
-    for name in (
-        "title",
-        "first_name",
-        "middle_name",
-        "last_name",
-        "company_name",
-        "language_code",
-        "referral_code",
-    ):
-        if name in present:
-            changes[name] = getattr(body, name)
-    for flag in ("service_acceptance", "email_opt_out", "sms_opt_out"):
-        value = getattr(body, flag)
-        # A consent flag is a yes or no: null leaves it as it is rather than inventing "no".
-        if flag in present and value is not None:
-            changes[flag] = value
+    changes = body.contact_fields()
     if "country_of_agreement" in present:
         value = body.country_of_agreement
-        changes["country_of_agreement"] = normalize_country(value) if value else None
+        changes = changes._replace(country_of_agreement=normalize_country(value) if value else None)
     if "email" in present:
-        changes["email_address"] = (
+        email = (
             normalize_email(body.email, test_mode=contact.mode == "test").display
             if body.email
             else None
         )
-    if "custom_fields" in present:
-        changes["custom_fields"] = [f.model_dump() for f in body.custom_fields or []]
-    if "demographics" in present:
-        demo = body.demographics
-        if demo is None:
-            changes.update(gender=None, birth_year=None, birth_month=None, birth_day=None)
-        else:
-            if "gender" in demo.model_fields_set:
-                changes["gender"] = demo.gender
-            if "date_of_birth" in demo.model_fields_set:
-                dob = demo.date_of_birth
-                changes["birth_year"] = dob.year if dob else None
-                changes["birth_month"] = dob.month if dob else None
-                changes["birth_day"] = dob.day if dob else None
-        changes.update(documents.demographics_changes(demo, only_set=True))
-    if "company_profile" in present:
-        changes.update(documents.company_changes(body.company_profile, only_set=True))
+        changes = changes._replace(email_address=email)
     if "phone" in present:
-        changes["phones"] = await _phones_with(db, ctx, signed, contact, body.phone)
+        changes = changes._replace(phones=await _phones_with(db, ctx, signed, contact, body.phone))
     await contacts.update_fields(db, ctx.clock, contact, changes, source=SOURCE, actor=signed.actor)
     return contact.id
 
@@ -153,32 +122,32 @@ async def _phones_with(
     signed: SignedIn,
     contact: Contact,
     phone: ProfilePhoneIn | None,
-) -> list[dict[str, Any]]:
+) -> list[Phone]:
     """The contact's phones with `phone` as the primary one (None: the primary removed).
 
     The profile shows one phone, the primary; the others (the back office's) stay.
     """
     current = (await contacts.phones_of(db, [contact.pk]))[contact.pk]
-    new: dict[str, Any] | None = None
+    new: Phone | None = None
     if phone is not None:
         country = phone.country_code
         if not country:
             policy = await _policy(ctx, db, signed.claims.application_id, signed.claims.mode)
             country = policy.default_country
         parsed = normalize_phone(phone.number, country)
-        new = {
-            "phone_type": phone.type,
-            "country_code": parsed.country_code,
-            "number": parsed.e164,
-            "is_primary": True,
-        }
+        new = Phone(
+            phone_type=phone.type,
+            country_code=parsed.country_code,
+            number=parsed.e164,
+            is_primary=True,
+        )
     kept = [
-        {
-            "phone_type": p.phone_type,
-            "country_code": p.country_code,
-            "number": p.e164,
-            "is_primary": False,
-        }
+        Phone(
+            phone_type=p.phone_type,
+            country_code=p.country_code,
+            number=p.e164,
+            is_primary=False,
+        )
         for p in current
         if not p.is_primary and (new is None or p.e164 != new["number"])
     ]

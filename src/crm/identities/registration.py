@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.contacts import service as contacts
@@ -64,30 +62,12 @@ async def register(
     if password is not None:
         context = [w for w in (body.identity.email, body.first_name, body.last_name) if w]
         passwords.check_password_policy(password, context=context)
-    fields: dict[str, Any] = {
-        name: getattr(body, name)
-        for name in (
-            "title",
-            "first_name",
-            "middle_name",
-            "last_name",
-            "company_name",
-            "language_code",
-            "referral_code",
-            "service_acceptance",
-            "email_opt_out",
-            "sms_opt_out",
-        )
-        if getattr(body, name) is not None
-    }
+    fields = body.contact_fields()
     if body.country_of_agreement is not None:
-        fields["country_of_agreement"] = normalize_country(body.country_of_agreement)
-    if body.custom_fields is not None:
-        fields["custom_fields"] = [f.model_dump() for f in body.custom_fields]
+        fields = fields._replace(country_of_agreement=normalize_country(body.country_of_agreement))
     if provider == "EMAIL":
-        fields["email_address"] = normalize_email(
-            body.identity.email or "", test_mode=caller.mode == "test"
-        ).display
+        email = normalize_email(body.identity.email or "", test_mode=caller.mode == "test")
+        fields = fields._replace(email_address=email.display)
     contact = await contacts.create(
         db,
         ctx.clock,

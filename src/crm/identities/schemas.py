@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -15,6 +15,14 @@ from pydantic import (
     model_validator,
 )
 
+from crm import documents
+from crm.contacts.contact_fields import (
+    UNSET,
+    ContactFields,
+    CustomFieldValue,
+    Unset,
+    unset_if_none,
+)
 from crm.documents import CompanyProfile, DemographicsExtra
 from crm.errors import FieldNotSupported
 from crm.text import clean_text, parse_bool
@@ -27,6 +35,7 @@ def _blank_to_none(value: Any) -> Any:
 
 
 StrBool = Annotated[bool, BeforeValidator(parse_bool)]
+T = TypeVar("T")
 
 
 # Names and titles follow the free-text rule of every surface (NFC, no invisible characters).
@@ -107,6 +116,10 @@ class CustomField(_In):
     value: Annotated[str, StringConstraints(max_length=1000)] | None = None
 
 
+def _custom_values(fields: list[CustomField]) -> list[CustomFieldValue]:
+    return [CustomFieldValue(key=f.key, value=f.value) for f in fields]
+
+
 class IdentityIn(_In):
     """v1 `identity {provider, phone_number, country_code, email, password}` or v2
     `identification {provider, phone {number, country_code}, email, password}`."""
@@ -167,6 +180,25 @@ class RegisterIn(_In):
     )
     email_opt_out: StrBool | None = None
     sms_opt_out: StrBool | None = None
+
+    def contact_fields(self) -> ContactFields:
+        """The new contact's fields, those without a value left out; the flow checks the
+        country and adds the identity's email."""
+        custom = self.custom_fields
+        return ContactFields(
+            title=unset_if_none(self.title),
+            first_name=unset_if_none(self.first_name),
+            middle_name=unset_if_none(self.middle_name),
+            last_name=unset_if_none(self.last_name),
+            company_name=unset_if_none(self.company_name),
+            language_code=unset_if_none(self.language_code),
+            country_of_agreement=unset_if_none(self.country_of_agreement),
+            custom_fields=UNSET if custom is None else _custom_values(custom),
+            referral_code=unset_if_none(self.referral_code),
+            service_acceptance=unset_if_none(self.service_acceptance),
+            email_opt_out=unset_if_none(self.email_opt_out),
+            sms_opt_out=unset_if_none(self.sms_opt_out),
+        )
 
 
 class CredentialIn(_In):
@@ -290,6 +322,57 @@ class ProfileUpdateIn(_In):
     sms_opt_out: StrBool | None = None
     # Re-authentication for a new email: unless the session signed in within a few minutes.
     current_password: PasswordText = None
+
+    def contact_fields(self) -> ContactFields:
+        """The members sent, as the service's fields; the flow checks the country and email and
+        turns `phone` into the contact's phones."""
+        present = self.model_fields_set
+
+        def given(name: str, value: T) -> T | Unset:
+            return value if name in present else UNSET
+
+        def flag(name: str) -> bool | Unset:
+            # A consent flag is a yes or no: null leaves it as it is rather than inventing "no".
+            value: bool | None = getattr(self, name)
+            return UNSET if name not in present or value is None else value
+
+        return ContactFields(
+            title=given("title", self.title),
+            first_name=given("first_name", self.first_name),
+            middle_name=given("middle_name", self.middle_name),
+            last_name=given("last_name", self.last_name),
+            company_name=given("company_name", self.company_name),
+            language_code=given("language_code", self.language_code),
+            referral_code=given("referral_code", self.referral_code),
+            country_of_agreement=given("country_of_agreement", self.country_of_agreement),
+            email_address=given("email", self.email),
+            custom_fields=given("custom_fields", _custom_values(self.custom_fields or [])),
+            service_acceptance=flag("service_acceptance"),
+            email_opt_out=flag("email_opt_out"),
+            sms_opt_out=flag("sms_opt_out"),
+            **self._document_fields(),
+        )
+
+    def _document_fields(self) -> dict[str, Any]:
+        """The members of `demographics` and `company_profile` sent, as the service's fields
+        (crm.documents maps those the Back-Office contact shares)."""
+        out: dict[str, Any] = {}
+        if "demographics" in self.model_fields_set:
+            demo = self.demographics
+            if demo is None:
+                out.update(gender=None, birth_year=None, birth_month=None, birth_day=None)
+            else:
+                if "gender" in demo.model_fields_set:
+                    out["gender"] = demo.gender
+                if "date_of_birth" in demo.model_fields_set:
+                    dob = demo.date_of_birth
+                    out["birth_year"] = dob.year if dob else None
+                    out["birth_month"] = dob.month if dob else None
+                    out["birth_day"] = dob.day if dob else None
+            out.update(documents.demographics_changes(demo, only_set=True))
+        if "company_profile" in self.model_fields_set:
+            out.update(documents.company_changes(self.company_profile, only_set=True))
+        return out
 
 
 class PasswordIn(_In):

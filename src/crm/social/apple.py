@@ -12,6 +12,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from crm.contacts.contact_fields import ContactFields, unset_if_none
 from crm.text import optional_text
 
 # Apple accepts the scopes `name` and `email` (one, both or none): `profile` is not one of them.
@@ -75,23 +76,22 @@ def client_secret(
     return jwt.encode(claims, load_key(private_key), algorithm="ES256", headers={"kid": key_id})
 
 
-def user_names(raw: str | None) -> dict[str, str]:
+def user_names(raw: str | None) -> ContactFields:
     """first_name and last_name from the `user` JSON Apple posts on the first authorization
     (`{"name": {"firstName", "lastName"}, "email"}`). It is what the browser sent, not signed:
     free text under the usual rules, never the email (the ID token's is the verified one), and
     nothing at all when it is missing or malformed."""
     if not raw or len(raw) > MAX_USER_LENGTH:
-        return {}
+        return ContactFields()
     try:
         document = json.loads(raw)
     except (ValueError, RecursionError):
-        return {}
+        return ContactFields()
     name = document.get("name") if isinstance(document, dict) else None
     if not isinstance(name, dict):
-        return {}
-    found = {}
-    for field, key in (("first_name", "firstName"), ("last_name", "lastName")):
-        value = optional_text(name.get(key), max_length=MAX_NAME_LENGTH)
-        if value is not None:
-            found[field] = value
-    return found
+        return ContactFields()
+    first, last = (
+        optional_text(name.get(key), max_length=MAX_NAME_LENGTH)
+        for key in ("firstName", "lastName")
+    )
+    return ContactFields(first_name=unset_if_none(first), last_name=unset_if_none(last))

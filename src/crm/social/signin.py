@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.clock import Clock
 from crm.contacts import service as contacts
+from crm.contacts.contact_fields import ContactFields, or_none, unset_if_none
 from crm.contacts.models import Contact
 from crm.errors import AppError
 from crm.identifiers.core import normalize_email
@@ -101,17 +102,18 @@ async def verify_token(
     return Verified(config=config, claims=claims)
 
 
-def _names(claims: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+def _names(claims: dict[str, Any], fields: ContactFields) -> ContactFields:
     """Names for a new contact: `fields` first, then the token's claims under the free-text
     rules of every other surface (a claim with an invisible character is left out)."""
-    found = dict(fields)
-    for field, claim in (("first_name", "given_name"), ("last_name", "family_name")):
-        value = optional_text(claims.get(claim), max_length=MAX_NAME_LENGTH)
-        if field not in found and value is not None:
-            found[field] = value
-    if "first_name" not in found:
-        found["first_name"] = optional_text(claims.get("name"), max_length=MAX_NAME_LENGTH)
-    return {k: v for k, v in found.items() if v is not None}
+    first = or_none(fields.first_name)
+    if first is None:
+        first = optional_text(claims.get("given_name"), max_length=MAX_NAME_LENGTH)
+    if first is None:
+        first = optional_text(claims.get("name"), max_length=MAX_NAME_LENGTH)
+    last = or_none(fields.last_name)
+    if last is None:
+        last = optional_text(claims.get("family_name"), max_length=MAX_NAME_LENGTH)
+    return fields._replace(first_name=unset_if_none(first), last_name=unset_if_none(last))
 
 
 async def _add_identity(
@@ -149,7 +151,7 @@ async def contact_for(
     tenant_id: str,
     mode: str,
     actor: str,
-    fields: dict[str, Any] | None = None,
+    fields: ContactFields | None = None,
     link_contact_pk: int | None = None,
 ) -> Contact:
     """The contact `verified` signs in, creating or linking its identity as the rules allow."""
@@ -174,9 +176,9 @@ async def contact_for(
         holder = await find_identity(session, tenant_id, mode, "EMAIL", canonical.canonical)
         if holder is not None:
             raise OidcLinkRequired()
-    values = _names(verified.claims, fields or {})
+    values = _names(verified.claims, fields or ContactFields())
     if canonical is not None:
-        values["email_address"] = canonical.display
+        values = values._replace(email_address=canonical.display)
     contact = await contacts.create(
         session,
         clock,
