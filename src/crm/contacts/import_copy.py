@@ -28,9 +28,9 @@ from sqlalchemy import JSON, Column, Table, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.contacts.contact_fields import or_none
 from crm.contacts.import_ids import uuid7_batch
 from crm.contacts.models import AuditEvent, ConsentEvent, Contact, ContactPhone
-from crm.contacts.normalise import PHONES
 from crm.contacts.rows import created_audit_fields, created_consent
 from crm.db import Base
 from crm.events.models import Event
@@ -128,7 +128,7 @@ def created_records(
     AUDIT_COLUMNS and EVENT_COLUMNS: the rows of rows.phone_rows, rows.consent_rows,
     audit.audit_row and events.service.created_event_rows, with their ids drawn at once."""
     consents = [created_consent(item.fields) for item in prepared]
-    count = sum(len(item.fields.get(PHONES) or ()) for item in prepared)
+    count = sum(len(or_none(item.fields.phones) or ()) for item in prepared)
     count += sum(len(values) for values in consents) + 2 * len(prepared)
     ids = iter(uuid7_batch(count))
     # The event's data as json.dumps writes it: an id or code of the service's alphabets
@@ -139,7 +139,7 @@ def created_records(
     for item, flags in zip(prepared, consents, strict=True):
         contact, fields = item.contact, item.fields
         pk, tenant_id, mode, contact_id = contact.pk, contact.tenant_id, contact.mode, contact.id
-        for phone in fields.get(PHONES) or ():
+        for phone in or_none(fields.phones) or ():
             number = phone["number"]
             phones.append(
                 (

@@ -2,7 +2,7 @@
 
 Nearly every row of a bulk import is plain: an id and code, names, an email and a phone, maybe
 a language, a country and consent flags, each a short printable value. For such a row the
-general path (the API schema, `service_fields`, `prepare_new`, `contact_columns`) spends most
+general path (the API schema, `contact_fields`, `prepare_new`, `contact_columns`) spends most
 of its time on fields the row does not have. Here each cell is checked against the exact rule
 the general path applies to it, and the row's fields and contact columns are those of an empty
 row with the given values put in. A cell outside these rules (a JSON column, a leading `'`, a
@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from crm.contacts import service
+from crm.contacts.contact_fields import ContactFields
 from crm.contacts.import_ids import IdPool
 from crm.contacts.import_rows import contact_columns
 from crm.contacts.normalise import PHONES, _email
@@ -65,15 +66,16 @@ class NotPlain(Exception):
 
 @functools.lru_cache(maxsize=8)
 def _empty_fields(mode: str) -> dict[str, Any]:
-    """What the general path makes of a row without values (every field absent)."""
+    """What the general path makes of a row without values (every field absent), by name: a
+    row's values go into a copy, and the fields are built from it once, at the end."""
     body = ContactCreate.model_validate({})
     return service.prepare_new(
         mode=mode,
-        fields=body.service_fields(only_set=False),
+        fields=body.contact_fields(only_set=False),
         contact_id=None,
         code=None,
         contact_type=body.contact_type,
-    )
+    ).as_dict()
 
 
 def _text(value: str, limit: int) -> str:
@@ -126,7 +128,7 @@ class PlainRows:
 
     def prepare(
         self, row: Mapping[str, str | None]
-    ) -> tuple[dict[str, Any], dict[str, Any], str | None, str | None, list[str]] | None:
+    ) -> tuple[ContactFields, dict[str, Any], str | None, str | None, list[str]] | None:
         """(fields, contact columns, given id, given code, audit field names), or None when the
         row needs the general path."""
         try:
@@ -136,7 +138,7 @@ class PlainRows:
 
     def _prepare(
         self, row: Mapping[str, str | None]
-    ) -> tuple[dict[str, Any], dict[str, Any], str | None, str | None, list[str]]:
+    ) -> tuple[ContactFields, dict[str, Any], str | None, str | None, list[str]]:
         given: dict[str, str] = {}
         for name, raw in row.items():
             if raw is None or name not in self._known:
@@ -202,7 +204,8 @@ class PlainRows:
         columns["id"] = contact_id or self._ids.uuid7()
         columns["code"] = code or self._ids.code()
         columns["code_norm"] = columns["code"].casefold()
-        return fields, columns, contact_id, code, self._audit_fields(tuple(present), fields)
+        built = ContactFields(**fields)
+        return built, columns, contact_id, code, self._audit_fields(tuple(present), built)
 
     def _phone(self, number: str, country: str | None) -> dict[str, Any]:
         """The contact's phone from the `phone` and `phone_country_code` cells."""
@@ -214,7 +217,7 @@ class PlainRows:
         e164, alpha3 = phone_e164_and_country(number, country)
         return {"phone_type": "MOBILE", "country_code": alpha3, "number": e164, "is_primary": True}
 
-    def _audit_fields(self, present: tuple[str, ...], fields: Mapping[str, Any]) -> list[str]:
+    def _audit_fields(self, present: tuple[str, ...], fields: ContactFields) -> list[str]:
         # Which fields are non-empty depends only on which cells were given (a given value is
         # never empty): the CREATED audit entry's names are worked out once per combination.
         names = self._audit.get(present)
