@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import typing
 from collections.abc import ItemsView, Iterable
+from collections.abc import Set as AbstractSet
 from typing import Annotated, Any, Final, NamedTuple, TypedDict, TypeVar
 
 T = TypeVar("T")
@@ -157,6 +158,17 @@ SEARCH_FORMS: Final = {
     for mark in marks
     if isinstance(mark, SearchForm)
 }
+
+
+def given_in(present: AbstractSet[str], name: str, value: T) -> T | Unset:
+    """A body's member as a field: `value` when the body gave `name`, else UNSET."""
+    return value if name in present else UNSET
+
+
+def consent_in(present: AbstractSet[str], name: str, value: bool | None) -> bool | Unset:
+    """A body's consent flag as a field: consent is a yes or no, so a null flag is left as it
+    is rather than read as "no"."""
+    return UNSET if name not in present or value is None else value
 
 
 def or_none(value: T | Unset | None) -> T | None:

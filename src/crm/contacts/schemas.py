@@ -18,7 +18,15 @@ from pydantic import (
 
 from crm import documents
 from crm.clock import epoch
-from crm.contacts.contact_fields import UNSET, ContactFields, CustomFieldValue, Phone, Unset
+from crm.contacts.contact_fields import (
+    UNSET,
+    ContactFields,
+    CustomFieldValue,
+    Phone,
+    Unset,
+    consent_in,
+    given_in,
+)
 from crm.contacts.models import ConsentEvent, Contact, ContactPhone
 from crm.paging import Paging
 from crm.text import clean_text, parse_bool
@@ -166,38 +174,37 @@ class _ContactFields(BaseModel):
         """The service's fields; `only_set` leaves absent members unset (a partial update)."""
         present = self.model_fields_set if only_set else _ALL_MEMBERS
 
-        def given(name: str, value: T) -> T | Unset:
-            return value if name in present else UNSET
-
-        def flag(name: str) -> bool | Unset:
-            # Consent is given or not: a null flag is left as it is.
-            value: bool | None = getattr(self, name)
-            return UNSET if name not in present or value is None else value
-
         phones, addresses, custom = self.phones, self.addresses, self.custom_fields
         return ContactFields(
-            title=given("title", self.title),
-            first_name=given("first_name", self.first_name),
-            middle_name=given("middle_name", self.middle_name),
-            last_name=given("last_name", self.last_name),
-            company_name=given("company_name", self.company_name),
-            email_address=given("email_address", self.email_address),
-            language_code=given("language_code", self.language_code),
-            country_of_agreement=given("country_of_agreement", self.country_of_agreement),
-            tags=given("tags", self.tags),
-            phones=given("phones", None if phones is None else [p.service_phone() for p in phones]),
-            addresses=given(
-                "addresses", None if addresses is None else [a.model_dump() for a in addresses]
+            title=given_in(present, "title", self.title),
+            first_name=given_in(present, "first_name", self.first_name),
+            middle_name=given_in(present, "middle_name", self.middle_name),
+            last_name=given_in(present, "last_name", self.last_name),
+            company_name=given_in(present, "company_name", self.company_name),
+            email_address=given_in(present, "email_address", self.email_address),
+            language_code=given_in(present, "language_code", self.language_code),
+            country_of_agreement=given_in(
+                present, "country_of_agreement", self.country_of_agreement
             ),
-            custom_fields=given(
+            tags=given_in(present, "tags", self.tags),
+            phones=given_in(
+                present, "phones", None if phones is None else [p.service_phone() for p in phones]
+            ),
+            addresses=given_in(
+                present,
+                "addresses",
+                None if addresses is None else [a.model_dump() for a in addresses],
+            ),
+            custom_fields=given_in(
+                present,
                 "custom_fields",
                 None
                 if custom is None
                 else [CustomFieldValue(key=f.key, value=f.value) for f in custom],
             ),
-            service_acceptance=flag("service_acceptance"),
-            email_opt_out=flag("email_opt_out"),
-            sms_opt_out=flag("sms_opt_out"),
+            service_acceptance=consent_in(present, "service_acceptance", self.service_acceptance),
+            email_opt_out=consent_in(present, "email_opt_out", self.email_opt_out),
+            sms_opt_out=consent_in(present, "sms_opt_out", self.sms_opt_out),
             **self._document_fields(only_set=only_set, present=present),
         )
 

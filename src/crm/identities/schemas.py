@@ -20,7 +20,8 @@ from crm.contacts.contact_fields import (
     UNSET,
     ContactFields,
     CustomFieldValue,
-    Unset,
+    consent_in,
+    given_in,
     unset_if_none,
 )
 from crm.documents import CompanyProfile, DemographicsExtra
@@ -328,28 +329,24 @@ class ProfileUpdateIn(_In):
         turns `phone` into the contact's phones."""
         present = self.model_fields_set
 
-        def given(name: str, value: T) -> T | Unset:
-            return value if name in present else UNSET
-
-        def flag(name: str) -> bool | Unset:
-            # A consent flag is a yes or no: null leaves it as it is rather than inventing "no".
-            value: bool | None = getattr(self, name)
-            return UNSET if name not in present or value is None else value
-
         return ContactFields(
-            title=given("title", self.title),
-            first_name=given("first_name", self.first_name),
-            middle_name=given("middle_name", self.middle_name),
-            last_name=given("last_name", self.last_name),
-            company_name=given("company_name", self.company_name),
-            language_code=given("language_code", self.language_code),
-            referral_code=given("referral_code", self.referral_code),
-            country_of_agreement=given("country_of_agreement", self.country_of_agreement),
-            email_address=given("email", self.email),
-            custom_fields=given("custom_fields", _custom_values(self.custom_fields or [])),
-            service_acceptance=flag("service_acceptance"),
-            email_opt_out=flag("email_opt_out"),
-            sms_opt_out=flag("sms_opt_out"),
+            title=given_in(present, "title", self.title),
+            first_name=given_in(present, "first_name", self.first_name),
+            middle_name=given_in(present, "middle_name", self.middle_name),
+            last_name=given_in(present, "last_name", self.last_name),
+            company_name=given_in(present, "company_name", self.company_name),
+            language_code=given_in(present, "language_code", self.language_code),
+            referral_code=given_in(present, "referral_code", self.referral_code),
+            country_of_agreement=given_in(
+                present, "country_of_agreement", self.country_of_agreement
+            ),
+            email_address=given_in(present, "email", self.email),
+            custom_fields=given_in(
+                present, "custom_fields", _custom_values(self.custom_fields or [])
+            ),
+            service_acceptance=consent_in(present, "service_acceptance", self.service_acceptance),
+            email_opt_out=consent_in(present, "email_opt_out", self.email_opt_out),
+            sms_opt_out=consent_in(present, "sms_opt_out", self.sms_opt_out),
             **self._document_fields(),
         )
 
