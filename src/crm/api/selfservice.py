@@ -21,11 +21,8 @@ from crm.identities.errors import NotOwnContact, RefreshTokenInvalid, StatefulFa
 from crm.identities.policy import ClientOperation
 from crm.identities.schemas import (
     AuthenticateIn,
-    EmailVerificationIn,
-    ForgotPasswordIn,
     OtpRequestIn,
     RegisterIn,
-    ResetPasswordIn,
     ValidateIn,
     without_none,
 )
@@ -430,76 +427,7 @@ async def contact_exists(
     return {"contact_exists": exists}
 
 
-@router.post("/contacts/forgot_password", status_code=204, summary="Email a password reset token")
-async def forgot_password(
-    request: Request,
-    body: ForgotPasswordIn,
-    caller: PublicKey,
-    runtime: RuntimeDep,
-    db: SessionDep,
-    idempotency_key: IdempotencyKey = None,
-) -> Response:
-    """Always 204: the answer never tells whether the username is registered."""
-    return await _answer_once(
-        request,
-        db,
-        runtime,
-        caller,
-        idempotency_key,
-        lambda: service.forgot_password(
-            db=db, ctx=runtime, caller=caller, username=body.username, meta=_meta(request)
-        ),
-        status_code=204,
-        flow=ClientOperation.PASSWORD_RESET,
-    )
-
-
-@router.post(
-    "/contacts/change_password",
-    status_code=204,
-    summary="Set a new password with a reset token",
-    responses=error_responses(401),
-)
-async def reset_password(
-    request: Request,
-    body: ResetPasswordIn,
-    runtime: RuntimeDep,
-    db: SessionDep,
-    api_key: ApiKeyHeader = None,
-) -> Response:
-    """The reset token names the tenant: no api_key is needed; one sent as well must be of the
-    token's tenant and mode."""
-    caller = await _optional_key(request, runtime, api_key)
-    await service.reset_password(
-        db=db, ctx=runtime, caller=caller, token=body.token, password=body.password
-    )
-    return Response(status_code=204)
-
-
-@router.post(
-    "/contacts/request_email_verification", status_code=204, summary="Email a verification token"
-)
-async def request_email_verification(
-    request: Request,
-    body: EmailVerificationIn,
-    caller: PublicKey,
-    runtime: RuntimeDep,
-    db: SessionDep,
-    idempotency_key: IdempotencyKey = None,
-) -> Response:
-    return await _answer_once(
-        request,
-        db,
-        runtime,
-        caller,
-        idempotency_key,
-        lambda: service.request_email_verification(
-            db=db, ctx=runtime, caller=caller, email_address=body.email_address, meta=_meta(request)
-        ),
-        status_code=204,
-        flow=ClientOperation.EMAIL_VERIFICATION,
-    )
-
-
-# Registered last, on this router: the signed-in write routes follow every route above.
+# Registered last, on this router, in this order: the password and email-verification routes,
+# then the signed-in write routes, follow every route above.
+from crm.api import selfservice_recovery  # noqa: E402, F401, I001
 from crm.api import selfservice_account  # noqa: E402, F401
