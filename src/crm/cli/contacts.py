@@ -163,6 +163,15 @@ def import_(
         help="Validator processes for a file over 2 MB (0 or 1, or a smaller file: a thread). "
         "Default: one fewer than the CPUs, at most 4.",
     ),
+    writers: int = typer.Option(
+        2,
+        "--writers",
+        min=1,
+        max=8,
+        help="Batch transactions in flight at once on PostgreSQL (SQLite writes one at a "
+        "time). With more than one, batches may commit out of file order: a re-run after a "
+        "crash completes the file.",
+    ),
     firebase_signer_key: str | None = typer.Option(
         None,
         "--firebase-signer-key",
@@ -216,6 +225,7 @@ def import_(
                 firebase=firebase,
                 # Starting the processes costs more than a small file's validation.
                 processes=processes if size >= _PROCESSES_FROM_BYTES else 0,
+                writers=writers,
             )
             with _Meter("imported", size, unit_total=False) as meter:
                 summary = await pipeline.run(

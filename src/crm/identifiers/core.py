@@ -28,7 +28,9 @@ _MAX_PHONE_INPUT: Final = 64
 # Separators people type inside numbers. Letters (vanity numbers like 1-800-FLOWERS) are refused:
 # the identity must be the digits a code is actually sent to.
 _PHONE_SEPARATORS: Final = frozenset(" -.()[]/\t\u00a0")
-_ASCII_DIGITS: Final = frozenset("0123456789")
+# str.translate deletes the separators in one pass (a generator over the characters cost more
+# than the rest of the cleaning).
+_DROP_SEPARATORS: Final = str.maketrans(dict.fromkeys(_PHONE_SEPARATORS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +101,10 @@ def _clean_phone(value: str) -> tuple[bool, str]:
     international = text.startswith("+")
     if international:
         text = text[1:]
-    digits = "".join(ch for ch in text if ch not in _PHONE_SEPARATORS)
-    # Only ASCII digits: str.isdigit() would admit fullwidth or Arabic-Indic digits and so give
-    # one number two spellings; "+" is allowed only in front.
-    if not digits or not set(digits) <= _ASCII_DIGITS:
+    digits = text.translate(_DROP_SEPARATORS)
+    # Only ASCII digits: str.isdigit() alone would admit fullwidth or Arabic-Indic digits (and
+    # superscripts) and so give one number two spellings; "+" is allowed only in front.
+    if not digits or not (digits.isascii() and digits.isdigit()):
         raise InvalidPhone(
             "A phone number may contain only digits, spaces, dashes, dots, brackets."
         )

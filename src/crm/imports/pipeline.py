@@ -4,8 +4,13 @@ Batches are validated ahead (in a thread, or in worker processes) while earlier 
 written, so the database's work overlaps the CPU's. A batch is one transaction: its contacts,
 phones, consent history, identities (rows with a password hash) and audit rows, each table in
 one COPY on PostgreSQL or one multi-row INSERT elsewhere, plus whatever the caller records for
-it (an import job's progress and errors). Batches are written in file order, so a crash loses
-no committed batch and a resumed run repeats none. Rows are not held beyond their batch.
+it (an import job's progress and errors). With one writer (the default, and always on SQLite,
+which writes one transaction at a time) batches commit in file order, so a crash loses no
+committed batch and a resumed job repeats none. With `writers` > 1 on PostgreSQL, up to that
+many batch transactions are in flight at once, each only beside batches whose unique keys it
+does not share (`claims`), so the rows kept are those a one-at-a-time import keeps; a crash
+may then leave a later batch committed and an earlier one not, which a re-run (skipping the
+ids and codes it finds) completes. Rows are not held beyond their batch.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from crm.contacts.custom_fields import FieldRule
 from crm.contacts.import_reader import BadRow, Row
 from crm.contacts.importer import BatchResult, Rejected
 from crm.db import session_scope
-from crm.imports import credentials, prepare
+from crm.imports import claims, credentials, prepare
 from crm.imports.prepare import Batch
 from crm.security.legacy_hashes import FirebaseScrypt
 
@@ -46,6 +51,9 @@ class Options:
     firebase: FirebaseScrypt | None = None
     # Validator processes; 0 or 1 validates in a thread of this process.
     processes: int = 0
+    # Batch transactions in flight at once on PostgreSQL (1 on SQLite). More than one commits
+    # batches out of file order, so a caller that records where to resume keeps 1.
+    writers: int = 1
 
 
 @dataclass
@@ -133,10 +141,12 @@ async def run(
     summary = summary or Summary()
     loop = asyncio.get_running_loop()
     pool = prepare.executor(options.processes)
-    # Batches validated ahead of the one being written: one per validator.
-    ahead = max(1, options.processes)
+    writers = options.writers if _dialect(sessions) == "postgresql" else 1
+    # Batches validated ahead of those being written: one per validator and writer.
+    ahead = max(1, options.processes) + writers - 1
     queued: deque[_Pending] = deque()
-    writing: asyncio.Task[None] | None = None
+    # The batch transactions in flight, with the unique keys each claims (None: alone).
+    in_flight: dict[asyncio.Task[None], claims.Claims | None] = {}
     written = analyzed_at = 0
     hashed = False  # whether identities were written: their statistics are refreshed too
 
@@ -164,21 +174,31 @@ async def run(
         await _write(sessions, clock, batch, options, on_batch, analyze, hashed)
         summary.add(batch.result)  # counted once its transaction committed
 
+    async def settle_one() -> None:
+        """Wait for a batch in flight to end; its failure ends the import."""
+        done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            del in_flight[task]
+            task.result()
+
     async def write_oldest() -> None:
-        nonlocal writing, written, analyzed_at, hashed
+        nonlocal written, analyzed_at, hashed
         pending = queued.popleft()
         batch = await pending.validating
         hashed = hashed or bool(batch.hashes.by_line)
         batch.result.rejected[:0] = pending.bad
         batch.last_line = pending.last_line
-        if writing is not None:
-            await writing
+        keys = claims.of(batch) if writers > 1 else None
+        while in_flight and (
+            len(in_flight) >= writers or not claims.may_join(keys, in_flight.values())
+        ):
+            await settle_one()
         # The planner's statistics after the first batch and each time the table doubled.
         written += len(batch.prepared.rows)
         analyze = analyzed_at == 0 or written > 2 * analyzed_at
         if analyze:
             analyzed_at = max(written, 1)
-        writing = asyncio.create_task(write(batch, analyze))
+        in_flight[asyncio.create_task(write(batch, analyze))] = keys
 
     rows_now: prepare.Rows = []
     bad: list[Rejected] = []
@@ -201,10 +221,13 @@ async def run(
             queued.append(_Pending(validate(rows_now), bad, last))
         while queued:
             await write_oldest()
+        while in_flight:
+            await settle_one()
     finally:
         try:
-            if writing is not None:
-                await writing
+            # Whatever ended the import, the transactions in flight end (commit or roll back)
+            # before it returns; the first failure is the one raised.
+            await asyncio.gather(*in_flight, return_exceptions=True)
         finally:
             for pending in queued:
                 pending.validating.cancel()
@@ -213,6 +236,11 @@ async def run(
     if progress is not None:
         progress(summary.seen)
     return summary
+
+
+def _dialect(sessions: async_sessionmaker[AsyncSession]) -> str:
+    bind = sessions.kw.get("bind")
+    return bind.dialect.name if bind is not None else ""
 
 
 async def _rebuilt(plain: Awaitable[prepare.Plain]) -> Batch:
