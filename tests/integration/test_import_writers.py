@@ -6,12 +6,12 @@ import asyncio
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from crm.contacts import importer
 from crm.contacts.import_reader import Row
-from crm.contacts.models import Contact
-from crm.imports import claims, credentials, pipeline
+from crm.contacts.models import Contact, ContactPhone
+from crm.imports import batch_write, claims, pipeline
 from crm.imports.prepare import Batch
 from crm.runtime import Runtime
 from crm.tenants.schemas import CreatedTenant
@@ -45,11 +45,13 @@ async def _import(
 ) -> tuple[pipeline.Summary, int, dict[str, str]]:
     in_flight: list[claims.Claims | None] = []
     most = 0
-    write = pipeline._write
+    write = batch_write.write
 
     async def watched(sessions: Any, clock: Any, batch: Batch, *args: Any) -> None:
         nonlocal most
-        keys = claims.of(batch)
+        keys = claims.of_rows(
+            [(p.line, {"id": p.given_id, "code": p.given_code}) for p in batch.prepared.rows]
+        )
         # Nothing in flight beside this batch claims any of its keys.
         assert all(k is not None and keys is not None and k.isdisjoint(keys) for k in in_flight)
         in_flight.append(keys)
@@ -60,7 +62,7 @@ async def _import(
         finally:
             in_flight.remove(keys)
 
-    monkeypatch.setattr(pipeline, "_write", watched)
+    monkeypatch.setattr(batch_write, "write", watched)
     options = pipeline.Options(
         tenant_id=tenant.id, mode="live", actor="t", batch_size=2, writers=writers
     )
@@ -103,7 +105,7 @@ async def test_one_writer_is_the_same_import(
 async def test_a_failed_batch_ends_the_import_after_the_others_commit(
     runtime: Runtime, tenant: CreatedTenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write = pipeline._write
+    write = batch_write.write
 
     async def failing(sessions: Any, clock: Any, batch: Batch, *args: Any) -> None:
         if batch.last_line == 5:  # the second batch
@@ -111,7 +113,7 @@ async def test_a_failed_batch_ends_the_import_after_the_others_commit(
         await asyncio.sleep(0.02)
         await write(sessions, clock, batch, *args)
 
-    monkeypatch.setattr(pipeline, "_write", failing)
+    monkeypatch.setattr(batch_write, "write", failing)
     options = pipeline.Options(tenant_id=tenant.id, mode="live", actor="t", batch_size=2, writers=2)
     with pytest.raises(RuntimeError, match="went away"):
         await pipeline.run(runtime.sessions, runtime.clock, _rows(), options)
@@ -127,20 +129,13 @@ async def test_a_failed_batch_ends_the_import_after_the_others_commit(
     assert ids <= {"w-1", "w-2", "w-6"}
 
 
-def _batch(rows: list[dict[str, str | None]], hashes: dict[int, str] | None = None) -> Batch:
-    result, prepared = importer.prepare_batch(
-        list(enumerate(rows, start=2)), tenant_id="t", mode="live", now=None, rules={}
-    )
-    assert result.rejected == []
-    return Batch(result, prepared, credentials.Hashes(hashes or {}))
-
-
-def test_claims_list_every_unique_key_of_a_contact() -> None:
-    keys = claims.of(_batch([{"id": "c-1", "code": "C1"}]))
-    assert keys == {("id", "c-1"), ("code", "C1")}
-    # A generated id and code are claimed too.
-    generated = claims.of(_batch([{"first_name": "Ann"}]))
-    assert generated is not None and {kind for kind, _ in generated} == {"id", "code"}
+def test_claims_are_the_ids_and_codes_as_the_import_reads_them() -> None:
+    rows: list[tuple[int, dict[str, str | None]]] = [
+        (2, {"id": " c-1 ", "code": "C1", "first_name": "Ann"}),
+        (3, {"id": "'=c-2", "code": None}),  # export's formula escape
+        (4, {"first_name": "Generated"}),
+    ]
+    assert claims.of_rows(rows) == frozenset({("id", "c-1"), ("code", "C1"), ("id", "=c-2")})
     # The contacts' other unique keys are not import columns; if one becomes one, the claims
     # must list it.
     unique_elsewhere = {"passport_number", "id_number", "statutory_number", "loyalty_identifiers"}
@@ -148,8 +143,57 @@ def test_claims_list_every_unique_key_of_a_contact() -> None:
 
 
 def test_a_batch_writing_identities_goes_alone() -> None:
-    assert claims.of(_batch([{"id": "c-1"}], hashes={2: "$2b$04$x"})) is None
+    assert claims.of_rows([(2, {"id": "c-1", "password_hash": "$2b$04$x"})]) is None
+    assert claims.of_rows([(2, {"id": "c-1", "password_hash": " "})]) == frozenset({("id", "c-1")})
     assert not claims.may_join(None, [])
     assert not claims.may_join(frozenset({("id", "a")}), [None])
     assert not claims.may_join(frozenset({("id", "a")}), [frozenset({("id", "a")})])
     assert claims.may_join(frozenset({("id", "a")}), [frozenset({("id", "b")})])
+
+
+async def test_worker_processes_validate_and_write_the_same_rows(
+    runtime: Runtime, tenant: CreatedTenant
+) -> None:
+    """On PostgreSQL two worker processes each validate and write batches on their own
+    connections (on SQLite they only validate); the rows kept are still those of a
+    one-at-a-time import."""
+    options = pipeline.Options(
+        tenant_id=tenant.id, mode="live", actor="t", batch_size=2, processes=2
+    )
+    bad = [Row(18, {"id": "w-18", "email_address": "not an email"})]
+    summary = await pipeline.run(
+        runtime.sessions, runtime.clock, [*_rows(), *bad], options, settings=runtime.settings
+    )
+    assert (summary.seen, summary.created, summary.skipped) == (17, 12, 4)
+    assert [(r.line, r.reason.split(":")[0]) for r in summary.rejected] == [(18, "INVALID_EMAIL")]
+    async with runtime.sessions() as session:
+        names = dict(
+            (
+                await session.execute(
+                    select(Contact.id, Contact.first_name).where(Contact.tenant_id == tenant.id)
+                )
+            ).all()
+        )
+        phones = await session.scalar(
+            select(func.count())
+            .select_from(ContactPhone)
+            .where(ContactPhone.tenant_id == tenant.id)
+        )
+    assert names["w-1"] == "One" and names["w-3"] == "Three" and names["w-6"] == "Six"
+    assert len(names) == 12 and phones == 1
+
+
+def test_worker_processes_by_default_on_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
+    from crm.cli.contacts import _processes
+    from crm.settings import Settings
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    secret = "s" * 48
+    postgres = Settings(database_url="postgresql://h/db", secret_key=secret, _env_file=None)
+    sqlite = Settings(database_url="sqlite:///x.db", secret_key=secret, _env_file=None)
+    assert _processes(None, postgres) == 4
+    assert _processes(None, sqlite) == 4
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert _processes(None, postgres) == 2
+    assert _processes(None, sqlite) == 1
+    assert _processes(0, postgres) == 0

@@ -10,26 +10,37 @@ its keys are known and none of them is claimed by a batch in flight; otherwise i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
-from crm.imports.prepare import Batch
+from crm.contacts.importer import unescape_cell
 
 Claims = frozenset[tuple[str, str]]
 
 
-def of(batch: Batch) -> Claims | None:
-    """The batch's unique keys, or None when it must be written alone (it writes identities,
-    whose unique keys are not listed here).
+def _cell(cells: Mapping[str, str | None], name: str) -> str:
+    """A cell as the import reads it (stripped, a formula escape taken off)."""
+    value = cells.get(name)
+    return unescape_cell(value.strip()).strip() if value else ""
 
-    A contact's other unique keys (document numbers, loyalty identifiers) are not columns an
+
+def of_rows(rows: Sequence[tuple[int, Mapping[str, str | None]]]) -> Claims | None:
+    """The ids and codes a batch's rows give, or None when the batch must be written alone (it
+    writes identities, whose unique keys are not listed here).
+
+    Generated ids are UUIDv7s and generated codes 50 random bits, so they are not listed: two
+    batches in flight meeting on one (a chance of about one in 10^9 per pair of batches) fail
+    on the unique index like any other writer's row, and the per-row fallback skips it. A
+    contact's other unique keys (document numbers, loyalty identifiers) are not columns an
     import takes (tests/integration/test_import_writers.py keeps it so).
     """
-    if batch.hashes.by_line:
-        return None
     keys: list[tuple[str, str]] = []
-    for item in batch.prepared.rows:
-        keys.append(("id", item.contact.id))
-        keys.append(("code", item.contact.code))
+    for _line, cells in rows:
+        if _cell(cells, "password_hash"):
+            return None
+        for name in ("id", "code"):
+            value = _cell(cells, name)
+            if value:
+                keys.append((name, value))
     return frozenset(keys)
 
 

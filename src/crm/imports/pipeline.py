@@ -4,13 +4,17 @@ Batches are validated ahead (in a thread, or in worker processes) while earlier 
 written, so the database's work overlaps the CPU's. A batch is one transaction: its contacts,
 phones, consent history, identities (rows with a password hash) and audit rows, each table in
 one COPY on PostgreSQL or one multi-row INSERT elsewhere, plus whatever the caller records for
-it (an import job's progress and errors). With one writer (the default, and always on SQLite,
-which writes one transaction at a time) batches commit in file order, so a crash loses no
-committed batch and a resumed job repeats none. With `writers` > 1 on PostgreSQL, up to that
-many batch transactions are in flight at once, each only beside batches whose unique keys it
-does not share (`claims`), so the rows kept are those a one-at-a-time import keeps; a crash
-may then leave a later batch committed and an earlier one not, which a re-run (skipping the
-ids and codes it finds) completes. Rows are not held beyond their batch.
+it (an import job's progress and errors).
+
+With one writer (the default, and always on SQLite, which writes one transaction at a time)
+batches commit in file order, so a crash loses no committed batch and a resumed job repeats
+none. On PostgreSQL an import without an OnBatch may have several batch transactions in flight
+at once: `writers` of them when validating in a thread, or one per worker process, each of
+which validates and writes its own batches (`writer_processes`). A batch goes beside those in
+flight only when it shares none of their ids and codes (`claims`), so the rows kept are those a
+one-at-a-time import keeps; a crash may then leave a later batch committed and an earlier one
+not, which a re-run (skipping the ids and codes it finds) completes. Rows are not held beyond
+their batch.
 """
 
 from __future__ import annotations
@@ -19,41 +23,25 @@ import asyncio
 import functools
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm.clock import Clock
-from crm.contacts import custom_fields, importer
+from crm.contacts import custom_fields
 from crm.contacts.custom_fields import FieldRule
 from crm.contacts.import_reader import BadRow, Row
 from crm.contacts.importer import BatchResult, Rejected
 from crm.db import session_scope
-from crm.imports import claims, credentials, prepare
+from crm.imports import batch_write, claims, prepare, writer_processes
+from crm.imports.batch_write import OnBatch, Options
 from crm.imports.prepare import Batch
-from crm.security.legacy_hashes import FirebaseScrypt
+from crm.settings import Settings
 
-# Called in each batch's transaction with the batch's result and its last line.
-OnBatch = Callable[[AsyncSession, BatchResult, int], Awaitable[None]]
+__all__ = ["OnBatch", "Options", "Progress", "Summary", "run"]
+
 Progress = Callable[[int], None]
-# CRM_DB_STATEMENT_TIMEOUT_MS is sized for one API request; a batch statement writes up to
-# --batch-size rows on a busy server.
-_BATCH_STATEMENT_TIMEOUT = "300s"
-
-
-@dataclass(frozen=True, slots=True)
-class Options:
-    tenant_id: str
-    mode: str
-    actor: str
-    batch_size: int = 1000
-    firebase: FirebaseScrypt | None = None
-    # Validator processes; 0 or 1 validates in a thread of this process.
-    processes: int = 0
-    # Batch transactions in flight at once on PostgreSQL (1 on SQLite). More than one commits
-    # batches out of file order, so a caller that records where to resume keeps 1.
-    writers: int = 1
 
 
 @dataclass
@@ -85,46 +73,12 @@ def _prepare(
     )
 
 
-async def _write(
-    sessions: async_sessionmaker[AsyncSession],
-    clock: Clock,
-    batch: Batch,
-    options: Options,
-    on_batch: OnBatch | None,
-    analyze: bool,
-    analyze_identities: bool = False,
-) -> None:
-    async with session_scope(sessions) as session:
-        if session.get_bind().dialect.name == "postgresql":
-            await session.execute(
-                text(f"SET LOCAL statement_timeout = '{_BATCH_STATEMENT_TIMEOUT}'")
-            )
-        await importer.write_batch(
-            session,
-            clock,
-            batch.prepared,
-            tenant_id=options.tenant_id,
-            mode=options.mode,
-            actor=options.actor,
-            result=batch.result,
-            screen=credentials.screen(batch.hashes, tenant_id=options.tenant_id, mode=options.mode),
-        )
-        await credentials.write_identities(
-            session, clock, batch.result, batch.hashes, actor=options.actor
-        )
-        if on_batch is not None:
-            await on_batch(session, batch.result, batch.last_line)
-        if analyze:
-            await importer.refresh_statistics(session)
-            if analyze_identities:
-                await credentials.refresh_statistics(session)
-
-
 @dataclass
 class _Pending:
     validating: asyncio.Future[Batch]
     bad: list[Rejected]
     last_line: int
+    keys: claims.Claims | None
 
 
 async def run(
@@ -136,17 +90,33 @@ async def run(
     on_batch: OnBatch | None = None,
     progress: Progress | None = None,
     summary: Summary | None = None,
+    settings: Settings | None = None,
 ) -> Summary:
-    """Import `rows` batch by batch; the summary counts every row, rejections with their line."""
+    """Import `rows` batch by batch; the summary counts every row, rejections with their line.
+
+    `settings` lets worker processes open their own connections (PostgreSQL, no `on_batch`,
+    `options.processes` > 1); without it they only validate.
+    """
     summary = summary or Summary()
     loop = asyncio.get_running_loop()
-    pool = prepare.executor(options.processes)
-    writers = options.writers if _dialect(sessions) == "postgresql" else 1
-    # Batches validated ahead of those being written: one per validator and writer.
-    ahead = max(1, options.processes) + writers - 1
+    postgresql = _dialect(sessions) == "postgresql"
+    side_by_side = postgresql and on_batch is None
+    workers_write = side_by_side and settings is not None and options.processes > 1
+    pool: Executor | None
+    if workers_write:
+        assert settings is not None
+        pool = writer_processes.pool(options.processes, settings)
+        # One batch waiting in the pool's queue beside each worker's, so none waits for this
+        # process to read the next batch.
+        writers = ahead = options.processes + 1
+    else:
+        pool = prepare.executor(options.processes)
+        writers = max(1, options.writers) if side_by_side else 1
+        # Batches validated ahead of those being written: one per validator and writer.
+        ahead = max(1, options.processes) + writers - 1
     queued: deque[_Pending] = deque()
     # The batch transactions in flight, with the unique keys each claims (None: alone).
-    in_flight: dict[asyncio.Task[None], claims.Claims | None] = {}
+    in_flight: dict[asyncio.Future[None], claims.Claims | None] = {}
     written = analyzed_at = 0
     hashed = False  # whether identities were written: their statistics are refreshed too
 
@@ -170,9 +140,26 @@ async def run(
         plain = loop.run_in_executor(pool, call)
         return asyncio.ensure_future(_rebuilt(plain))
 
-    async def write(batch: Batch, analyze: bool) -> None:
-        await _write(sessions, clock, batch, options, on_batch, analyze, hashed)
+    async def write(batch: Batch, analyze: bool, analyze_identities: bool) -> None:
+        await batch_write.write(
+            sessions, clock, batch, options, on_batch, analyze, analyze_identities
+        )
         summary.add(batch.result)  # counted once its transaction committed
+
+    async def write_in_worker(
+        rows: prepare.Rows, bad: list[Rejected], analyze: bool, analyze_identities: bool
+    ) -> None:
+        call = functools.partial(
+            writer_processes.validate_and_write,
+            rows,
+            options=options,
+            rules=rules,
+            analyze=analyze,
+            analyze_identities=analyze_identities,
+        )
+        result = await loop.run_in_executor(pool, call)
+        result.rejected[:0] = bad
+        summary.add(result)
 
     async def settle_one() -> None:
         """Wait for a batch in flight to end; its failure ends the import."""
@@ -181,24 +168,45 @@ async def run(
             del in_flight[task]
             task.result()
 
+    async def make_room(keys: claims.Claims | None) -> None:
+        while in_flight and (
+            len(in_flight) >= writers or not claims.may_join(keys, in_flight.values())
+        ):
+            await settle_one()
+
+    def analyze_now(rows: int) -> bool:
+        """The planner's statistics after the first batch and each time the table doubled."""
+        nonlocal written, analyzed_at
+        written += rows
+        if analyzed_at == 0 or written > 2 * analyzed_at:
+            analyzed_at = max(written, 1)
+            return True
+        return False
+
+    async def submit(rows: prepare.Rows, bad: list[Rejected], last_line: int) -> None:
+        """Hand one batch read from the file on, to be validated and written."""
+        nonlocal hashed
+        keys = claims.of_rows(rows) if writers > 1 else None
+        if not workers_write:
+            queued.append(_Pending(validate(rows), bad, last_line, keys))
+            while len(queued) > ahead:
+                await write_oldest()
+            return
+        await make_room(keys)
+        hashed = hashed or keys is None
+        task = write_in_worker(rows, bad, analyze_now(len(rows)), hashed)
+        in_flight[asyncio.ensure_future(task)] = keys
+
     async def write_oldest() -> None:
-        nonlocal written, analyzed_at, hashed
+        nonlocal hashed
         pending = queued.popleft()
         batch = await pending.validating
         hashed = hashed or bool(batch.hashes.by_line)
         batch.result.rejected[:0] = pending.bad
         batch.last_line = pending.last_line
-        keys = claims.of(batch) if writers > 1 else None
-        while in_flight and (
-            len(in_flight) >= writers or not claims.may_join(keys, in_flight.values())
-        ):
-            await settle_one()
-        # The planner's statistics after the first batch and each time the table doubled.
-        written += len(batch.prepared.rows)
-        analyze = analyzed_at == 0 or written > 2 * analyzed_at
-        if analyze:
-            analyzed_at = max(written, 1)
-        in_flight[asyncio.create_task(write(batch, analyze))] = keys
+        await make_room(pending.keys)
+        task = write(batch, analyze_now(len(batch.prepared.rows)), hashed)
+        in_flight[asyncio.ensure_future(task)] = pending.keys
 
     rows_now: prepare.Rows = []
     bad: list[Rejected] = []
@@ -210,15 +218,13 @@ async def run(
             else:
                 rows_now.append((row.line, row.cells))
             if len(rows_now) + len(bad) >= options.batch_size:
-                queued.append(_Pending(validate(rows_now), bad, row.line))
+                await submit(rows_now, bad, row.line)
                 rows_now, bad = [], []
-                while len(queued) > ahead:
-                    await write_oldest()
                 if progress is not None:
                     progress(summary.seen)
         if rows_now or bad:
             last = max([line for line, _ in rows_now] + [r.line for r in bad])
-            queued.append(_Pending(validate(rows_now), bad, last))
+            await submit(rows_now, bad, last)
         while queued:
             await write_oldest()
         while in_flight:
