@@ -229,6 +229,10 @@ async def run(
             await write_oldest()
         while in_flight:
             await settle_one()
+        if pool is not None:
+            # Every batch is done: let the workers exit (and their CPU time be counted as this
+            # process's children).
+            await asyncio.to_thread(pool.shutdown, wait=True)
     finally:
         try:
             # Whatever ended the import, the transactions in flight end (commit or roll back)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import multiprocessing.util
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -52,6 +53,16 @@ def _start(settings: Settings) -> None:
     asyncio.set_event_loop(loop)
     engine = create_engine(settings)
     _WORKER = _Worker(loop, engine, session_factory(engine), Clock())
+    # Pool workers end through multiprocessing's exit path, which runs its finalizers (not
+    # atexit): close the connections there, so the server sees a clean goodbye, not a reset.
+    multiprocessing.util.Finalize(None, _close, exitpriority=10)
+
+
+def _close() -> None:
+    worker = _WORKER
+    if worker is not None:
+        worker.loop.run_until_complete(worker.engine.dispose())
+        worker.loop.close()
 
 
 def validate_and_write(
