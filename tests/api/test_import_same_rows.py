@@ -213,3 +213,32 @@ async def test_batch_meeting_a_taken_id_falls_back_row_by_row(
         ).all()
     assert names == {"race-1": "First", "race-2": "New"}
     assert phones == ["+35799123456"]
+
+
+async def test_a_fresh_batch_is_written_without_the_existence_check(
+    runtime: Runtime, tenant: CreatedTenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No id or code of a fresh batch exists, so it is written without asking; the check runs
+    only when the write meets a taken one, and then skips that row."""
+    checked: list[int] = []
+    check = importer._drop_existing
+
+    async def counted(session: Any, prepared: list[Any], **kwargs: Any) -> list[Any]:
+        checked.append(len(prepared))
+        return await check(session, prepared, **kwargs)
+
+    monkeypatch.setattr(importer, "_drop_existing", counted)
+    rows = [(2, {"id": "fresh-1", "first_name": "A"}), (3, {"id": "fresh-2", "first_name": "B"})]
+    async with runtime.sessions() as session:
+        first = await importer.import_batch(
+            session, runtime.clock, tenant_id=tenant.id, mode="live", rows=rows, actor="t"
+        )
+        await session.commit()
+    assert (first.created, first.skipped, checked) == (2, 0, [])
+    again = [(2, {"id": "fresh-1", "first_name": "A"}), (3, {"id": "fresh-3", "first_name": "C"})]
+    async with runtime.sessions() as session:
+        second = await importer.import_batch(
+            session, runtime.clock, tenant_id=tenant.id, mode="live", rows=again, actor="t"
+        )
+        await session.commit()
+    assert (second.created, second.skipped, checked) == (1, 1, [2])

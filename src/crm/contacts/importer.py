@@ -227,10 +227,11 @@ async def import_batch(
 ) -> BatchResult:
     """Create each valid row; skip rows whose id or code exists; reject the rest with a reason.
 
-    The batch is validated row by row, checked against existing ids and codes in one query and
-    written with one COPY (PostgreSQL) or multi-row INSERT per table. If that write still meets
-    a taken id or code (another writer won a race), the batch falls back to one savepoint per
-    row, so a bad row never takes its neighbours with it. The caller commits.
+    The batch is validated row by row and written with one COPY (PostgreSQL) or multi-row
+    INSERT per table. If that meets a taken id or code, the rows whose id or code exists are
+    skipped (one query) and the rest written again; if that still meets one (another writer
+    won a race), the batch falls back to one savepoint per row, so a bad row never takes its
+    neighbours with it. The caller commits.
     """
     rules = await custom_fields.rules_of(session, tenant_id)
     result, prepared = prepare_batch(
@@ -295,7 +296,17 @@ async def write_batch(
     result: BatchResult,
     screen: Screen | None = None,
 ) -> None:
-    """Skip the rows whose id or code exists and write the rest; counts go into `result`."""
+    """Skip the rows whose id or code exists and write the rest; counts go into `result`.
+
+    Without a screen the rows are written as they are first: in a fresh import no id or code
+    exists, and the existence check (two index probes per row, a round trip) is only needed
+    when the write meets a taken one. A screen (identities to check) needs the existing rows
+    skipped before it looks, so it gets the check first.
+    """
+    if screen is None and await _written(session, batch.rows, now=batch.now, actor=actor):
+        result.created += len(batch.rows)
+        result.written.extend((item.line, item.contact) for item in batch.rows)
+        return
     prepared = await _drop_existing(
         session, batch.rows, tenant_id=tenant_id, mode=mode, result=result
     )
@@ -303,16 +314,28 @@ async def write_batch(
         prepared = await screen(session, prepared, result)
     if not prepared:
         return
-    try:
-        async with session.begin_nested():
-            await _write(session, prepared, now=batch.now, actor=actor)
-    except IntegrityError:
+    if not await _written(session, prepared, now=batch.now, actor=actor):
         await _write_one_by_one(
             session, clock, prepared, tenant_id=tenant_id, mode=mode, actor=actor, result=result
         )
         return
     result.created += len(prepared)
     result.written.extend((item.line, item.contact) for item in prepared)
+
+
+async def _written(
+    session: AsyncSession, prepared: Sequence[Prepared], *, now: Any, actor: str
+) -> bool:
+    """Write the rows in one savepoint; False (and nothing written) when one meets a taken
+    unique key."""
+    if not prepared:
+        return True
+    try:
+        async with session.begin_nested():
+            await _write(session, prepared, now=now, actor=actor)
+    except IntegrityError:
+        return False
+    return True
 
 
 def _duplicate(item: Prepared, seen_ids: dict[str, int], seen_codes: dict[str, int]) -> str:

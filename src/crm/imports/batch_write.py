@@ -18,7 +18,6 @@ from crm.security.legacy_hashes import FirebaseScrypt
 
 # Called in each batch's transaction with the batch's result and its last line.
 OnBatch = Callable[[AsyncSession, BatchResult, int], Awaitable[None]]
-Progress = Callable[[int], None]
 # CRM_DB_STATEMENT_TIMEOUT_MS is sized for one API request; a batch statement writes up to
 # --batch-size rows on a busy server.
 _BATCH_STATEMENT_TIMEOUT = "300s"
@@ -62,7 +61,9 @@ async def write(
             mode=options.mode,
             actor=options.actor,
             result=batch.result,
-            screen=credentials.screen(batch.hashes, tenant_id=options.tenant_id, mode=options.mode),
+            screen=credentials.screen(batch.hashes, tenant_id=options.tenant_id, mode=options.mode)
+            if batch.hashes.by_line
+            else None,
         )
         await credentials.write_identities(
             session, clock, batch.result, batch.hashes, actor=options.actor

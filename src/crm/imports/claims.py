@@ -4,8 +4,9 @@ Two batch transactions in flight at once keep both the database and this process
 encodes a batch's rows while the database indexes the other's). They must not race for the same
 unique key: the outcome would depend on which commits first (the later line of the file could
 win over the earlier one, where a one-at-a-time import keeps the earlier), and two batches each
-waiting for the other's key would deadlock. So a batch goes beside those in flight only when
-its keys are known and none of them is claimed by a batch in flight; otherwise it waits for them.
+waiting for a key the other holds would deadlock (PostgreSQL then ends one of them, and the
+import with it). So a batch goes beside those in flight only when its keys are known and none of
+them is claimed by a batch in flight; otherwise it waits for them.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ def of_rows(rows: Sequence[tuple[int, Mapping[str, str | None]]]) -> Claims | No
     """The ids and codes a batch's rows give, or None when the batch must be written alone (it
     writes identities, whose unique keys are not listed here).
 
-    Generated ids are UUIDv7s and generated codes 50 random bits, so they are not listed: two
-    batches in flight meeting on one (a chance of about one in 10^9 per pair of batches) fail
-    on the unique index like any other writer's row, and the per-row fallback skips it. A
+    Generated ids are UUIDv7s and generated codes 50 random bits, so they are not listed: if two
+    batches in flight draw the same code (a chance of about one in 10^9 per pair of batches),
+    the later one fails on the unique index as it would against any other writer, and its rows
+    are written one by one, each drawing a new code. A
     contact's other unique keys (document numbers, loyalty identifiers) are not columns an
     import takes (tests/integration/test_import_writers.py keeps it so).
     """
