@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -11,7 +12,8 @@ from sqlalchemy import func, select
 from crm.contacts import importer
 from crm.contacts.import_reader import Row
 from crm.contacts.models import Contact, ContactPhone
-from crm.imports import batch_write, claims, pipeline
+from crm.documents import DemographicsExtra
+from crm.imports import batch_write, claims, credentials, pipeline, writer_processes
 from crm.imports.prepare import Batch
 from crm.runtime import Runtime
 from crm.tenants.schemas import CreatedTenant
@@ -133,13 +135,66 @@ def test_claims_are_the_ids_and_codes_as_the_import_reads_them() -> None:
     rows: list[tuple[int, dict[str, str | None]]] = [
         (2, {"id": " c-1 ", "code": "C1", "first_name": "Ann"}),
         (3, {"id": "'=c-2", "code": None}),  # export's formula escape
-        (4, {"first_name": "Generated"}),
+        (4, {"first_name": "Generated", "demographics": '{"gender": "FEMALE"}'}),
     ]
     assert claims.of_rows(rows) == frozenset({("id", "c-1"), ("code", "C1"), ("id", "=c-2")})
-    # The contacts' other unique keys are not import columns; if one becomes one, the claims
-    # must list it.
-    unique_elsewhere = {"passport_number", "id_number", "statutory_number", "loyalty_identifiers"}
-    assert not unique_elsewhere & importer.KNOWN_COLUMNS
+
+
+_DOCUMENT_COLUMNS = ("passport_number", "id_number", "statutory_number")
+
+
+def _batch(rows: list[dict[str, str | None]]) -> Batch:
+    result, prepared = importer.prepare_batch(
+        list(enumerate(rows, start=2)), tenant_id="t", mode="live", now=None, rules={}
+    )
+    assert result.rejected == []
+    return Batch(result, prepared, credentials.Hashes({}))
+
+
+def test_claims_know_every_member_that_sets_a_document_number() -> None:
+    """Document numbers are unique keys a row sets through its `demographics` cell: a batch
+    giving one goes alone, and no other member or column sets one."""
+    samples: dict[str, Any] = {
+        "passport": {"number": "P-1"},
+        "id_details": {"number": "I-1"},
+        "statutory_number": "S-1",
+        "name_day": {"month": 1, "day": 2},
+    }
+    assert set(samples) == set(DemographicsExtra.model_fields)  # a new member needs a sample
+    for member, value in samples.items():
+        cells: dict[str, str | None] = {"id": "d-1", "demographics": json.dumps({member: value})}
+        contact = _batch([cells]).prepared.rows[0].contact
+        sets_document = any(getattr(contact, c) is not None for c in _DOCUMENT_COLUMNS)
+        assert sets_document == (member in claims.DOCUMENT_MEMBERS), member
+        assert (claims.of_rows([(2, cells)]) is None) == sets_document, member
+    # The contacts' last unique key is not something an import sets.
+    assert "loyalty_identifiers" not in importer.KNOWN_COLUMNS
+
+
+async def test_a_repeated_document_number_keeps_its_first_line(
+    runtime: Runtime, tenant: CreatedTenant
+) -> None:
+    passport = json.dumps({"passport": {"number": "AB123"}})
+    cells: list[dict[str, str | None]] = [
+        {"id": "doc-1", "demographics": passport},
+        {"id": "doc-2"},
+        {"id": "doc-3"},
+        {"id": "doc-4", "demographics": passport},  # the next batch, with line 2's passport
+        {"id": "doc-5"},
+        {"id": "doc-6"},
+    ]
+    rows = [Row(line, row) for line, row in enumerate(cells, start=2)]
+    options = pipeline.Options(tenant_id=tenant.id, mode="live", actor="t", batch_size=3, writers=3)
+    summary = await pipeline.run(runtime.sessions, runtime.clock, rows, options)
+    assert summary.created == 5
+    assert [r.line for r in summary.rejected] == [5]
+    async with runtime.sessions() as session:
+        holder = await session.scalar(
+            select(Contact.id).where(
+                Contact.tenant_id == tenant.id, Contact.passport_number.is_not(None)
+            )
+        )
+    assert holder == "doc-1"
 
 
 def test_a_batch_writing_identities_goes_alone() -> None:
@@ -152,7 +207,7 @@ def test_a_batch_writing_identities_goes_alone() -> None:
 
 
 async def test_worker_processes_validate_and_write_the_same_rows(
-    runtime: Runtime, tenant: CreatedTenant
+    runtime: Runtime, tenant: CreatedTenant, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On PostgreSQL two worker processes each validate and write batches on their own
     connections (on SQLite they only validate); the rows kept are still those of a
@@ -161,9 +216,19 @@ async def test_worker_processes_validate_and_write_the_same_rows(
         tenant_id=tenant.id, mode="live", actor="t", batch_size=2, processes=2
     )
     bad = [Row(18, {"id": "w-18", "email_address": "not an email"})]
+    pools: list[int] = []
+    make_pool = writer_processes.pool
+
+    def watched_pool(processes: int, settings: Any) -> Any:
+        pools.append(processes)
+        return make_pool(processes, settings)
+
+    monkeypatch.setattr(writer_processes, "pool", watched_pool)
     summary = await pipeline.run(
         runtime.sessions, runtime.clock, [*_rows(), *bad], options, settings=runtime.settings
     )
+    # The workers wrote on PostgreSQL; on SQLite they only validated.
+    assert pools == ([2] if backend == "postgresql" else [])
     assert (summary.seen, summary.created, summary.skipped) == (17, 12, 4)
     assert [(r.line, r.reason.split(":")[0]) for r in summary.rejected] == [(18, "INVALID_EMAIL")]
     async with runtime.sessions() as session:

@@ -189,7 +189,8 @@ def import_(
         max=8,
         help="Batch transactions in flight at once on PostgreSQL when a thread validates "
         "(worker processes write one each; SQLite writes one at a time). With more than one, "
-        "batches may commit out of file order: a re-run after a crash completes the file.",
+        "batches may commit out of file order: after a crash, a re-run skips the rows whose "
+        "id or code it finds (rows without either are created again).",
     ),
     firebase_signer_key: str | None = typer.Option(
         None,

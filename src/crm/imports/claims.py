@@ -17,6 +17,11 @@ from crm.contacts.importer import unescape_cell
 
 Claims = frozenset[tuple[str, str]]
 
+# The members of a row's `demographics` cell that set a contact's document numbers (passport,
+# identity card, statutory number: unique per tenant, like ids and codes). They are not listed
+# as claims (the stored number is a folded form of the cell's): a batch giving one goes alone.
+DOCUMENT_MEMBERS = ("passport", "id_details", "statutory_number")
+
 
 def _cell(cells: Mapping[str, str | None], name: str) -> str:
     """A cell as the import reads it (stripped, a formula escape taken off)."""
@@ -26,18 +31,21 @@ def _cell(cells: Mapping[str, str | None], name: str) -> str:
 
 def of_rows(rows: Sequence[tuple[int, Mapping[str, str | None]]]) -> Claims | None:
     """The ids and codes a batch's rows give, or None when the batch must be written alone (it
-    writes identities, whose unique keys are not listed here).
+    writes identities, or document numbers, whose unique keys are not listed here).
 
     Generated ids are UUIDv7s and generated codes 50 random bits, so they are not listed: if two
     batches in flight draw the same code (a chance of about one in 10^9 per pair of batches),
     the later one fails on the unique index as it would against any other writer, and its rows
-    are written one by one, each drawing a new code. A
-    contact's other unique keys (document numbers, loyalty identifiers) are not columns an
-    import takes (tests/integration/test_import_writers.py keeps it so).
+    are written one by one, each drawing a new code. Loyalty identifiers, a contact's other
+    unique key, are not something an import takes (tests/integration/test_import_writers.py
+    checks both lists against what a row can set).
     """
     keys: list[tuple[str, str]] = []
     for _line, cells in rows:
         if _cell(cells, "password_hash"):
+            return None
+        demographics = cells.get("demographics")
+        if demographics and any(member in demographics for member in DOCUMENT_MEMBERS):
             return None
         for name in ("id", "code"):
             value = _cell(cells, name)
