@@ -171,6 +171,28 @@ def consent_in(present: AbstractSet[str], name: str, value: bool | None) -> bool
     return UNSET if name not in present or value is None else value
 
 
+# Members every surface's schema takes under the field's own name, as text.
+NAME_MEMBERS: Final = (
+    "title",
+    "first_name",
+    "middle_name",
+    "last_name",
+    "company_name",
+    "language_code",
+    "country_of_agreement",
+)
+
+
+def members_in(source: object, present: AbstractSet[str], names: Iterable[str]) -> dict[str, Any]:
+    """`given_in` for each of `names`, read from the attribute of the same name."""
+    return {name: given_in(present, name, getattr(source, name)) for name in names}
+
+
+def consents_in(source: object, present: AbstractSet[str]) -> dict[str, Any]:
+    """`consent_in` for every consent flag, read from the attribute of the same name."""
+    return {name: consent_in(present, name, getattr(source, name)) for name in CONSENT_FLAGS}
+
+
 def or_none(value: T | Unset | None) -> T | None:
     """A member's value, None when it was not given (for rules that read both alike)."""
     return None if value is UNSET else value

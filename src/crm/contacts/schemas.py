@@ -19,13 +19,15 @@ from pydantic import (
 from crm import documents
 from crm.clock import epoch
 from crm.contacts.contact_fields import (
+    NAME_MEMBERS,
     UNSET,
     ContactFields,
     CustomFieldValue,
     Phone,
     Unset,
-    consent_in,
+    consents_in,
     given_in,
+    members_in,
 )
 from crm.contacts.models import ConsentEvent, Contact, ContactPhone
 from crm.paging import Paging
@@ -176,17 +178,7 @@ class _ContactFields(BaseModel):
 
         phones, addresses, custom = self.phones, self.addresses, self.custom_fields
         return ContactFields(
-            title=given_in(present, "title", self.title),
-            first_name=given_in(present, "first_name", self.first_name),
-            middle_name=given_in(present, "middle_name", self.middle_name),
-            last_name=given_in(present, "last_name", self.last_name),
-            company_name=given_in(present, "company_name", self.company_name),
-            email_address=given_in(present, "email_address", self.email_address),
-            language_code=given_in(present, "language_code", self.language_code),
-            country_of_agreement=given_in(
-                present, "country_of_agreement", self.country_of_agreement
-            ),
-            tags=given_in(present, "tags", self.tags),
+            **members_in(self, present, (*NAME_MEMBERS, "email_address", "tags")),
             phones=given_in(
                 present, "phones", None if phones is None else [p.service_phone() for p in phones]
             ),
@@ -202,9 +194,7 @@ class _ContactFields(BaseModel):
                 if custom is None
                 else [CustomFieldValue(key=f.key, value=f.value) for f in custom],
             ),
-            service_acceptance=consent_in(present, "service_acceptance", self.service_acceptance),
-            email_opt_out=consent_in(present, "email_opt_out", self.email_opt_out),
-            sms_opt_out=consent_in(present, "sms_opt_out", self.sms_opt_out),
+            **consents_in(self, present),
             **self._document_fields(only_set=only_set, present=present),
         )
 

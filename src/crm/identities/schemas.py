@@ -17,11 +17,13 @@ from pydantic import (
 
 from crm import documents
 from crm.contacts.contact_fields import (
+    NAME_MEMBERS,
     UNSET,
     ContactFields,
     CustomFieldValue,
-    consent_in,
+    consents_in,
     given_in,
+    members_in,
     unset_if_none,
 )
 from crm.documents import CompanyProfile, DemographicsExtra
@@ -330,23 +332,12 @@ class ProfileUpdateIn(_In):
         present = self.model_fields_set
 
         return ContactFields(
-            title=given_in(present, "title", self.title),
-            first_name=given_in(present, "first_name", self.first_name),
-            middle_name=given_in(present, "middle_name", self.middle_name),
-            last_name=given_in(present, "last_name", self.last_name),
-            company_name=given_in(present, "company_name", self.company_name),
-            language_code=given_in(present, "language_code", self.language_code),
-            referral_code=given_in(present, "referral_code", self.referral_code),
-            country_of_agreement=given_in(
-                present, "country_of_agreement", self.country_of_agreement
-            ),
+            **members_in(self, present, (*NAME_MEMBERS, "referral_code")),
             email_address=given_in(present, "email", self.email),
             custom_fields=given_in(
                 present, "custom_fields", _custom_values(self.custom_fields or [])
             ),
-            service_acceptance=consent_in(present, "service_acceptance", self.service_acceptance),
-            email_opt_out=consent_in(present, "email_opt_out", self.email_opt_out),
-            sms_opt_out=consent_in(present, "sms_opt_out", self.sms_opt_out),
+            **consents_in(self, present),
             **self._document_fields(),
         )
 
