@@ -382,10 +382,10 @@ def main() -> None:
         sink = Sink()
         server = await asyncio.start_server(sink.handle, "127.0.0.1", sink_port)
         try:
-            crm_rate, crm_tally, crm_cpu = await measured(
+            crm_rate, crm_tally, crm_cpu, crm_opened = await measured(
                 processes[0].pid, f"http://127.0.0.1:{crm_port}", api_key, sink, "99"
             )
-            bare_rate, bare_tally, bare_cpu = await measured(
+            bare_rate, bare_tally, bare_cpu, bare_opened = await measured(
                 processes[1].pid, f"http://127.0.0.1:{bare_port}", api_key, sink, "96"
             )
         finally:
@@ -407,18 +407,37 @@ def main() -> None:
             "cpu_ratio": round(bare_cpu["server"] / crm_cpu["server"], 3)
             if crm_cpu["server"]
             else None,
+            "crm_connections_opened": crm_opened,
+            "bare_connections_opened": bare_opened,
         }
+
+    async def sessions_opened() -> int:
+        """Connections opened to the benchmark's database so far (PostgreSQL 14 and later)."""
+        conn = await asyncpg.connect(PG_ADMIN)
+        try:
+            found = await conn.fetchval(
+                "SELECT sessions FROM pg_stat_database WHERE datname = $1", name
+            )
+        finally:
+            await conn.close()
+        return int(found or 0)
 
     async def measured(
         pid: int, base_url: str, api_key: str, sink: Sink, prefix: str
-    ) -> tuple[float, Tally, dict[str, float]]:
-        """One load, with the CPU the server and PostgreSQL spent per completed sign-up."""
+    ) -> tuple[float, Tally, dict[str, float], int]:
+        """One load, with the CPU the server and PostgreSQL spent per completed sign-up, and
+        the connections the server opened to the database meanwhile (a pool that closes and
+        reopens connections under load pays a connection set-up and a statement preparation
+        each time)."""
         server_before, db_before = cpu_seconds(pid), postgres_cpu(name)
+        opened_before = await sessions_opened()
         rate, tally = await run_load(base_url, api_key, sink, number_source(prefix), args)
         server = cpu_seconds(pid) - server_before
         db = cpu_spent(db_before, postgres_cpu(name))
+        # Less this one's own reading connection.
+        opened = await sessions_opened() - opened_before - 1
         per = 1000 / tally.done if tally.done else 0.0
-        return rate, tally, {"server": round(server * per, 2), "db": round(db * per, 2)}
+        return rate, tally, {"server": round(server * per, 2), "db": round(db * per, 2)}, opened
 
     crm_db_url = db_url
     if args.sqlite:
@@ -478,7 +497,8 @@ def main() -> None:
             f"sign-ups/s, ratio {result['ratio']}; server CPU per sign-up crm "
             f"{result['crm_cpu_ms']['server']} ms, bare {result['bare_cpu_ms']['server']} ms "
             f"(ratio {result['cpu_ratio']}); PostgreSQL {result['crm_cpu_ms']['db']} ms, "
-            f"{result['bare_cpu_ms']['db']} ms"
+            f"{result['bare_cpu_ms']['db']} ms; connections opened during the load: crm "
+            f"{result['crm_connections_opened']}, bare {result['bare_connections_opened']}"
         )
     finally:
         for process in processes:

@@ -1,12 +1,11 @@
 """A small asyncpg pool for single statements outside any transaction on PostgreSQL: the
 signed-in read, and the per-client counts that must outlive the request's transaction.
 
-Why not the engine's pool: its checkout pings every connection (on asyncpg a BEGIN/ROLLBACK
-pair, two round trips) and opens throw-away overflow connections under bursts, and SQLAlchemy's
-execution layer costs several times the driver's CPU per statement; together more than the one
-statement itself. These statements need none of it, so they get their own pool of the same size
-and server settings, closed when the engine is disposed, and are compiled once to the driver's
-SQL (`compiled`). A broken connection is simply discarded by asyncpg and the error answered 503,
+Why not the engine's pool: a checkout from it, with SQLAlchemy's execution layer around the
+statement, costs several times the driver's CPU for the statement, more than the one statement
+itself. These statements need none of it, so they get their own pool (half the engine pool's
+size: each holds a connection for one round trip) with the same server settings, closed when
+the engine is disposed, and are compiled once to the driver's SQL (`crm.driver.Statement`). A broken connection is simply discarded by asyncpg and the error answered 503,
 as elsewhere.
 """
 
@@ -18,9 +17,9 @@ from typing import Any, Protocol
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import event
-from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from crm.driver import Statement
 from crm.errors import ServiceUnavailable
 
 # Keyed by engine, then by event loop: asyncpg pools belong to the loop that made them.
@@ -64,7 +63,7 @@ async def _pool(engine: AsyncEngine, settings: PoolSettings) -> Any:
         pool = await asyncpg.create_pool(
             _dsn(engine),
             min_size=1,
-            max_size=settings.db_pool_size,
+            max_size=max(1, settings.db_pool_size // 2),
             server_settings=server_settings,
             # The default reset (RESET ALL, UNLISTEN, ...) is a round trip per release; these
             # connections only ever run one statement outside a transaction and change no
@@ -93,32 +92,9 @@ async def fetchrow(
     return dict(record) if record is not None else None
 
 
-class Compiled:
-    """A Core statement compiled for asyncpg on first use (not at import: a command that never
-    runs it does not pay): its SQL, and its values in the driver's positional order (bound
-    values by name, constants the statement carries)."""
-
-    __slots__ = ("_fixed", "_order", "_sql", "_statement")
-
-    def __init__(self, statement: Any) -> None:
-        self._statement = statement
-        self._sql: str | None = None
-        self._order: tuple[str, ...] = ()
-        self._fixed: dict[str, Any] = {}
-
-    def sql_and_args(self, values: dict[str, Any]) -> tuple[str, list[Any]]:
-        if self._sql is None:
-            compiled = self._statement.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
-            self._order = tuple(compiled.positiontup or ())
-            self._fixed = dict(compiled.params)
-            self._sql = str(compiled)
-        args = [values[name] if name in values else self._fixed[name] for name in self._order]
-        return self._sql, args
-
-
 async def run(
-    engine: AsyncEngine, settings: PoolSettings, statement: Compiled, values: dict[str, Any]
+    engine: AsyncEngine, settings: PoolSettings, statement: Statement, values: dict[str, Any]
 ) -> dict[str, Any] | None:
-    """`fetchrow` of a compiled statement with its values by name."""
+    """`fetchrow` of a statement compiled once, with its values by name."""
     sql, args = statement.sql_and_args(values)
     return await fetchrow(engine, settings, sql, *args)

@@ -54,7 +54,12 @@ class Settings(BaseSettings):
         le=60,
         description="How long a resolved api_key (and an application's policy) is cached in-process.",
     )
-    db_pool_size: int = Field(10, ge=1, description="Connections per process (PostgreSQL).")
+    db_pool_size: int = Field(
+        20,
+        ge=2,
+        description="Connections per process for transactions (PostgreSQL), kept open once "
+        "opened; single statements outside a transaction use a pool of half as many.",
+    )
     db_ping_idle_seconds: float = Field(
         5.0,
         ge=0,

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm import media
+from crm import media, unit_of_work
 from crm.errors import ApiKeyInvalid, ApiKeyMissing, WrongKeyKind
 from crm.messaging.outbox import OUTBOX_DIRTY
 from crm.runtime import Runtime
@@ -29,7 +29,7 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
     async with runtime.sessions() as session:
         try:
             yield session
-            await session.commit()
+            await unit_of_work.commit(session)
         except BaseException:
             await session.rollback()
             await _settle_media(runtime, session, committed=False)

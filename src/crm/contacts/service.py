@@ -14,10 +14,10 @@ import re
 import unicodedata
 from typing import Any
 
-from sqlalchemy import delete, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm import driver, unit_of_work
 from crm.clock import Clock
 
 # The audit and derived-row helpers live in their own modules; callers keep importing them here.
@@ -151,17 +151,14 @@ async def create(
             contact_type=contact_type,
             now=now,
         )
-        try:
-            async with session.begin_nested():
-                session.add(contact)
-        except IntegrityError as exc:
+        if not await unit_of_work.add_unless_taken(session, contact):
             # Lost a race on the caller's id or code, or (rarely) a generated code collided.
             if contact_id is not None and await _exists(
                 session, tenant_id, mode, Contact.id == contact_id
             ):
-                raise ContactIdAlreadyExists() from exc
+                raise ContactIdAlreadyExists()
             if code is not None or attempt == _CODE_ATTEMPTS - 1:
-                raise ContactCodeAlreadyExists() from exc
+                raise ContactCodeAlreadyExists()
             continue
         break
     for row in phone_rows(contact, or_none(fields.phones) or []):
@@ -296,8 +293,13 @@ async def get_by_ref(session: AsyncSession, tenant_id: str, mode: str, ref: str)
     return next((c for c in found if c.id == ref), found[0])
 
 
+_BY_PK = driver.rows_of(Contact, Contact.pk == bindparam("pk"))
+
+
 async def get_by_pk(session: AsyncSession, pk: int) -> Contact:
-    contact = await session.get(Contact, pk)
+    contact = driver.held(session, Contact, pk) or await driver.load(
+        session, Contact, _BY_PK, {"pk": pk}
+    )
     if contact is None or contact.erased_at is not None:
         raise ContactNotFound()
     return contact

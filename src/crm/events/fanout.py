@@ -16,8 +16,8 @@ from datetime import datetime
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from crm import driver, unit_of_work
 from crm.clock import Clock
-from crm.db import session_scope
 from crm.events.models import Event, WebhookEndpoint
 from crm.events.webhooks import wants
 from crm.ids import uuid7
@@ -48,30 +48,34 @@ def delivery_row(event_id: str, endpoint: WebhookEndpoint, now: datetime) -> Out
 
 
 # Built once: the worker looks after every commit that queued a message.
-_PENDING = (
-    select(Event)
+# Built once (see crm.driver on why the hot statements are).
+_PENDING = driver.Statement(
+    select(driver.table_of(Event))
     .where(Event.fanout_pending.is_(True))
     .order_by(Event.created_at)
     .limit(bindparam("limit"))
     .with_for_update(skip_locked=True)
+)
+_ENDPOINTS = driver.Among(
+    WebhookEndpoint, WebhookEndpoint.tenant_id, WebhookEndpoint.enabled.is_(True)
 )
 
 
 async def fan_out(sessions: async_sessionmaker[AsyncSession], clock: Clock, *, limit: int) -> int:
     """Fan out up to `limit` pending events; returns how many were handled."""
     now = clock.now()
-    async with session_scope(sessions) as session:
-        events = (await session.scalars(_PENDING, {"limit": limit})).all()
+    async with unit_of_work.scope(sessions) as session:
+        events = [
+            driver.adopt(session, Event, row, refresh=True)
+            for row in await driver.fetch(session, _PENDING, {"limit": limit})
+        ]
         if not events:
             return 0
-        tenants = {e.tenant_id for e in events}
-        endpoints = (
-            await session.scalars(
-                select(WebhookEndpoint).where(
-                    WebhookEndpoint.tenant_id.in_(tenants), WebhookEndpoint.enabled.is_(True)
-                )
-            )
-        ).all()
+        statement, values = _ENDPOINTS.bound(sorted({e.tenant_id for e in events}))
+        endpoints = [
+            driver.adopt(session, WebhookEndpoint, row, refresh=False)
+            for row in await driver.fetch(session, statement, values)
+        ]
         for event in events:
             for endpoint in endpoints:
                 # Tenant and mode both match, or nothing is sent: test-mode changes never

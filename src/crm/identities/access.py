@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm import pgpool
+from crm import driver, pgpool
 from crm.contacts.models import Contact, ContactPhone, ContactPicture
 from crm.db import UTCDateTime, read_connection
 from crm.documents import DOCUMENT_FIELDS, LIST_FIELDS
@@ -26,14 +26,19 @@ from crm.vocabulary import RevokeReason
 
 
 # The contact, its tenant's name and whether it holds a proven identity, in one statement
-# (built once: see crm.db.Locking on why the hot statements are).
-_REFRESHED = select(
-    Contact,
-    select(Tenant.name).where(Tenant.id == bindparam("tenant_id")).scalar_subquery(),
-    exists()
-    .where(Identity.contact_pk == Contact.pk, Identity.verified_at.is_not(None))
-    .label("verified"),
-).where(Contact.pk == bindparam("contact_pk"))
+# (built once: see crm.driver on why the hot statements are).
+_REFRESHED = driver.Statement(
+    select(
+        driver.table_of(Contact),
+        select(Tenant.name)
+        .where(Tenant.id == bindparam("tenant_id"))
+        .scalar_subquery()
+        .label("crm_tenant_name"),
+        exists()
+        .where(Identity.contact_pk == Contact.pk, Identity.verified_at.is_not(None))
+        .label("crm_verified"),
+    ).where(Contact.pk == bindparam("contact_pk"))
+)
 
 
 async def refresh(
@@ -55,10 +60,11 @@ async def refresh(
     ):
         raise TokenAudienceMismatch()
     values = {"tenant_id": started.session.tenant_id, "contact_pk": started.session.contact_pk}
-    found = (await db.execute(_REFRESHED, values)).first()
-    if found is None or found[0].erased_at is not None or found[1] is None:
+    found = await driver.fetchrow(db, _REFRESHED, values)
+    if found is None or found["erased_at"] is not None or found["crm_tenant_name"] is None:
         raise RefreshTokenInvalid()
-    contact, tenant_name, is_verified = found
+    contact = driver.adopt(db, Contact, found, refresh=False)
+    tenant_name, is_verified = found["crm_tenant_name"], found["crm_verified"]
     return await _grant(
         db,
         ctx,
@@ -154,7 +160,7 @@ _SIGNED_IN_QUERY = (
 )
 
 
-_PG_SIGNED_IN_QUERY = pgpool.Compiled(_SIGNED_IN_QUERY)
+_PG_SIGNED_IN_QUERY = driver.Statement(_SIGNED_IN_QUERY)
 
 
 async def resolve_access(ctx: FlowContext, token: str, api_caller: CallerKey | None) -> SignedIn:

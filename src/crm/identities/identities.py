@@ -6,6 +6,7 @@ from sqlalchemy import ColumnElement, bindparam, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm import driver
 from crm.clock import Clock
 from crm.contacts.models import Contact
 from crm.contacts.service import record_audit
@@ -55,15 +56,17 @@ def holds() -> ColumnElement[bool]:
     return or_(Identity.verified_at.is_not(None), Identity.origin == IdentityOrigin.BACK_OFFICE)
 
 
-# Built once (see crm.db.Locking on why the hot statements are).
-_HOLDER = select(Identity).where(
+# Built once (see crm.driver on why the hot statements are).
+_HOLDER = driver.rows_of(
+    Identity,
     Identity.tenant_id == bindparam("tenant_id"),
     Identity.mode == bindparam("mode"),
     Identity.provider == bindparam("provider"),
     Identity.identifier == bindparam("identifier"),
     holds(),
 )
-_RIVALS = select(Identity).where(
+_RIVALS = driver.rows_of(
+    Identity,
     Identity.tenant_id == bindparam("tenant_id"),
     Identity.mode == bindparam("mode"),
     Identity.provider == bindparam("provider"),
@@ -79,8 +82,7 @@ async def find_identity(
 ) -> Identity | None:
     """The identity that holds the identifier; unproven Self-Service claims are not found."""
     values = {"tenant_id": tenant_id, "mode": mode, "provider": provider, "identifier": identifier}
-    result: Identity | None = await session.scalar(_HOLDER, values)
-    return result
+    return await driver.load(session, Identity, _HOLDER, values)
 
 
 async def drop_claims(session: AsyncSession, clock: Clock, *, holder: Identity, actor: str) -> int:
@@ -89,18 +91,17 @@ async def drop_claims(session: AsyncSession, clock: Clock, *, holder: Identity, 
     A contact that the dropped claim created and that is left with no identity is deleted (its
     sessions go with it); any other contact keeps its record and gets an audit entry.
     """
-    rivals = list(
-        await session.scalars(
-            _RIVALS,
-            {
-                "tenant_id": holder.tenant_id,
-                "mode": holder.mode,
-                "provider": holder.provider,
-                "identifier": holder.identifier,
-                "holder_id": holder.id,
-            },
-        )
-    )
+    values = {
+        "tenant_id": holder.tenant_id,
+        "mode": holder.mode,
+        "provider": holder.provider,
+        "identifier": holder.identifier,
+        "holder_id": holder.id,
+    }
+    rivals = [
+        driver.adopt(session, Identity, row, refresh=False)
+        for row in await driver.fetch(session, _RIVALS, values)
+    ]
     for rival in rivals:
         contact = await session.get(Contact, rival.contact_pk)
         await session.execute(delete(OtpChallenge).where(OtpChallenge.identity_id == rival.id))

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm import driver, unit_of_work
 from crm.clock import Clock
-from crm.db import Locking
 from crm.errors import RateLimited, retry_after
 from crm.events.sessions import identity_locked
 from crm.identifiers.core import obfuscate_email, obfuscate_phone
@@ -72,9 +72,7 @@ def check_send_limits(
         raise OtpSendLimit(retry_after=retry_after(times[0] + _HOUR, now))
 
 
-_IDENTITY = Locking(
-    select(Identity).where(Identity.id == bindparam("id")).execution_options(populate_existing=True)
-)
+_IDENTITY = driver.rows_of(Identity, Identity.id == bindparam("id"), lock=True)
 
 
 async def lock_identity(session: AsyncSession, identity_id: str) -> Identity:
@@ -82,7 +80,7 @@ async def lock_identity(session: AsyncSession, identity_id: str) -> Identity:
 
     PostgreSQL takes a row lock; SQLite's write transaction already admits one writer.
     """
-    identity = await session.scalar(_IDENTITY.for_(session), {"id": identity_id})
+    identity = await driver.load(session, Identity, _IDENTITY, {"id": identity_id}, refresh=True)
     if identity is None:  # pragma: no cover - callers pass an id they just read
         raise OtpNotFound()
     return identity
@@ -208,7 +206,7 @@ async def send_code(
         # Last, after everything else is written: it counts on rows every sign-up of the tenant
         # updates (the day's budget), whose lock is then held only until the commit. A refusal
         # raises and rolls all of it back.
-        await session.flush()
+        await unit_of_work.flush(session)
         await sms_guard.admit(
             session,
             clock,
@@ -239,17 +237,19 @@ async def record_proof(
         )
 
 
-_CHALLENGE = select(OtpChallenge).where(
+_CHALLENGE = driver.rows_of(
+    OtpChallenge,
     OtpChallenge.id == bindparam("id"),
     OtpChallenge.tenant_id == bindparam("tenant_id"),
     OtpChallenge.mode == bindparam("mode"),
-    OtpChallenge.purpose.in_(CODE_PURPOSES),
+    driver.any_of(OtpChallenge.purpose, CODE_PURPOSES),
 )
-_DECOY = select(OtpDecoy).where(
+_DECOY = driver.rows_of(
+    OtpDecoy,
     OtpDecoy.id == bindparam("id"),
     OtpDecoy.tenant_id == bindparam("tenant_id"),
     OtpDecoy.mode == bindparam("mode"),
-    OtpDecoy.purpose.in_(CODE_PURPOSES),
+    driver.any_of(OtpDecoy.purpose, CODE_PURPOSES),
 )
 
 
@@ -259,11 +259,11 @@ async def find_challenge(
     if not isinstance(auth_otp, str) or len(auth_otp) > 36:
         raise OtpNotFound()
     values = {"id": auth_otp, "tenant_id": tenant_id, "mode": mode}
-    challenge = await session.scalar(_CHALLENGE, values)
+    challenge = await driver.load(session, OtpChallenge, _CHALLENGE, values)
     if challenge is not None:
         return challenge
     # A code asked for an unknown identifier is found like any other, and never validates.
-    decoy = await session.scalar(_DECOY, values)
+    decoy = await driver.load(session, OtpDecoy, _DECOY, values)
     if decoy is None:
         raise OtpNotFound()
     return decoy
@@ -310,15 +310,9 @@ def record_success(identity: Identity, now: datetime) -> None:
         identity.verified_at = now
 
 
-# Re-reads into the instance already loaded (populate_existing), built once.
-_FRESH_CHALLENGE = (
-    select(OtpChallenge)
-    .where(OtpChallenge.id == bindparam("id"))
-    .execution_options(populate_existing=True)
-)
-_FRESH_DECOY = (
-    select(OtpDecoy).where(OtpDecoy.id == bindparam("id")).execution_options(populate_existing=True)
-)
+# Re-reads into the instance already loaded, built once.
+_FRESH_CHALLENGE = driver.rows_of(OtpChallenge, OtpChallenge.id == bindparam("id"))
+_FRESH_DECOY = driver.rows_of(OtpDecoy, OtpDecoy.id == bindparam("id"))
 
 
 async def validate_code(
@@ -350,8 +344,12 @@ async def validate_code(
         identity = locked or await lock_identity(session, challenge.identity_id)
         subject_id, subject = identity.id, identity
     # Re-read the challenge after the lock so a concurrent validation is seen.
-    fresh = _FRESH_DECOY if isinstance(challenge, OtpDecoy) else _FRESH_CHALLENGE
-    if await session.scalar(fresh, {"id": challenge.id}) is None:
+    model, fresh = (
+        (OtpDecoy, _FRESH_DECOY)
+        if isinstance(challenge, OtpDecoy)
+        else (OtpChallenge, _FRESH_CHALLENGE)
+    )
+    if await driver.load(session, model, fresh, {"id": challenge.id}, refresh=True) is None:
         raise OtpNotFound()  # removed meanwhile (its claim was dropped, or the purge ran)
     now = clock.now()
     guard = await throttle.guard(

@@ -14,6 +14,7 @@ from typing import Protocol
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm import driver
 from crm.contacts import service as contacts
 from crm.contacts.models import Contact
 from crm.db import session_scope
@@ -204,11 +205,13 @@ async def _first_proof(
     return contact
 
 
-# Built once (see crm.db.Locking on why the hot statements are).
-_ADDED = select(Identity.id).where(
-    Identity.contact_pk == bindparam("contact_pk"),
-    Identity.id != bindparam("proven"),
-    Identity.origin == IdentityOrigin.SELF_SERVICE,
+# Built once (see crm.driver on why the hot statements are).
+_ADDED = driver.Statement(
+    select(Identity.id).where(
+        Identity.contact_pk == bindparam("contact_pk"),
+        Identity.id != bindparam("proven"),
+        Identity.origin == IdentityOrigin.SELF_SERVICE,
+    )
 )
 
 
@@ -231,7 +234,8 @@ async def end_unproven_access(
     """
     changed: list[str] = []
     if remove_added:
-        added = list(await db.scalars(_ADDED, {"contact_pk": contact.pk, "proven": proven.id}))
+        values = {"contact_pk": contact.pk, "proven": proven.id}
+        added = [row["id"] for row in await driver.fetch(db, _ADDED, values)]
         if added:
             await db.execute(delete(OtpChallenge).where(OtpChallenge.identity_id.in_(added)))
             await db.execute(

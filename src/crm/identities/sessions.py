@@ -9,9 +9,9 @@ from typing import Protocol
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm import driver
 from crm.clock import Clock
 from crm.contacts.models import Contact
-from crm.db import Locking
 from crm.events import sessions as events
 from crm.identities.errors import RefreshTokenInvalid, RefreshTokenReused
 from crm.identities.models import RetiredRefreshToken, Session
@@ -40,19 +40,17 @@ class SessionSettings(Protocol):
     def refresh_grace_seconds(self) -> int: ...
 
 
-# Built once (see crm.db.Locking on why the hot statements are).
-_BY_REFRESH_HASH = Locking(
-    select(Session)
-    .where(
-        or_(
-            Session.refresh_hash == bindparam("digest"),
-            Session.previous_refresh_hash == bindparam("digest"),
-        )
-    )
-    .execution_options(populate_existing=True)
+# Built once (see crm.driver on why the hot statements are).
+_BY_REFRESH_HASH = driver.rows_of(
+    Session,
+    or_(
+        Session.refresh_hash == bindparam("digest"),
+        Session.previous_refresh_hash == bindparam("digest"),
+    ),
+    lock=True,
 )
-_REVOKE_ALL = (
-    update(Session)
+_REVOKE_ALL = driver.Statement(
+    update(driver.table_of(Session))
     .where(
         # An UPDATE's parameters may not be named after its table's columns.
         Session.contact_pk == bindparam("contact"),
@@ -64,8 +62,7 @@ _REVOKE_ALL = (
         revoked_reason=bindparam("reason"),
         current_refresh_encrypted=None,
     )
-    .returning(Session.id)
-    .execution_options(synchronize_session="fetch")
+    .returning(driver.table_of(Session).c.id)
 )
 
 
@@ -134,7 +131,7 @@ async def rotate_refresh(
         raise RefreshTokenInvalid()
     digest = refresh_hash(token)
     now = clock.now()
-    row = await db.scalar(_BY_REFRESH_HASH.for_(db), {"digest": digest})
+    row = await driver.load(db, Session, _BY_REFRESH_HASH, {"digest": digest}, refresh=True)
     if row is None:
         retired = await db.get(RetiredRefreshToken, digest)
         if retired is None:
@@ -225,6 +222,16 @@ async def revoke_all_sessions(
         "now": clock.now(),
         "reason": reason[:40],
     }
-    ended = list(await db.scalars(_REVOKE_ALL, values))
+    ended = [row["id"] for row in await driver.fetch(db, _REVOKE_ALL, values)]
+    # Sessions this request already holds as objects see the change, as `synchronize_session`
+    # would have done.
+    driver.refreshed(
+        db,
+        Session,
+        ended,
+        revoked_at=values["now"],
+        revoked_reason=values["reason"],
+        current_refresh_encrypted=None,
+    )
     await events.sessions_ended(db, clock.now(), contact_pk, ended, reason)
     return len(ended)

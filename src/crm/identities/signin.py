@@ -6,6 +6,7 @@ import datetime as dt
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm import unit_of_work
 from crm.contacts import service as contacts
 from crm.errors import AppError, InvalidEmail, InvalidPhone, InvalidRequest
 from crm.events.sessions import identity_locked
@@ -281,7 +282,7 @@ async def validate(
         # The code just proved this identity (an expired claim raised above).
         is_verified=True if identity.verified_at is not None else None,
     )
-    await db.flush()
+    await unit_of_work.flush(db)
     await otp.record_proof(db, identity, challenge)
     return grant
 

@@ -14,11 +14,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.db import Locking
+from crm import driver
 from crm.errors import RateLimited, retry_after
 from crm.identities.errors import IdentityLocked
 from crm.identities.models import FailureCounter
@@ -63,19 +63,15 @@ def client_key(secret: str, key_id: str | None, ip_address: str | None) -> str:
     return subject_key(secret, "client", key_id or "-", (ip_address or "unknown")[:64])
 
 
-# Built once (see crm.db.Locking on why the hot statements are).
-_COUNTER = Locking(
-    select(FailureCounter)
-    .where(FailureCounter.subject == bindparam("subject"))
-    .execution_options(populate_existing=True)
-)
+# Built once (see crm.driver on why the hot statements are).
+_COUNTER = driver.rows_of(FailureCounter, FailureCounter.subject == bindparam("subject"), lock=True)
 
 
 async def counter(session: AsyncSession, subject: str) -> FailureCounter:
     """Load (creating if needed) the counter of `subject`, locked for update on PostgreSQL."""
-    query = _COUNTER.for_(session)
     dialect = session.get_bind().dialect.name
-    found = await session.scalar(query, {"subject": subject})
+    values = {"subject": subject}
+    found = await driver.load(session, FailureCounter, _COUNTER, values, refresh=True)
     if found is not None:
         return found
     # Another request may create it first: ON CONFLICT DO NOTHING leaves its row (no savepoint
@@ -86,7 +82,7 @@ async def counter(session: AsyncSession, subject: str) -> FailureCounter:
         .values(subject=subject, failed_attempts=0)
         .on_conflict_do_nothing(index_elements=[FailureCounter.__table__.c.subject])
     )
-    found = await session.scalar(query, {"subject": subject})
+    found = await driver.load(session, FailureCounter, _COUNTER, values, refresh=True)
     assert found is not None
     return found
 
@@ -189,7 +185,7 @@ async def guard(
     (most attempts succeed: no row, no round trips).
     """
     name = subject_key(secret, "pair", kind.value, client, subject_id)
-    row = await session.scalar(_COUNTER.for_(session), {"subject": name})
+    row = await driver.load(session, FailureCounter, _COUNTER, {"subject": name}, refresh=True)
     if row is None:
         row = FailureCounter(subject=name, failed_attempts=0, last_failure_at=None, locked_at=None)
     return Guard(subject=subject, client=row, policy=policy, session=session)

@@ -40,9 +40,10 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
 import httpx
-from sqlalchemy import BindParameter, CursorResult, bindparam, select, update
+from sqlalchemy import BindParameter, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm import driver, unit_of_work
 from crm.db import session_scope
 from crm.events.messages import message_failed
 from crm.messaging.integrations import (
@@ -134,12 +135,15 @@ def backoff_seconds(settings: Settings, attempt: int, rng: random.Random) -> flo
 def due_filter(now: datetime | BindParameter[datetime]) -> Any:
     # `sending` rows have next_attempt_at = end of their lease, so one range finds both the due
     # and the abandoned ones, served by the (status, next_attempt_at) index.
-    return (OutboxMessage.status.in_(("queued", "sending")), OutboxMessage.next_attempt_at <= now)
+    return (
+        driver.any_of(OutboxMessage.status, ("queued", "sending")),
+        OutboxMessage.next_attempt_at <= now,
+    )
 
 
-# Built once: the worker claims after every commit that queued a message.
-_DUE = (
-    select(OutboxMessage)
+# Built once: the worker claims after every commit that queued a message (see crm.driver).
+_DUE = driver.Statement(
+    select(driver.table_of(OutboxMessage))
     .where(*due_filter(bindparam("now")))
     .order_by(OutboxMessage.next_attempt_at)
     .limit(bindparam("limit"))
@@ -157,8 +161,11 @@ async def claim(runtime: Runtime, limit: int) -> list[ClaimedMessage]:
     now = runtime.clock.now()
     lease = timedelta(seconds=settings.outbox_lease_seconds)
     claimed: list[OutboxMessage] = []
-    async with session_scope(runtime.sessions) as session:
-        rows = (await session.scalars(_DUE, {"now": now, "limit": limit})).all()
+    async with unit_of_work.scope(runtime.sessions) as session:
+        rows = [
+            driver.adopt(session, OutboxMessage, row, refresh=True)
+            for row in await driver.fetch(session, _DUE, {"now": now, "limit": limit})
+        ]
         integrations = await load_integrations(session, {row.tenant_id for row in rows})
         for row in rows:
             if row.expires_at is not None and row.expires_at <= now:
@@ -468,17 +475,28 @@ async def release(runtime: Runtime, message: ClaimedMessage) -> bool:
         return await _fenced_update(session, message, values)
 
 
+# One statement per set of columns written (an outcome writes one of a few sets), built once.
+_FENCED: dict[frozenset[str], driver.Statement] = {}
+
+
 async def _fenced_update(
     session: AsyncSession, message: ClaimedMessage, values: dict[str, Any]
 ) -> bool:
-    result = await session.execute(
-        update(OutboxMessage)
-        .where(
-            OutboxMessage.id == message.id,
-            OutboxMessage.status == "sending",
-            OutboxMessage.attempts == message.attempt,
+    """Write `values` if this worker still holds the message's lease; whether it did."""
+    columns = frozenset(values)
+    statement = _FENCED.get(columns)
+    if statement is None:
+        table = driver.table_of(OutboxMessage)
+        statement = _FENCED[columns] = driver.Statement(
+            update(table)
+            .where(
+                # An UPDATE's parameters may not be named after its table's columns.
+                table.c.id == bindparam("fenced_id"),
+                table.c.status == "sending",
+                table.c.attempts == bindparam("fenced_attempt"),
+            )
+            .values({name: bindparam(name) for name in sorted(columns)})
+            .returning(table.c.id)
         )
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(cast(CursorResult[Any], result).rowcount)
+    bound = {**values, "fenced_id": message.id, "fenced_attempt": message.attempt}
+    return await driver.fetchrow(session, statement, bound) is not None

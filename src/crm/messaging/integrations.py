@@ -9,9 +9,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr, ValidationError
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm import driver
 from crm.clock import Clock
 from crm.errors import AppError, Forbidden
 from crm.messaging.errors import (
@@ -350,5 +351,13 @@ async def load_integrations(
     """The stored integrations of these tenants, by (tenant, channel) (the worker, per batch)."""
     if not tenant_ids:
         return {}
-    rows = await session.scalars(select(Integration).where(Integration.tenant_id.in_(tenant_ids)))
+    statement, values = _OF_TENANTS.bound(sorted(tenant_ids))
+    rows = [
+        driver.adopt(session, Integration, row, refresh=False)
+        for row in await driver.fetch(session, statement, values)
+    ]
     return {(row.tenant_id, row.channel): row for row in rows}
+
+
+# Built once per count of tenants (see crm.driver on why the worker's statements are).
+_OF_TENANTS = driver.Among(Integration, Integration.tenant_id)

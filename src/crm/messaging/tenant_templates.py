@@ -7,9 +7,10 @@ import re
 import string
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm import driver
 from crm.clock import Clock
 from crm.ids import uuid7
 from crm.messaging import templates
@@ -176,20 +177,31 @@ def _words(row: MessageTemplate) -> TemplateWords:
     )
 
 
-# Built once: every message passes here (see crm.db.Locking on why hot statements are).
-_FOR_MESSAGE = select(MessageTemplate).where(
+# Built once: every message passes here (see crm.driver on why hot statements are). A message
+# is looked up in at most three languages (the tag, its primary tag, the built-in fallback);
+# fewer are padded by repeating the last.
+_LANGUAGE_SLOTS = 3
+_FOR_MESSAGE = driver.rows_of(
+    MessageTemplate,
     MessageTemplate.tenant_id == bindparam("tenant_id"),
     MessageTemplate.mode == bindparam("mode"),
     MessageTemplate.purpose == bindparam("purpose"),
-    MessageTemplate.language.in_(bindparam("languages", expanding=True)),
+    or_(*(MessageTemplate.language == bindparam(f"language{n}") for n in range(_LANGUAGE_SLOTS))),
 )
 
 
 async def _find(
     session: AsyncSession, tenant_id: str, mode: str, purpose: str, languages: list[str]
 ) -> MessageTemplate | None:
-    values = {"tenant_id": tenant_id, "mode": mode, "purpose": purpose, "languages": languages}
-    rows = list(await session.scalars(_FOR_MESSAGE, values))
+    if not 0 < len(languages) <= _LANGUAGE_SLOTS:  # pragma: no cover - callers pass 1 to 3
+        raise ValueError(f"1 to {_LANGUAGE_SLOTS} languages, not {len(languages)}")
+    values = {"tenant_id": tenant_id, "mode": mode, "purpose": purpose}
+    for n in range(_LANGUAGE_SLOTS):
+        values[f"language{n}"] = languages[min(n, len(languages) - 1)]
+    rows = [
+        driver.adopt(session, MessageTemplate, row, refresh=False)
+        for row in await driver.fetch(session, _FOR_MESSAGE, values)
+    ]
     by_language = {row.language: row for row in rows}
     return next((by_language[tag] for tag in languages if tag in by_language), None)
 

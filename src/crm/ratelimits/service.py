@@ -9,7 +9,7 @@ from sqlalchemy import Insert, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from crm import pgpool
+from crm import driver, pgpool
 from crm.clock import Clock
 from crm.errors import RateLimited
 from crm.pgpool import PoolSettings
@@ -120,4 +120,4 @@ def _upsert(postgres: bool, bounded: bool) -> Insert:
 _UPSERTS = {
     (pg, bounded): _upsert(pg, bounded) for pg in (True, False) for bounded in (True, False)
 }
-_PG_BOUNDED_UPSERT = pgpool.Compiled(_UPSERTS[(True, True)])
+_PG_BOUNDED_UPSERT = driver.Statement(_UPSERTS[(True, True)])

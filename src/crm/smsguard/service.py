@@ -31,6 +31,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm import driver
 from crm.clock import Clock
 from crm.identifiers.core import normalize_phone
 from crm.metrics import REGISTRY
@@ -250,9 +251,9 @@ async def _spend_budget(
         )
 
 
-# Built once (see crm.db.Locking on why the hot statements are).
-_INCREMENT_TODAY = (
-    update(SmsDailyCount)
+# Built once (see crm.driver on why the hot statements are).
+_INCREMENT_TODAY = driver.Statement(
+    update(driver.table_of(SmsDailyCount))
     .where(
         # An UPDATE's parameters may not be named after its table's columns.
         SmsDailyCount.tenant_id == bindparam("tenant"),
@@ -261,8 +262,11 @@ _INCREMENT_TODAY = (
     )
     .values(count=SmsDailyCount.count + 1)
     .returning(
-        SmsDailyCount.count,
-        select(Tenant.settings).where(Tenant.id == bindparam("tenant")).scalar_subquery(),
+        driver.table_of(SmsDailyCount).c.count,
+        select(Tenant.settings)
+        .where(Tenant.id == bindparam("tenant"))
+        .scalar_subquery()
+        .label("tenant_settings"),
     )
 )
 
@@ -274,15 +278,16 @@ async def _count_today(
     limit may be there). Same upsert as ratelimits.add, other table; the settings ride along in
     the RETURNING so a sign-up pays one statement for both."""
     values = {"tenant": tenant_id, "key_mode": mode, "today": day}
-    row = (await session.execute(_INCREMENT_TODAY, values)).one_or_none()
+    row = await driver.fetchrow(session, _INCREMENT_TODAY, values)
     if row is None:
         try:
             async with session.begin_nested():
                 session.add(SmsDailyCount(tenant_id=tenant_id, mode=mode, day=day, count=1))
             return 1, await session.scalar(select(Tenant.settings).where(Tenant.id == tenant_id))
         except IntegrityError:
-            row = (await session.execute(_INCREMENT_TODAY, values)).one()
-    return int(row[0]), row[1]
+            row = await driver.fetchrow(session, _INCREMENT_TODAY, values)
+            assert row is not None  # the row that collided is there
+    return int(row["count"]), row["tenant_settings"]
 
 
 def _block(mode: GuardMode, reason: Reason, error: Exception, **context: str | int | float) -> None:
