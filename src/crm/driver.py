@@ -197,8 +197,9 @@ def adopt(db: AsyncSession, model: type[_M], row: Mapping[str, Any], *, refresh:
                 set_committed_value(existing, attr, row[column.name])
         return cast(_M, existing)
     obj = shape.mapper.class_manager.new_instance()
-    for attr, column in shape.columns:
-        set_committed_value(obj, attr, row[column.name])
+    # Straight into the instance's dict, as SQLAlchemy's own loading does: no attribute events,
+    # no history (an attribute set through the instrumentation costs several times as much).
+    obj.__dict__.update({attr: row[column.name] for attr, column in shape.columns})
     make_transient_to_detached(obj)
     db.add(obj)
     return cast(_M, obj)

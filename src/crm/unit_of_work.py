@@ -22,7 +22,6 @@ from typing import Any, cast
 from sqlalchemy import Column, Table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import make_transient_to_detached
 
 from crm import driver
 from crm.db import Base
@@ -224,21 +223,18 @@ async def add_unless_taken(db: AsyncSession, obj: Any) -> bool:
     values = _new_values(obj, shape)
     if not await _insert_returning(db, connection, obj, shape, values, unless_taken=True):
         return False
-    make_transient_to_detached(obj)
     db.add(obj)
+    _written(db, [obj], [])
     return True
 
 
 def _written(db: AsyncSession, new: list[Any], dirty: list[Any]) -> None:
-    """Mark what was written as the unit of work would: persistent and clean."""
-    for obj in new:
-        db.expunge(obj)
-        make_transient_to_detached(obj)
-        db.add(obj)
-    identity_map = db.sync_session.identity_map
-    for obj in dirty:
-        state = obj._sa_instance_state
-        state._commit_all(state.dict, identity_map)
+    """Mark what was written as the unit of work does after its own flush: persistent (in the
+    identity map, and known to the transaction, so a rollback takes new ones out again) and
+    clean. It is the unit of work's own step, private to SQLAlchemy, called the same way."""
+    states = {obj._sa_instance_state for obj in new} | {obj._sa_instance_state for obj in dirty}
+    if states:
+        db.sync_session._register_persistent(states)
 
 
 @asynccontextmanager

@@ -228,3 +228,21 @@ async def test_deletions_take_the_orms_flush(runtime: Runtime, tenant) -> None:
             select(AuditEvent.action).where(AuditEvent.contact_id == contact.id)
         )
         assert "TEST" in list(actions)
+
+
+async def test_a_rollback_takes_written_objects_out_as_after_the_orms_flush(
+    runtime: Runtime, tenant
+) -> None:
+    now = runtime.clock.now()
+    async with runtime.sessions() as db:
+        contact = _contact_row(tenant.id, runtime)
+        await unit_of_work.add_unless_taken(db, contact)
+        await db.commit()
+    async with runtime.sessions() as db:
+        identity = _identity(contact, now)
+        db.add(identity)
+        await unit_of_work.flush(db)
+        assert identity in db
+        await db.rollback()
+        assert identity not in db  # new in this transaction: gone with it, as the ORM does
+        assert await db.get(Identity, identity.id) is None

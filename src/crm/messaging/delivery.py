@@ -43,7 +43,7 @@ import httpx
 from sqlalchemy import BindParameter, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm import driver, unit_of_work
+from crm import driver, pgpool, unit_of_work
 from crm.db import session_scope
 from crm.events.messages import message_failed
 from crm.messaging.integrations import (
@@ -425,10 +425,16 @@ async def record(
                 )
             else:
                 values.update(status="queued", next_attempt_at=next_at)
-    async with session_scope(runtime.sessions) as session:
-        updated = await _fenced_update(session, message, values)
-        if updated and values.get("status") == "failed":
-            await message_failed(session, now, message.id)
+    if values["status"] != "failed" and runtime.engine.dialect.name == "postgresql":
+        # One statement alone, in autocommit on the single statements' pool: a transaction
+        # around it would be two more round trips for every message sent.
+        statement, bound = _fenced(message, values)
+        updated = await pgpool.run(runtime.engine, runtime.settings, statement, bound) is not None
+    else:
+        async with session_scope(runtime.sessions) as session:
+            updated = await _fenced_update(session, message, values)
+            if updated and values.get("status") == "failed":
+                await message_failed(session, now, message.id)
     status = str(values["status"])
     fields = _fields(message) | {"provider": result.provider}
     if not updated:
@@ -479,10 +485,11 @@ async def release(runtime: Runtime, message: ClaimedMessage) -> bool:
 _FENCED: dict[frozenset[str], driver.Statement] = {}
 
 
-async def _fenced_update(
-    session: AsyncSession, message: ClaimedMessage, values: dict[str, Any]
-) -> bool:
-    """Write `values` if this worker still holds the message's lease; whether it did."""
+def _fenced(
+    message: ClaimedMessage, values: dict[str, Any]
+) -> tuple[driver.Statement, dict[str, Any]]:
+    """The UPDATE that writes `values` only while this worker holds the message's lease
+    (returning its id when it did), and its parameters."""
     columns = frozenset(values)
     statement = _FENCED.get(columns)
     if statement is None:
@@ -498,5 +505,12 @@ async def _fenced_update(
             .values({name: bindparam(name) for name in sorted(columns)})
             .returning(table.c.id)
         )
-    bound = {**values, "fenced_id": message.id, "fenced_attempt": message.attempt}
+    return statement, {**values, "fenced_id": message.id, "fenced_attempt": message.attempt}
+
+
+async def _fenced_update(
+    session: AsyncSession, message: ClaimedMessage, values: dict[str, Any]
+) -> bool:
+    """Write `values` if this worker still holds the message's lease; whether it did."""
+    statement, bound = _fenced(message, values)
     return await driver.fetchrow(session, statement, bound) is not None
