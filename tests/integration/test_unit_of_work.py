@@ -56,6 +56,20 @@ def _identity(contact: Contact, now, **values) -> Identity:  # type: ignore[no-u
     )
 
 
+async def _stored(
+    runtime: Runtime, tenant_id: str, identities: int
+) -> tuple[Contact, list[Identity]]:
+    """A committed contact with `identities` identities."""
+    now = runtime.clock.now()
+    async with runtime.sessions() as db:
+        contact = _contact_row(tenant_id, runtime)
+        await unit_of_work.add_unless_taken(db, contact)
+        rows = [_identity(contact, now) for _ in range(identities)]
+        db.add_all(rows)
+        await db.commit()
+    return contact, rows
+
+
 async def test_new_rows_of_many_tables_are_written_and_left_clean(runtime: Runtime, tenant) -> None:
     now = runtime.clock.now()
     async with runtime.sessions() as db:
@@ -125,12 +139,7 @@ async def test_new_rows_of_many_tables_are_written_and_left_clean(runtime: Runti
 
 async def test_changed_columns_only_are_written(runtime: Runtime, tenant, backend: str) -> None:
     now = runtime.clock.now()
-    async with runtime.sessions() as db:
-        contact = _contact_row(tenant.id, runtime)
-        await unit_of_work.add_unless_taken(db, contact)
-        first, second = _identity(contact, now), _identity(contact, now)
-        db.add_all([first, second])
-        await db.commit()
+    _, (first, second) = await _stored(runtime, tenant.id, 2)
     async with runtime.sessions() as db:
         one = await db.get(Identity, first.id)
         two = await db.get(Identity, second.id)
@@ -179,12 +188,7 @@ async def test_a_taken_key_leaves_the_transaction_usable(runtime: Runtime, tenan
 
 async def test_a_broken_key_in_a_flush_is_an_integrity_error(runtime: Runtime, tenant) -> None:
     now = runtime.clock.now()
-    async with runtime.sessions() as db:
-        contact = _contact_row(tenant.id, runtime)
-        await unit_of_work.add_unless_taken(db, contact)
-        twin = _identity(contact, now)
-        db.add(twin)
-        await db.commit()
+    contact, (twin,) = await _stored(runtime, tenant.id, 1)
     async with runtime.sessions() as db:
         copy = _identity(contact, now)
         copy.id = twin.id  # same primary key
@@ -199,12 +203,7 @@ async def test_a_broken_key_in_a_flush_is_an_integrity_error(runtime: Runtime, t
 
 async def test_deletions_take_the_orms_flush(runtime: Runtime, tenant) -> None:
     now = runtime.clock.now()
-    async with runtime.sessions() as db:
-        contact = _contact_row(tenant.id, runtime)
-        await unit_of_work.add_unless_taken(db, contact)
-        gone, kept = _identity(contact, now), _identity(contact, now)
-        db.add_all([gone, kept])
-        await db.commit()
+    contact, (gone, kept) = await _stored(runtime, tenant.id, 2)
     async with runtime.sessions() as db:
         row = await db.get(Identity, gone.id)
         await db.delete(row)
@@ -234,10 +233,7 @@ async def test_a_rollback_takes_written_objects_out_as_after_the_orms_flush(
     runtime: Runtime, tenant
 ) -> None:
     now = runtime.clock.now()
-    async with runtime.sessions() as db:
-        contact = _contact_row(tenant.id, runtime)
-        await unit_of_work.add_unless_taken(db, contact)
-        await db.commit()
+    contact, _ = await _stored(runtime, tenant.id, 0)
     async with runtime.sessions() as db:
         identity = _identity(contact, now)
         db.add(identity)
