@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.clock import Clock
 from crm.contacts.models import Contact
-from crm.db import session_scope
 from crm.events.queries import purge as purge_events
 from crm.idempotency.service import purge_expired
 from crm.identities import policy as sign_in_policy
@@ -25,6 +24,7 @@ from crm.operators import activity
 from crm.ratelimits.models import RateCounter
 from crm.runtime import Runtime
 from crm.social import redirect as oidc_redirect
+from crm.unit_of_work import session_scope
 
 log = logging.getLogger("crm.maintenance")
 

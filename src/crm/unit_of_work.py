@@ -15,6 +15,7 @@ optimisation of the common case, never a second behaviour.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -68,21 +69,32 @@ class _Part:
         return len(self.columns) * self.rows
 
 
-_STATEMENTS: dict[tuple[Any, ...], str] = {}
+# The statements' texts, by the shape of what they write: a few shapes recur (a registration,
+# a validation, a refresh), and the rest are bounded out.
+_STATEMENTS: OrderedDict[tuple[Any, ...], str] = OrderedDict()
+_STATEMENTS_KEPT = 256
+# One statement carries at most this many rows and values; more take the ORM's flush (the
+# protocol allows 32,767 parameters, and a huge WITH helps nobody).
+_MAX_ROWS = 200
+_MAX_VALUES = 5000
 _ORDER: dict[Table, int] = {}
 
 
 def _statement(parts: Sequence[_Part]) -> str:
     key = tuple(part.key() for part in parts)
     sql = _STATEMENTS.get(key)
-    if sql is None:
-        texts, first = [], 1
-        for part in parts:
-            texts.append(part.sql(first))
-            first += part.size()
-        *ctes, main = texts
-        prefix = ", ".join(f"w{n} AS ({text})" for n, text in enumerate(ctes))
-        sql = _STATEMENTS[key] = f"WITH {prefix} {main}" if ctes else main
+    if sql is not None:
+        _STATEMENTS.move_to_end(key)
+        return sql
+    texts, first = [], 1
+    for part in parts:
+        texts.append(part.sql(first))
+        first += part.size()
+    *ctes, main = texts
+    prefix = ", ".join(f"w{n} AS ({text})" for n, text in enumerate(ctes))
+    sql = _STATEMENTS[key] = f"WITH {prefix} {main}" if ctes else main
+    if len(_STATEMENTS) > _STATEMENTS_KEPT:
+        _STATEMENTS.popitem(last=False)
     return sql
 
 
@@ -98,10 +110,18 @@ def _bound(column: Column[Any], value: Any) -> Any:
 
 
 def _plain(db: AsyncSession) -> bool:
-    """Whether `db`'s pending changes are new and changed rows only, each value known here."""
+    """Whether `db`'s pending changes are new and changed rows only, each value known here,
+    and few enough for one statement."""
     if db.deleted:
         return False
-    for obj in db.new:
+    new, dirty = db.new, db.dirty
+    if len(new) + len(dirty) > _MAX_ROWS:
+        return False
+    # At most every column of each row (an UPDATE writes the changed ones and the key).
+    values = sum(len(driver.shape_of(type(obj)).columns) for obj in (*new, *dirty))
+    if values > _MAX_VALUES:
+        return False
+    for obj in new:
         shape = driver.shape_of(type(obj))
         state: Any = obj._sa_instance_state
         for attr, column in shape.columns:
@@ -238,8 +258,10 @@ def _written(db: AsyncSession, new: list[Any], dirty: list[Any]) -> None:
 
 
 @asynccontextmanager
-async def scope(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """`crm.db.session_scope`, committing through `commit`."""
+async def session_scope(
+    factory: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """One unit of work: committed (through `commit`) at the end, rolled back on any exception."""
     async with factory() as session:
         try:
             yield session

@@ -7,10 +7,10 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from crm.db import session_scope
 from crm.identities import signing, tokens
 from crm.identities.models import SigningKey
 from crm.runtime import Runtime
+from crm.unit_of_work import session_scope
 from tests.conftest import base_settings
 
 

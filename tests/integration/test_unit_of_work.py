@@ -242,3 +242,29 @@ async def test_a_rollback_takes_written_objects_out_as_after_the_orms_flush(
         await db.rollback()
         assert identity not in db  # new in this transaction: gone with it, as the ORM does
         assert await db.get(Identity, identity.id) is None
+
+
+async def test_a_large_flush_takes_the_orms_path_and_writes_every_row(
+    runtime: Runtime, tenant
+) -> None:
+    now = runtime.clock.now()
+    contact, _ = await _stored(runtime, tenant.id, 0)
+    many = unit_of_work._MAX_ROWS + 5
+    async with runtime.sessions() as db:
+        db.add_all(
+            Event(
+                id=uuid7(),
+                tenant_id=tenant.id,
+                mode="test",
+                type=f"bulk.{n}",
+                contact_id=contact.id,
+                data={},
+                created_at=now,
+            )
+            for n in range(many)
+        )
+        assert not unit_of_work._plain(db)  # too many for one statement
+        await unit_of_work.commit(db)
+    async with runtime.sessions() as db:
+        count = await db.scalar(select(func.count()).where(Event.contact_id == contact.id))
+        assert count == many

@@ -355,6 +355,47 @@ def test_garbage_tokens_raise_invalid_token(garbage: str) -> None:
         peek_claims(garbage)
 
 
+def _parts() -> tuple[str, str, str]:
+    header, payload, signature = sign_access_token(PRIVATE_PEM, KID, _claims()).split(".")
+    return header, payload, signature
+
+
+def test_the_genuine_token_verifies_so_the_variants_below_fail_for_their_change() -> None:
+    assert _verify(".".join(_parts()))["sub"] == "contact-1"
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        lambda h, p, s: f"{h}=.{p}.{s}",  # padding is not part of the encoding
+        lambda h, p, s: f"{h}.{p}.{s}==",
+        lambda h, p, s: f"{h}.{p.replace('-', '+').replace('_', '/')}x.{s}",  # standard alphabet
+        lambda h, p, s: f"{h}.{p} .{s}",  # whitespace
+        lambda h, p, s: f"{h}.{p}é.{s}",  # not ASCII
+        lambda h, p, s: f"{h}.{p}.{s[:-4]}",  # a signature too short for Ed25519
+        lambda h, p, s: f"{h}.{p}.{s}AAAA",  # and too long
+        lambda h, p, s: f"{h}.{p}A.{s}",  # a length no byte string encodes to
+        lambda h, p, s: f"{_b64(b'not json')}.{p}.{s}",
+        lambda h, p, s: f"{_b64(b'[1]')}.{p}.{s}",  # a header that is not an object
+        lambda h, p, s: f"{_b64(bytes([0xFF, 0xFE]))}.{p}.{s}",  # not UTF-8
+    ],
+)
+def test_segments_are_decoded_strictly(variant: Any) -> None:
+    with pytest.raises(InvalidToken):
+        _verify(variant(*_parts()))
+
+
+def test_a_signed_payload_that_is_not_a_json_object_is_refused() -> None:
+    key = serialization.load_pem_private_key(PRIVATE_PEM, password=None)
+    assert isinstance(key, Ed25519PrivateKey)
+    header = _segment({"alg": "EdDSA", "typ": "at+jwt", "kid": KID})
+    for payload in (_b64(b"[1, 2]"), _b64(b"not json"), _b64(b'"text"')):
+        signing_input = f"{header}.{payload}"
+        token = f"{signing_input}.{_b64(key.sign(signing_input.encode()))}"
+        with pytest.raises(InvalidToken):
+            _verify(token)
+
+
 def test_non_string_token_raises_invalid_token() -> None:
     with pytest.raises(InvalidToken):
         decode_unverified_header(None)  # type: ignore[arg-type]

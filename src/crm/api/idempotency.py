@@ -12,10 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from crm.api.responses import JsonResponse
-from crm.db import session_scope
 from crm.idempotency import service
 from crm.runtime import Runtime
 from crm.tenants.schemas import CallerKey
+from crm.unit_of_work import session_scope
 
 log = logging.getLogger("crm.idempotency")
 

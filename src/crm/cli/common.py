@@ -52,8 +52,8 @@ def run_in_session(work: Callable[[Runtime, AsyncSession], Awaitable[T]]) -> T:
     # Every table must be mapped before a flush (an audit entry references its contact, an
     # outbox row its tenant): the services import only the models they name.
     import crm.models  # noqa: F401
-    from crm.db import session_scope
     from crm.runtime import Runtime
+    from crm.unit_of_work import session_scope
 
     async def runner() -> T:
         runtime = Runtime.build(settings())

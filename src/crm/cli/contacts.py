@@ -214,9 +214,9 @@ def import_(
     """
     import crm.models  # noqa: F401  (every table mapped, as in run_in_session)
     from crm.contacts import import_reader, importer
-    from crm.db import session_scope
     from crm.imports import formats, pipeline
     from crm.runtime import Runtime
+    from crm.unit_of_work import session_scope
 
     firebase = _firebase(
         firebase_signer_key, firebase_salt_separator, firebase_rounds, firebase_mem_cost
@@ -308,8 +308,8 @@ def export(
     """Write every contact of a tenant in one mode, oldest first; erased contacts are left out."""
     import crm.models  # noqa: F401  (every table mapped, as in run_in_session)
     from crm.contacts import exporter, importer
-    from crm.db import session_scope
     from crm.runtime import Runtime
+    from crm.unit_of_work import session_scope
 
     err_console.print(f"exporting {mode}-mode contacts of tenant {tenant}", highlight=False)
 

@@ -23,7 +23,6 @@ from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crm.clock import Clock
-from crm.db import session_scope
 from crm.events import notices
 from crm.events.models import Event, WebhookAttempt, WebhookEndpoint
 from crm.events.service import event_document, record_event
@@ -33,6 +32,7 @@ from crm.messaging.models import OutboxMessage
 from crm.messaging.providers.webhook import SIGNATURE_HEADER, USER_AGENT, sign_webhook
 from crm.metrics import REGISTRY as METRICS
 from crm.settings import Settings
+from crm.unit_of_work import session_scope
 from crm.vocabulary import EventType
 
 EVENT_ID_HEADER = "X-CRM-Event-Id"

@@ -64,7 +64,7 @@ _ENDPOINTS = driver.Among(
 async def fan_out(sessions: async_sessionmaker[AsyncSession], clock: Clock, *, limit: int) -> int:
     """Fan out up to `limit` pending events; returns how many were handled."""
     now = clock.now()
-    async with unit_of_work.scope(sessions) as session:
+    async with unit_of_work.session_scope(sessions) as session:
         events = [
             driver.adopt(session, Event, row, refresh=True)
             for row in await driver.fetch(session, _PENDING, {"limit": limit})

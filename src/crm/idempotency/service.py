@@ -22,11 +22,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm.clock import Clock
-from crm.db import session_scope
 from crm.errors import Conflict, InvalidRequest
 from crm.idempotency import grants
 from crm.idempotency.models import IdempotencyRecord, RecordState
 from crm.security.crypto import SecretBox, hmac_sha256
+from crm.unit_of_work import session_scope
 
 RETENTION = timedelta(hours=24)
 # How long a reservation holds its key without an answer. The answer is fenced by the owner,

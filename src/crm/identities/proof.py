@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm import driver
 from crm.contacts import service as contacts
 from crm.contacts.models import Contact
-from crm.db import session_scope
 from crm.errors import RateLimited
 from crm.events.service import identity_event
 from crm.identities import otp
@@ -39,6 +38,7 @@ from crm.identities.tokens import AccessClaims
 from crm.ratelimits import service as ratelimits
 from crm.security import passwords
 from crm.smsguard import service as sms_guard
+from crm.unit_of_work import session_scope
 from crm.vocabulary import ChallengePurpose, EventType, RevokeReason
 
 # The code that proves an identity a signed-in customer added: entered in that customer's

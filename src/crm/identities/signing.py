@@ -17,10 +17,11 @@ from sqlalchemy import or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from crm.clock import Clock
-from crm.db import read_connection, session_factory, session_scope
+from crm.db import read_connection, session_factory
 from crm.identities.models import SigningKey
 from crm.security import jwt as jwt_tools
 from crm.security.crypto import SecretBox
+from crm.unit_of_work import session_scope
 
 _BOX_PURPOSE = "jwt-signing-key"
 # How long a process keeps signing with the key it loaded before looking for a newer one:

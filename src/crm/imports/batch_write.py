@@ -11,10 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from crm.clock import Clock
 from crm.contacts import importer
 from crm.contacts.importer import BatchResult
-from crm.db import session_scope
 from crm.imports import credentials
 from crm.imports.prepare import Batch
 from crm.security.legacy_hashes import FirebaseScrypt
+from crm.unit_of_work import session_scope
 
 # Called in each batch's transaction with the batch's result and its last line.
 OnBatch = Callable[[AsyncSession, BatchResult, int], Awaitable[None]]

@@ -25,12 +25,12 @@ from sqlalchemy.orm import undefer
 from crm.clock import Clock
 from crm.contacts.import_reader import BadRow, ImportFileError, Row
 from crm.contacts.importer import BatchResult
-from crm.db import session_scope
 from crm.ids import uuid7
 from crm.imports import formats, pipeline
 from crm.imports.formats import ImportFormat
 from crm.imports.models import ImportJob, ImportJobError
 from crm.security.legacy_hashes import FirebaseScrypt
+from crm.unit_of_work import session_scope
 
 log = logging.getLogger("crm.imports")
 

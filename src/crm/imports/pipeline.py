@@ -33,11 +33,11 @@ from crm.contacts import custom_fields
 from crm.contacts.custom_fields import FieldRule
 from crm.contacts.import_reader import BadRow, Row
 from crm.contacts.importer import BatchResult, Rejected
-from crm.db import session_scope
 from crm.imports import batch_write, claims, prepare, writer_processes
 from crm.imports.batch_write import OnBatch, Options
 from crm.imports.prepare import Batch
 from crm.settings import Settings
+from crm.unit_of_work import session_scope
 
 __all__ = ["OnBatch", "Options", "Progress", "Summary", "run"]
 

@@ -44,7 +44,6 @@ from sqlalchemy import BindParameter, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm import driver, pgpool, unit_of_work
-from crm.db import session_scope
 from crm.events.messages import message_failed
 from crm.messaging.integrations import (
     decrypt_config,
@@ -69,6 +68,7 @@ from crm.messaging.providers import (
 from crm.metrics import REGISTRY as METRICS
 from crm.runtime import Runtime
 from crm.settings import Settings
+from crm.unit_of_work import session_scope
 
 log = logging.getLogger("crm.messaging.delivery")
 
@@ -161,7 +161,7 @@ async def claim(runtime: Runtime, limit: int) -> list[ClaimedMessage]:
     now = runtime.clock.now()
     lease = timedelta(seconds=settings.outbox_lease_seconds)
     claimed: list[OutboxMessage] = []
-    async with unit_of_work.scope(runtime.sessions) as session:
+    async with unit_of_work.session_scope(runtime.sessions) as session:
         rows = [
             driver.adopt(session, OutboxMessage, row, refresh=True)
             for row in await driver.fetch(session, _DUE, {"now": now, "limit": limit})
