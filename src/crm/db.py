@@ -1,4 +1,4 @@
-"""Database engines for SQLite and PostgreSQL, the ORM base, portable column types and session scopes."""
+"""Database engines for SQLite and PostgreSQL, the ORM base and portable column types."""
 
 from __future__ import annotations
 
