@@ -10,9 +10,9 @@ So the flows' hot statements are Core statements built once, compiled once for a
 (`Statement`), and run on the asyncpg connection under the session, inside the transaction the
 session opened: the same connection, the same transaction, the same commit or rollback. Rows
 that the flows go on to change as ORM objects are attached to the session as if loaded
-(`load`), and `flush` writes new and changed objects with one statement per table instead of
-the unit of work. On SQLite every call goes through the session unchanged: the fast path is a
-PostgreSQL optimisation, never a second behaviour.
+(`load`, `adopt`); `crm.unit_of_work` writes new and changed objects back. On SQLite every call
+goes through the session unchanged: the fast path is a PostgreSQL optimisation, never a second
+behaviour.
 
 Errors keep SQLAlchemy's shape (IntegrityError, DBAPIError with the driver's error as `orig`),
 so callers and the API's error handlers treat them as they treat the session's; a connection
@@ -97,6 +97,7 @@ async def connection(db: AsyncSession) -> Any | None:
 
 
 async def failed(db: AsyncSession, sql: str, exc: BaseException) -> BaseException:
+    """The exception to raise for the driver's `exc` (one of `ERRORS`) from `sql`."""
     if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
         return IntegrityError(sql, None, exc)
     if isinstance(exc, asyncpg.PostgresError):

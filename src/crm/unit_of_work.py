@@ -1,4 +1,5 @@
-"""Writing a session's new and changed rows in one round trip on PostgreSQL.
+"""Units of work: the session scope and its commit, which write a session's new and changed
+rows in one round trip on PostgreSQL.
 
 SQLAlchemy's unit of work sends one statement per table and per changed row, each through its
 execution layer; a registration writes seven tables, a code's validation four. On this path the
@@ -9,8 +10,9 @@ order of the parts does not matter; no two parts touch the same row (a new row i
 loaded one updated by its key, once). A row whose key the database generates (a contact's) is
 inserted first, on its own, for its key.
 
-Anything else (deletions, relationships, SQLite) takes `Session.flush()`: this is an
-optimisation of the common case, never a second behaviour.
+Anything else (deletions, relationships, a value only the database's default gives, more rows
+than one statement should carry, SQLite) takes `Session.flush()`: this is an optimisation of
+the common case, never a second behaviour.
 """
 
 from __future__ import annotations
