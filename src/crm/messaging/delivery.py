@@ -34,35 +34,24 @@ import asyncio
 import logging
 import random
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
-import httpx
 from sqlalchemy import BindParameter, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm import driver, pgpool, unit_of_work
 from crm.events.messages import message_failed
-from crm.messaging.integrations import (
-    decrypt_config,
-    deployment_provider,
-    load_integrations,
-    require_https,
-)
+from crm.messaging.integrations import deployment_provider, load_integrations
 from crm.messaging.models import OutboxMessage, OutboxStatus
 from crm.messaging.outbox import open_body
+from crm.messaging.provider_cache import Providers
 from crm.messaging.providers import (
     AmbiguousDeliveryError,
     DeliveryError,
-    EmailProvider,
     OutgoingMessage,
     PermanentDeliveryError,
-    SmsProvider,
-    TransientDeliveryError,
-    build_email_provider,
-    build_sms_provider,
     repeats_dropped,
 )
 from crm.metrics import REGISTRY as METRICS
@@ -74,7 +63,6 @@ log = logging.getLogger("crm.messaging.delivery")
 
 _MAX_ERROR = 500
 _MAX_PROVIDER_ID = 200
-_PROVIDER_CACHE_SIZE = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,81 +251,6 @@ def _fields(row: OutboxMessage | ClaimedMessage) -> dict[str, Any]:
 
 def _count(channel: str, outcome: str) -> None:
     METRICS.delivery_attempts.inc(channel, outcome)
-
-
-class Providers:
-    """Builds and caches providers per tenant and channel; HTTP ones share the worker's client."""
-
-    def __init__(
-        self,
-        runtime: Runtime,
-        client: httpx.AsyncClient,
-        guarded_client: httpx.AsyncClient | None = None,
-    ) -> None:
-        self.runtime = runtime
-        # The deployment's providers are the operator's own infrastructure and may be internal;
-        # tenants' providers go through the guarded client (netguard) unless private addresses
-        # are allowed.
-        self.client = client
-        self.guarded_client = guarded_client or client
-        self._cache: OrderedDict[tuple[Any, ...], tuple[str, SmsProvider | EmailProvider]] = (
-            OrderedDict()
-        )
-
-    def _build(
-        self, channel: str, name: str, config: dict[str, Any], *, guarded: bool
-    ) -> SmsProvider | EmailProvider:
-        if channel == "SMS":
-            client = self.guarded_client if guarded else self.client
-            return build_sms_provider(name, config, client=client)
-        return build_email_provider(name, config, guarded=guarded)
-
-    async def get(self, message: ClaimedMessage) -> tuple[str, SmsProvider | EmailProvider]:
-        """The provider for this message, or a TransientDeliveryError when its settings are
-        unusable (left to retry so the tenant or operator can fix them within the retry window)."""
-        settings = self.runtime.settings
-        if message.integration is None:
-            key: tuple[Any, ...] = ("deployment", message.channel)
-        else:
-            name, _, updated_at = message.integration
-            key = ("tenant", message.tenant_id, message.channel, name, updated_at)
-        cached = self._cache.get(key)
-        if cached is not None:
-            self._cache.move_to_end(key)
-        else:
-            try:
-                if message.integration is None:
-                    name, config = deployment_provider(settings, message.channel)
-                else:
-                    name, encrypted, _ = message.integration
-                    config = decrypt_config(self.runtime.secret, encrypted)
-                require_https(settings, name, config)
-                # No address check here: a check when the provider is built would hold for as long as it
-                # is cached. Guarded providers check every connection's address (netguard).
-                guarded = (
-                    message.integration is not None and not settings.private_provider_urls_allowed
-                )
-                provider = self._build(message.channel, name, config, guarded=guarded)
-            except PermanentDeliveryError:
-                raise
-            except Exception as exc:
-                source = "deployment" if message.integration is None else "tenant's"
-                log.error(
-                    "the %s %s provider settings are not usable",
-                    source,
-                    message.channel,
-                    extra={"tenant_id": message.tenant_id, "error": type(exc).__name__},
-                )
-                raise TransientDeliveryError(
-                    f"the {source} {message.channel} provider settings are not usable"
-                ) from None
-            cached = (name, provider)
-            # The deployment default is stable for the process; tenant entries are keyed by
-            # their updated_at, so a PUT makes a new entry and the old one ages out.
-            self._cache[key] = cached
-            while len(self._cache) > _PROVIDER_CACHE_SIZE:
-                self._cache.popitem(last=False)
-        return cached
 
 
 async def send(providers: Providers, message: ClaimedMessage, limit_seconds: float) -> SendResult:

@@ -17,6 +17,7 @@ from crm.events import fanout
 from crm.messaging import delivery
 from crm.messaging.delivery import ClaimedMessage
 from crm.messaging.integrations import deployment_provider, require_https
+from crm.messaging.provider_cache import Providers
 from crm.messaging.providers import validate_config
 from crm.messaging.providers.netguard import guarded_client
 from crm.runtime import Runtime
@@ -59,7 +60,7 @@ class DeliveryWorker:
         self._rng = rng or random.Random()
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._providers: delivery.Providers | None = None
+        self._providers: Providers | None = None
         self.started = asyncio.Event()
 
     def stop(self) -> None:
@@ -75,7 +76,7 @@ class DeliveryWorker:
             httpx.AsyncClient(follow_redirects=False, limits=limits) as client,
             guarded_client(limits) as guarded,
         ):
-            self._providers = delivery.Providers(self.runtime, client, guarded)
+            self._providers = Providers(self.runtime, client, guarded)
             log.info(
                 "delivery worker started",
                 extra={"concurrency": self.concurrency, "poll_seconds": self.poll},
