@@ -260,7 +260,7 @@ async def send(providers: Providers, message: ClaimedMessage, limit_seconds: flo
     try:
         name, provider = await providers.get(message)
         try:
-            outgoing = message.outgoing(providers.runtime.secret)
+            outgoing = message.outgoing(providers.secret)
         except Exception:
             # Another server secret than the one the body was sealed with: fixable, so retried.
             return SendResult("transient", name, error="the message body cannot be opened")
@@ -291,7 +291,7 @@ def _ambiguous(
     integration = None if message.integration is None else message.integration[0]
     at_most_once = message.purpose in AT_MOST_ONCE_PURPOSES and not repeats_dropped(
         message.channel,
-        name or provider_name(providers.runtime.settings, message.channel, integration),
+        name or provider_name(providers.settings, message.channel, integration),
     )
     return SendResult("ambiguous" if at_most_once else "transient", name, error=error)
 

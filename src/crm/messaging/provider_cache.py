@@ -18,7 +18,7 @@ from crm.messaging.providers import (
     build_email_provider,
     build_sms_provider,
 )
-from crm.runtime import Runtime
+from crm.settings import Settings
 
 if TYPE_CHECKING:
     from crm.messaging.delivery import ClaimedMessage
@@ -33,11 +33,13 @@ class Providers:
 
     def __init__(
         self,
-        runtime: Runtime,
+        settings: Settings,
+        secret: str,
         client: httpx.AsyncClient,
         guarded_client: httpx.AsyncClient | None = None,
     ) -> None:
-        self.runtime = runtime
+        self.settings = settings
+        self.secret = secret
         # The deployment's providers are the operator's own infrastructure and may be internal;
         # tenants' providers go through the guarded client (netguard) unless private addresses
         # are allowed.
@@ -58,7 +60,7 @@ class Providers:
     async def get(self, message: ClaimedMessage) -> tuple[str, SmsProvider | EmailProvider]:
         """The provider for this message, or a TransientDeliveryError when its settings are
         unusable (left to retry so the tenant or operator can fix them within the retry window)."""
-        settings = self.runtime.settings
+        settings = self.settings
         if message.integration is None:
             key: tuple[Any, ...] = ("deployment", message.channel)
         else:
@@ -73,7 +75,7 @@ class Providers:
                     name, config = deployment_provider(settings, message.channel)
                 else:
                     name, encrypted, _ = message.integration
-                    config = decrypt_config(self.runtime.secret, encrypted)
+                    config = decrypt_config(self.secret, encrypted)
                 require_https(settings, name, config)
                 # No address check here: a check when the provider is built would hold for as long as it
                 # is cached. Guarded providers check every connection's address (netguard).

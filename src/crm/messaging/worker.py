@@ -76,7 +76,7 @@ class DeliveryWorker:
             httpx.AsyncClient(follow_redirects=False, limits=limits) as client,
             guarded_client(limits) as guarded,
         ):
-            self._providers = Providers(self.runtime, client, guarded)
+            self._providers = Providers(self.runtime.settings, self.runtime.secret, client, guarded)
             log.info(
                 "delivery worker started",
                 extra={"concurrency": self.concurrency, "poll_seconds": self.poll},
