@@ -42,9 +42,18 @@ DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
 _CACHED = "crm_driver_connection"
 
 
+def bound(type_: Any, value: Any) -> Any:
+    """`value` as the driver takes it for a column of `type_`: through the type's bind
+    processor, as the ORM would send it (JSON as text, the UTC rule for times)."""
+    if value is None:
+        return None
+    processor = type_._cached_bind_processor(DIALECT)
+    return value if processor is None else processor(value)
+
+
 class Statement:
     """A Core statement compiled for asyncpg on first use: its SQL, its parameters in the
-    driver's positional order, and each one's bind processor (JSON is sent as text)."""
+    driver's positional order with their types, and its own constants."""
 
     __slots__ = ("_binds", "_sql", "statement")
 
@@ -58,21 +67,16 @@ class Statement:
             compiled = self.statement.compile(dialect=DIALECT)
             binds = []
             for name in compiled.positiontup or ():
-                bind = compiled.binds[name]
-                fixed = compiled.params.get(name)
-                processor = bind.type._cached_bind_processor(DIALECT)
-                binds.append((name, fixed, processor))
+                binds.append((name, compiled.params.get(name), compiled.binds[name].type))
             sql = str(compiled)
             if "POSTCOMPILE" in sql:
                 raise ValueError("an expanding IN cannot be compiled once: use any_of")
             self._binds = tuple(binds)
             self._sql = sql
-        args = []
-        for name, fixed, processor in self._binds:
-            value = values[name] if name in values else fixed
-            if processor is not None and value is not None:
-                value = processor(value)
-            args.append(value)
+        args = [
+            bound(type_, values[name] if name in values else fixed)
+            for name, fixed, type_ in self._binds
+        ]
         return self._sql, args
 
 

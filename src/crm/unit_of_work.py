@@ -29,8 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from crm import driver
 from crm.db import Base
 
-_DIALECT = driver.DIALECT
-_QUOTE = _DIALECT.identifier_preparer
+_QUOTE = driver.DIALECT.identifier_preparer
 
 
 class _Part:
@@ -106,11 +105,6 @@ def _order(table: Table) -> int:
     return _ORDER[table]
 
 
-def _bound(column: Column[Any], value: Any) -> Any:
-    processor = column.type._cached_bind_processor(_DIALECT)
-    return processor(value) if processor is not None and value is not None else value
-
-
 def _plain(db: AsyncSession) -> bool:
     """Whether `db`'s pending changes are new and changed rows only, each value known here,
     and few enough for one statement."""
@@ -178,7 +172,9 @@ async def flush(db: AsyncSession) -> None:
             await _insert_returning(db, connection, obj, shape, values)
             continue
         columns = tuple(c for c, _ in values)
-        inserts.setdefault((shape.table, columns), []).append([_bound(c, v) for c, v in values])
+        inserts.setdefault((shape.table, columns), []).append(
+            [driver.bound(c.type, v) for c, v in values]
+        )
     for (table, columns), rows in inserts.items():
         parts.append(_Part(table, columns, len(rows), update=False))
         for row in rows:
@@ -190,10 +186,12 @@ async def flush(db: AsyncSession) -> None:
         if not changed:
             continue
         parts.append(_Part(shape.table, tuple(c for c, _ in changed), 1, update=True))
-        args.extend(_bound(c, v) for c, v in changed)
+        args.extend(driver.bound(c.type, v) for c, v in changed)
         for column in shape.table.primary_key:
             attr = shape.mapper.get_property_by_column(column).key
-            args.append(_bound(column, state.committed_state.get(attr, state.dict[attr])))
+            args.append(
+                driver.bound(column.type, state.committed_state.get(attr, state.dict[attr]))
+            )
     if parts:
         sql = _statement(parts)
         try:
@@ -219,7 +217,7 @@ async def _insert_returning(
     conflict = " ON CONFLICT DO NOTHING" if unless_taken else ""
     sql = f"{part.sql(1)}{conflict} RETURNING {_QUOTE.quote(generated.name)}"
     try:
-        key = await connection.fetchval(sql, *(_bound(c, v) for c, v in values))
+        key = await connection.fetchval(sql, *(driver.bound(c.type, v) for c, v in values))
     except driver.ERRORS as exc:
         raise await driver.failed(db, sql, exc) from exc
     if key is None:
